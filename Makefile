@@ -1,0 +1,110 @@
+# Aurora - build, run and test.  `make run` and `make test` install missing Debian packages first.
+#   make            build aurora, aurora-bench, aurora-ctl, unit tests
+#   make run        install deps, build, start the gateway (embedded store, default app)
+#   make test       install deps, build, run unit + integration + fuzz-smoke tests
+#   make test SAN=address,undefined   the same under ASan+UBSan (own build dir)
+#   make fuzz       build libFuzzer targets (clang)
+#   WERROR=1        warnings are errors (CI sets it)
+
+CC      ?= gcc
+SAN     ?=
+WERROR  ?=
+OPT     ?= -O2
+
+WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wvla -Wno-unused-parameter -Wimplicit-fallthrough
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -pthread $(WARN) -I. -MMD -MP
+LDLIBS  := -luring -lxxhash -lssl -lcrypto -lleveldb -ljansson -lpthread -lm
+
+ifneq ($(WERROR),)
+CFLAGS  += -Werror
+endif
+
+ifneq ($(SAN),)
+BUILD   := build-san
+CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SAN)
+else
+BUILD   := build
+LDLIBS  += -ljemalloc
+endif
+
+LIB_SRC   := $(wildcard core/*.c) $(filter-out gateway/main.c,$(wildcard gateway/*.c gateway/*/*.c)) $(wildcard store/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+BENCH_SRC := $(wildcard perf/bench/*.c)
+CTL_SRC   := $(wildcard tools/*.c)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+
+BINS := $(BUILD)/aurora
+ifneq ($(BENCH_SRC),)
+BINS += $(BUILD)/aurora-bench
+endif
+ifneq ($(wildcard perf/ceiling/*.c),)
+BINS += $(BUILD)/uring-ceiling
+endif
+ifneq ($(CTL_SRC),)
+BINS += $(BUILD)/aurora-ctl
+endif
+
+.PHONY: all deps test-deps run test unit fuzz clean
+all: $(BINS) $(UNIT_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libaurora.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/aurora: $(BUILD)/gateway/main.o $(BUILD)/libaurora.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/aurora-bench: $(BENCH_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libaurora.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/uring-ceiling: $(patsubst %.c,$(BUILD)/%.o,$(wildcard perf/ceiling/*.c)) $(BUILD)/libaurora.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/aurora-ctl: $(CTL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libaurora.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libaurora.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# libFuzzer targets: clang, the parser sources only, ASan+UBSan.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined
+FUZZ_DEPS := core/common.c core/log.c $(wildcard gateway/mqtt/codec*.c gateway/http/http_parse.c gateway/mqtt/topic.c)
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_DEPS)
+fuzz: $(FUZZ_BIN)
+
+# Debian packages the build and the tests need; installed when missing (root) by `make run`/`make test`.
+BUILD_PKGS := gcc make liburing-dev libjemalloc-dev libxxhash-dev libssl-dev libleveldb-dev libjansson-dev
+TEST_PKGS  := clang mosquitto mosquitto-clients python3-paho-mqtt curl wrk openssl procps iproute2
+deps:
+	@sh tools/install-deps.sh $(BUILD_PKGS)
+test-deps:
+	@sh tools/install-deps.sh $(BUILD_PKGS) $(TEST_PKGS)
+
+run: deps
+	$(MAKE) all
+	./$(BUILD)/aurora $(ARGS)
+
+unit: all
+	@sh tests/run-unit.sh $(BUILD)
+
+test: test-deps
+	$(MAKE) all
+	$(MAKE) fuzz
+	@BUILD=$(BUILD) sh tests/run.sh
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find build build-san -name '*.d' 2>/dev/null)

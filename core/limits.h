@@ -1,0 +1,61 @@
+/* limits.h - every limit of the gateway, named in one place.
+ * Values here are compile-time ceilings and defaults; the ones marked (config) can be lowered
+ * (never raised above the ceiling) in the config file. docs/configuration.md lists them all. */
+#ifndef AU_LIMITS_H
+#define AU_LIMITS_H
+
+/* ---- shards and rings ---- */
+#define AU_MAX_SHARDS              64      /* event-loop threads */
+#define AU_RING_ENTRIES            4096    /* SQ entries per ring */
+#define AU_RING_CQ_ENTRIES         65536   /* CQ entries per ring */
+#define AU_FIXED_FILES_MAX         20000   /* ceiling of the sparse direct-descriptor table per ring */
+#define AU_FIXED_FILES_RESERVE     64      /* slots kept free: accept pauses when fewer remain */
+#define AU_LISTEN_BACKLOG          4096
+
+/* ---- receive buffers (provided-buffer ring, multishot recv) ---- */
+#define AU_RECV_BUF_SIZE           4096    /* bytes per provided buffer */
+#define AU_RECV_BUF_COUNT          1024    /* buffers per shard (power of two) */
+#define AU_RECV_BGID               1
+
+/* ---- sending ---- */
+#define AU_SEND_IOV_MAX            64      /* iovecs gathered into one sendmsg */
+#define AU_SEND_QUEUE_BYTES        (8u << 20) /* (config) per-connection queued bytes before the slow-consumer policy applies */
+
+/* ---- cross-shard queues ---- */
+#define AU_XQ_DEPTH                65536   /* entries per single-producer queue per shard pair (power of two) */
+
+/* ---- MQTT ---- */
+#define AU_MQTT_MAX_PACKET         (1u << 20)  /* (config) maximum packet size accepted, bytes */
+#define AU_MQTT_MAX_PACKET_CEIL    (256u << 20) /* protocol ceiling: 268,435,455 */
+#define AU_MQTT_MAX_TOPIC          1024    /* (config) topic / filter length, bytes (protocol allows 65535) */
+#define AU_MQTT_MAX_TOPIC_LEVELS   64      /* levels in one topic / filter */
+#define AU_MQTT_MAX_CLIENT_ID      256     /* client identifier length, bytes */
+#define AU_MQTT_MAX_SUBS           256     /* (config) subscriptions per session */
+#define AU_MQTT_MAX_INFLIGHT       256     /* (config) outgoing QoS 1/2 messages awaiting ack, per session (== our receive-maximum towards clients) */
+#define AU_MQTT_RECEIVE_MAX        256     /* (config) incoming QoS 1/2 in flight we allow a client (our Receive Maximum) */
+#define AU_MQTT_MAX_QUEUED_MSGS    1000    /* (config) messages queued for an offline or full-window session */
+#define AU_MQTT_TOPIC_ALIAS_MAX    64      /* (config) topic aliases a client may use towards us */
+#define AU_MQTT_MAX_USER_PROPS     32      /* user properties per packet */
+#define AU_MQTT_MAX_SUB_IDS        16      /* subscription identifiers attached to one delivery */
+#define AU_MQTT_CONNECT_TIMEOUT_MS 10000   /* (config) time from TCP accept to a complete CONNECT */
+#define AU_MQTT_DEFAULT_KEEPALIVE  60      /* seconds, when a client asks 0 and server keep-alive is forced */
+#define AU_MQTT_MAX_KEEPALIVE      65535   /* (config) server keep-alive ceiling; above it, MQTT 5 clients are told the lower value */
+#define AU_MQTT_MAX_SESSION_EXPIRY 86400u * 7u /* (config) seconds a disconnected persistent session is kept */
+#define AU_MQTT_MAX_WILL_DELAY     86400u  /* seconds */
+#define AU_MQTT_MAX_RETAINED       1000000 /* (config) retained messages per app */
+
+/* ---- HTTP ---- */
+#define AU_HTTP_MAX_HEADERS        64
+#define AU_HTTP_MAX_HEADER_BYTES   16384   /* request line + headers */
+#define AU_HTTP_MAX_BODY           (9u << 20) /* bodies (media upload 8 MB + multipart framing) */
+#define AU_HTTP_IDLE_TIMEOUT_MS    60000
+#define AU_HTTP_MAX_PIPELINE       64      /* requests parsed from one read before yielding */
+
+_Static_assert((AU_RECV_BUF_COUNT & (AU_RECV_BUF_COUNT - 1)) == 0, "buffer ring size must be a power of two");
+_Static_assert((AU_XQ_DEPTH & (AU_XQ_DEPTH - 1)) == 0, "queue depth must be a power of two");
+_Static_assert(AU_MQTT_MAX_PACKET <= AU_MQTT_MAX_PACKET_CEIL, "packet limit above ceiling");
+_Static_assert(AU_MQTT_MAX_TOPIC <= 65535, "MQTT strings are 16-bit length prefixed");
+_Static_assert(AU_FIXED_FILES_RESERVE < AU_FIXED_FILES_MAX, "reserve must leave room");
+_Static_assert(AU_MQTT_MAX_INFLIGHT <= 65535, "packet ids are 16 bit");
+
+#endif
