@@ -17,6 +17,9 @@
 
 enum mqtt_version { MQTT_V31 = 3, MQTT_V311 = 4, MQTT_V5 = 5 };
 
+/* Largest value of a variable byte integer (remaining length, property length, subscription id). */
+#define MQTT_VARINT_MAX 268435455u
+
 enum mqtt_type {
     MQTT_CONNECT = 1, MQTT_CONNACK, MQTT_PUBLISH, MQTT_PUBACK, MQTT_PUBREC, MQTT_PUBREL,
     MQTT_PUBCOMP, MQTT_SUBSCRIBE, MQTT_SUBACK, MQTT_UNSUBSCRIBE, MQTT_UNSUBACK,
@@ -49,9 +52,13 @@ enum mqtt_rc {
 enum mqtt_v3_connack { MQTT3_ACCEPTED = 0, MQTT3_BAD_VERSION = 1, MQTT3_ID_REJECTED = 2,
                        MQTT3_SERVER_UNAVAILABLE = 3, MQTT3_BAD_USER_PASS = 4, MQTT3_NOT_AUTHORIZED = 5 };
 
-/* The one place an MQTT 5 reason code becomes a 3.1.1 CONNACK return code. */
+/* The one place an MQTT 5 reason code becomes a 3.1.1 CONNACK return code:
+ * 0x00->0, 0x84->1, 0x85->2, 0x86->4, server-side failures (0x80, 0x83, 0x88, 0x89, 0x8B, 0x97, 0x9C,
+ * 0x9D, 0x9F)->3, everything else (0x87, 0x8A, 0x8C, client faults)->5. Values 1..5, which are not
+ * v5 CONNACK reasons, are returned unchanged, so mapping an already-mapped code is harmless. */
 uint8_t mqtt_v3_connack_code(uint8_t v5_reason);
-/* Human-readable reason string for a reason code ("Malformed Packet", ...). */
+/* Human-readable reason string for a reason code ("Malformed Packet", ...): the MQTT 5 spec name
+ * (0x00 is "Success"); "Unknown reason code" for values the spec does not define. */
 const char *mqtt_rc_string(uint8_t rc);
 
 /* MQTT 5 property identifiers. */
@@ -76,8 +83,15 @@ struct mqtt_bin { const uint8_t *p; uint32_t len; };
 struct mqtt_user_prop { struct mqtt_str key, val; };
 
 /* Parsed (or to-be-encoded) MQTT 5 properties. A field is meaningful only when its bit is in
- * `present`. The parser rejects a property that is not allowed in the packet it appears in, and a
- * duplicate of a property that may appear once (MQTT_RC_PROTOCOL_ERROR), as the spec requires. */
+ * `present`. The parser rejects, as the spec requires, a property identifier that is not valid in
+ * the packet it appears in (MQTT_RC_MALFORMED, MQTT 5 2.2.2.2), a duplicate of a property that may
+ * appear once (MQTT_RC_PROTOCOL_ERROR), out-of-range values (PROTOCOL_ERROR; Topic Alias 0:
+ * TOPIC_ALIAS_INVALID), Authentication Data without Authentication Method (PROTOCOL_ERROR), and more
+ * than AU_MQTT_MAX_USER_PROPS user properties or AU_MQTT_MAX_SUB_IDS subscription identifiers
+ * (MQTT_RC_IMPL_SPECIFIC). The parser sets the USER / SUB_ID bits when at least one is present.
+ * Encoders write the single-valued properties whose bit is in `present`, and the user properties /
+ * subscription identifiers whenever n_user / n_sub_ids > 0 (their `present` bits are not consulted).
+ * Only the fields `present`, n_user, n_sub_ids (and raw/raw_len) are initialised by the parser. */
 struct mqtt_props {
     uint64_t present;
     uint8_t payload_format, req_problem_info, req_response_info, max_qos;
@@ -175,14 +189,32 @@ struct mqtt_packet {
 /* Frame check: how long is the packet starting at buf?
  * Returns 1 and sets *total (fixed header + remaining length) when the fixed header is complete,
  * 0 when more header bytes are needed, -MQTT_RC_MALFORMED for a bad variable-length integer
- * (more than 4 bytes), -MQTT_RC_PACKET_TOO_LARGE when *total would exceed max_packet. */
+ * (more than 4 bytes, or a non-minimal encoding such as 0x80 0x00), -MQTT_RC_PACKET_TOO_LARGE when
+ * *total would exceed max_packet (already detected while the length bytes are incomplete, as soon
+ * as the smallest value they can still encode is too large). max_packet 0 = no limit but the
+ * protocol's. Only the length is checked here: type and flags are checked by mqtt_parse. */
 int mqtt_frame(const uint8_t *buf, size_t len, uint32_t max_packet, uint32_t *total);
 
 /* Parse one whole packet. `version` is the connection's negotiated version (ignored for CONNECT,
- * which carries its own). Validates everything the spec makes a Malformed Packet or Protocol
+ * which carries its own); any value other than MQTT_V5 parses with the 3.1/3.1.1 rules (AUTH is
+ * then a reserved type). Validates everything the spec makes a Malformed Packet or Protocol
  * Error: reserved flag bits, QoS 3, UTF-8 validity of strings (no U+0000, no surrogates, no
  * overlong forms), wildcard characters in topic names, empty filters, property ids/duplicates,
- * packet id 0 where one is required, trailing bytes, and so on. */
+ * packet id 0 where one is required, trailing bytes, and so on. The main codes:
+ *   MALFORMED: reserved type/flags, QoS 3, truncated or trailing fields, bad UTF-8, bad varints,
+ *     CONNECT reserved flag / will rules / 3.1.1 password without user name, wildcard or (3.1.1)
+ *     empty topic name, empty filter, SUBSCRIBE option reserved bits, property id not valid here.
+ *   PROTOCOL_ERROR: packet id 0, v5 QoS 0 with DUP, v5 empty topic without Topic Alias, no filters
+ *     in (UN)SUBSCRIBE, Retain Handling 3, No Local on a $share filter, reason code not valid for
+ *     the packet, CONNACK session-present with a failure code, a protocol name that is neither
+ *     "MQTT" nor "MQIsdp" (close without CONNACK).
+ *   UNSUPPORTED_VERSION: "MQTT" with a level other than 4/5, or "MQIsdp" with a level other than 3.
+ *   PACKET_TOO_LARGE: total size above max_packet (checked first, before any field is read).
+ * For CONNECT, out->type is MQTT_CONNECT and out->u.connect.version is the protocol level byte as
+ * soon as it has been read, also when an error is returned, so the caller can answer with a
+ * CONNACK in the client's version. Not checked here (session state / policy): client id rules,
+ * topic alias range, filter wildcard placement, Subscription Identifier sent by a client in
+ * PUBLISH, payload UTF-8 when Payload Format Indicator = 1, AUTH without Authentication Method. */
 int mqtt_parse(const uint8_t *buf, size_t len, int version, uint32_t max_packet,
                struct mqtt_packet *out);
 
@@ -209,6 +241,9 @@ size_t mqtt_props_write(uint8_t *out, size_t cap, const struct mqtt_props *p);
  * then sends [packet id (2 bytes) if qos > 0] [property block if v5] [payload].
  * `tail_len` = (qos ? 2 : 0) + (v5 ? property block size : 0) + payload length. */
 size_t mqtt_publish_head_size(uint16_t topic_len, uint32_t tail_len);
+/* Exact size of the whole PUBLISH that mqtt_enc_publish writes (added to the original interface). */
+size_t mqtt_publish_size(int version, uint8_t qos, uint16_t topic_len, const struct mqtt_props *props,
+                         uint32_t payload_len);
 size_t mqtt_enc_publish_head(uint8_t *out, size_t cap, uint8_t qos, bool retain, bool dup,
                              const uint8_t *topic, uint16_t topic_len, uint32_t tail_len);
 /* Whole PUBLISH (props ignored for version < 5; NULL props = empty block). */
@@ -216,9 +251,13 @@ size_t mqtt_enc_publish(uint8_t *out, size_t cap, int version, uint8_t qos, bool
                         uint16_t packet_id, const uint8_t *topic, uint16_t topic_len,
                         const struct mqtt_props *props, const uint8_t *payload, uint32_t payload_len);
 
+/* CONNACK. For version < 5, `reason` goes through mqtt_v3_connack_code (so a v5 reason or an
+ * already-mapped 3.1.1 code both work) and props are ignored. session_present is sent as 0 with a
+ * failure code, as the spec requires. */
 size_t mqtt_enc_connack(uint8_t *out, size_t cap, int version, bool session_present, uint8_t reason,
                         const struct mqtt_props *props);
-/* PUBACK/PUBREC/PUBREL/PUBCOMP. v5: reason and props omitted when SUCCESS and props empty. */
+/* PUBACK/PUBREC/PUBREL/PUBCOMP. v5: reason and props omitted when SUCCESS and props empty; the
+ * property length is omitted when only the reason is needed. */
 size_t mqtt_enc_ack(uint8_t *out, size_t cap, int version, uint8_t type, uint16_t packet_id,
                     uint8_t reason, const struct mqtt_props *props);
 /* SUBACK (codes = granted QoS / reason per filter) and UNSUBACK (codes ignored for < v5). */
@@ -226,11 +265,13 @@ size_t mqtt_enc_suback(uint8_t *out, size_t cap, int version, uint8_t type, uint
                        const uint8_t *codes, uint32_t n, const struct mqtt_props *props);
 size_t mqtt_enc_pingresp(uint8_t *out, size_t cap);
 size_t mqtt_enc_pingreq(uint8_t *out, size_t cap);
-/* DISCONNECT (v5: reason + props; < v5: the two-byte packet) and AUTH (type = MQTT_AUTH). */
+/* DISCONNECT (v5: reason + props, each omitted when not needed; < v5: the two-byte packet) and
+ * AUTH (type = MQTT_AUTH, v5 only). */
 size_t mqtt_enc_disconnect(uint8_t *out, size_t cap, int version, uint8_t type, uint8_t reason,
                            const struct mqtt_props *props);
 
-/* Client side (load generator, tests). */
+/* Client side (load generator, tests). Encoders assert (programmer errors) QoS <= 2, packet id != 0
+ * where one is required, n > 0 entries, and that the properties given are allowed in the packet. */
 struct mqtt_connect_opts {
     uint8_t version;
     bool clean_start;
