@@ -2,8 +2,10 @@
 
 Config lines:  acl allow|deny publish|subscribe|all <user|*|anonymous> <topic filter>
 Rules are checked in file order, the first rule whose action, user and filter match decides; no match = allow.
-A publish rule matches when its filter matches the topic name; a subscribe rule matches when its filter matches
-the requested filter (tests use filters that are identical to, or literally inside, the rule's filter).
+A publish rule matches when its filter matches the topic name.  For SUBSCRIBE (core/config.h au_acl_check) the
+"$share/<group>/" prefix is stripped, an allow rule matches when its filter covers every topic the requested
+filter can match, a deny rule when the two filters can match a common topic.  %u / %c in a rule's filter stand
+for the username / client id (never matching an anonymous client or a value containing '/', '+', '#').
 
 Expected refusals:
   MQTT 5   SUBSCRIBE  -> SUBACK 0x87 for the refused filter (the others in the packet are granted)
@@ -216,6 +218,49 @@ def acl_rules_follow_the_session_user(b):
     a = user(b, "alice", cid="alice-p", clean=False, props={P.SESSION_EXPIRY: 0})
     assert a.connack.session_present
     assert [p for p in a.drain(0.6) if p.name == "PUBLISH"] == []
+
+
+@on_aurora(aurora_config="acl deny subscribe * private/#\n")
+def deny_rule_refuses_overlapping_filters(b):
+    # a deny rule matches any requested filter that can match one of its topics
+    c = raw5(b, "ov")
+    ack = c.subscribe([("#", 1), ("+/x", 1), ("private/+/y", 1), ("public/#", 1), ("+/public", 1)])
+    assert ack.reasons == [0x87, 0x87, 0x87, 1, 1], ack
+    p = raw5(b, "pub")
+    p.publish("private/x", b"hidden", qos=1)
+    p.publish("public/x", b"shown", qos=1)
+    assert delivered(c) == [("public/x", b"shown")]
+
+
+SUBST = """\
+acl allow all * users/%u/#
+acl allow all * devices/%c/#
+acl deny all * users/#
+acl deny all * devices/#
+"""
+
+
+@on_aurora(aurora_config=SUBST)
+def username_and_client_id_substitution(b):
+    alice = user(b, "alice", cid="phone-1")
+    bob = user(b, "bob", cid="phone-2")
+    anon = user(b, None, cid="anon-3")
+    assert alice.subscribe([("users/alice/#", 1), ("users/bob/#", 1), ("users/+/inbox", 1)]).reasons == [
+        1, 0x87, 0x87]
+    assert alice.publish("users/alice/note", b"1", qos=1).reason == 0x00       # alice hears herself
+    assert bob.publish("users/alice/note", b"2", qos=1).reason == 0x87
+    assert anon.publish("users/alice/note", b"3", qos=1).reason == 0x87        # %u never matches anonymous
+    assert anon.subscribe([("users/anonymous/#", 1)]).reasons == [0x87]
+    m = alice.expect("PUBLISH")
+    assert m.payload == b"1"
+    alice.ack(m)
+    # %c: the client id, whoever the user is
+    assert anon.subscribe([("devices/anon-3/cmd", 1)]).reasons == [1]
+    assert anon.publish("devices/anon-3/state", b"s", qos=1).reason < 0x80
+    assert bob.publish("devices/anon-3/cmd", b"c", qos=1).reason == 0x87
+    assert bob.publish("devices/phone-2/state", b"s", qos=1).reason < 0x80
+    # an allow rule with %u covers only that user's subtree, so a wider filter falls through to the deny
+    assert alice.subscribe([("users/#", 1)]).reasons == [0x87]
 
 
 @on_aurora

@@ -42,9 +42,9 @@ from harness import both, on_aurora, run_tests, client  # noqa: E402
 from mqtt5_util import (P, Raw5, raw5, sub_opts, publish_packet, subscribe_packet, connect_packet,  # noqa: E402
                         disconnect_packet, auth_packet, fixed, s16, ack_packet, PUBLISH, PUBREL)
 
-# ---- Aurora configuration used by some tests (one `key value` per line; keep in sync with
-#      docs/configuration.md).  The ACL syntax is `acl allow|deny publish|subscribe|all <user|*|anonymous> <filter>`.
-AURORA_KEEPALIVE_CAP = "max_keepalive 30\n"
+# ---- Aurora configuration used by some tests (`key = value` lines, see core/config.h and
+#      docs/configuration.md).  ACL lines: `acl allow|deny publish|subscribe|all <user|*|anonymous> <filter>`.
+AURORA_KEEPALIVE_CAP = "max_keepalive = 30\n"
 AURORA_ACL_DENY_SECRET = "acl deny publish * secret/#\n"
 
 # Mosquitto needs an ACL file for the not-authorized tests: open/# read-write for everyone, nothing else.
