@@ -1,0 +1,220 @@
+/* bench.h - aurora-bench, the io_uring MQTT load generator: shared types and limits.
+ *
+ * Layout: main.c runs the phases and prints; args.c parses and validates the command line;
+ * worker.c owns one io_uring per thread (sockets as direct descriptors, provided-buffer ring,
+ * multishot receive, one send in flight per connection); client.c is the MQTT client state
+ * machine on top of it (CONNECT/SUBSCRIBE, publishing with windows, QoS 1/2 handshakes, latency);
+ * hist.c is the latency histogram; report.c prints the summary table and the JSON object. */
+#ifndef AU_BENCH_H
+#define AU_BENCH_H
+
+#include "core/common.h"
+#include "perf/bench/hist.h"
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+/* ---- limits of the load generator (every bound it has, named here) ---- */
+#define BENCH_CONNS_PER_RING     19000u   /* direct descriptors per ring: the table is capped by RLIMIT_NOFILE (20000) */
+#define BENCH_MAX_THREADS        128u
+#define BENCH_MAX_CONNECTIONS    2000000u
+#define BENCH_MAX_SRC_ADDRS      4096u
+#define BENCH_MAX_DURATION_S     600u
+#define BENCH_DEFAULT_DURATION_S 10u
+#define BENCH_DEFAULT_SETUP_S    60u      /* connect/subscribe phase bound */
+#define BENCH_MAX_SETUP_S        600u
+#define BENCH_DRAIN_MS           5000u    /* after publishing stops: wait for outstanding deliveries/acks */
+#define BENCH_TEARDOWN_MS        5000u    /* DISCONNECT + close of every connection */
+#define BENCH_MIN_PAYLOAD        16u      /* send timestamp (8) + publisher index (4) + sequence (4) */
+#define BENCH_MAX_PAYLOAD        (1u << 20)
+#define BENCH_MAX_TOPIC_PREFIX   200u
+#define BENCH_MAX_CLIENT_PREFIX  200u
+#define BENCH_MAX_WINDOW         4096u    /* in-flight messages per publisher (packet ids are 1..window) */
+#define BENCH_DEFAULT_WINDOW     64u
+#define BENCH_DEFAULT_CONN_WIN   256u     /* connects in progress per thread */
+#define BENCH_MAX_CONN_WIN       20000u
+#define BENCH_RING_ENTRIES       4096u
+#define BENCH_CQ_ENTRIES         65536u
+#define BENCH_RECV_BUF_SIZE      8192u    /* bytes per provided receive buffer */
+#define BENCH_RECV_BUF_COUNT     1024u    /* provided buffers per ring (power of two) */
+#define BENCH_BGID               1
+#define BENCH_TX_BATCH           (64u << 10) /* a publisher stops encoding when this much is queued */
+#define BENCH_TX_MAX             (8u << 20)  /* queued bytes per connection before it is declared stuck */
+#define BENCH_SOCKET_BATCH       64u      /* sockets created and registered with one files_update */
+#define BENCH_STALL_MS           1000u    /* window without progress for this long: count a resync, move on */
+#define BENCH_MAX_PACKET_MIN     (64u << 10) /* largest packet accepted from the broker (at least) */
+
+_Static_assert((BENCH_RECV_BUF_COUNT & (BENCH_RECV_BUF_COUNT - 1)) == 0, "buffer ring size must be a power of two");
+_Static_assert(BENCH_RECV_BUF_COUNT <= 32768, "buffer ids are 16 bit");
+_Static_assert(BENCH_MAX_WINDOW <= 65535, "packet ids are 16 bit");
+_Static_assert(BENCH_CONNS_PER_RING < 20000, "fixed file table must fit RLIMIT_NOFILE");
+_Static_assert(BENCH_SOCKET_BATCH < 1024, "socket batch must leave fds for the rest of the process");
+
+enum bench_scenario { SC_HOLD, SC_STORM, SC_P2P, SC_FANOUT, SC_FANIN };
+enum bench_phase { PH_SETUP, PH_RUN, PH_DRAIN, PH_TEARDOWN, PH_DONE };
+enum bench_role { ROLE_IDLE, ROLE_SUB, ROLE_PUB };
+
+/* Non-fatal errors, counted per kind and reported. */
+enum bench_err {
+    E_SOCKET,        /* socket()/bind()/register failed */
+    E_CONNECT,       /* TCP connect failed */
+    E_CONNACK,       /* CONNACK refused, or missing */
+    E_SUBACK,        /* SUBACK refused a filter */
+    E_PROTOCOL,      /* unparsable or unexpected packet from the broker */
+    E_PEER_CLOSED,   /* broker closed or reset the connection before teardown */
+    E_SEND,          /* send error */
+    E_RECV,          /* receive error */
+    E_ACK,           /* PUBACK/PUBREC/PUBCOMP for an id not in flight, or a failure reason code */
+    E_FOREIGN,       /* PUBLISH whose payload was not made by this run */
+    E_TIMEOUT,       /* connection not ready when the setup phase ended */
+    E__COUNT
+};
+extern const char *const bench_err_names[E__COUNT];
+
+struct bench_cfg {
+    enum bench_scenario scenario;
+    const char *scenario_name;
+    /* target */
+    char host[64];
+    uint16_t port;
+    struct sockaddr_storage target;
+    socklen_t target_len;
+    int family;
+    /* source addresses, round robin by connection */
+    struct sockaddr_storage *src;
+    uint32_t n_src;
+    char src_spec[256];
+    /* population */
+    uint32_t connections;            /* total, = subscribers + publishers + idle */
+    uint32_t publishers, subscribers, idle, topics;
+    /* MQTT */
+    uint8_t qos, version;
+    uint16_t keepalive;
+    const char *username, *password;
+    char client_prefix[BENCH_MAX_CLIENT_PREFIX + 1];
+    char topic_prefix[BENCH_MAX_TOPIC_PREFIX + 1];
+    uint32_t payload;
+    /* pacing */
+    double rate;                     /* msgs/s total (pub/sub) or connects/s (hold, storm); 0 = max */
+    uint32_t window;                 /* in-flight messages per publisher */
+    uint32_t connect_window;         /* connects in progress per thread */
+    uint32_t duration_s, setup_s;
+    uint32_t threads;
+    /* output */
+    const char *json_path;
+    bool quiet;
+};
+
+/* Counters of one worker: written by that worker only (relaxed load+store), read by main. */
+struct bench_stats {
+    _Atomic uint64_t connects;       /* TCP connects started */
+    _Atomic uint64_t connacks;       /* sessions established (CONNACK success) */
+    _Atomic uint64_t ready;          /* connections ready (subscribers: SUBACK received) */
+    _Atomic uint64_t failed;         /* connections given up before ready */
+    _Atomic uint64_t alive;          /* sessions currently established */
+    _Atomic uint64_t lost;           /* established sessions lost before teardown */
+    _Atomic uint64_t open;           /* descriptors in use (not yet closed) */
+    _Atomic uint64_t sent;           /* PUBLISH sent */
+    _Atomic uint64_t acked;          /* PUBACK / PUBCOMP received */
+    _Atomic uint64_t received;       /* PUBLISH received */
+    _Atomic uint64_t pings;
+    _Atomic uint64_t resyncs;        /* publisher windows reset after BENCH_STALL_MS without progress */
+    _Atomic uint64_t first_connect_ns, last_connack_ns, last_recv_ns;
+    _Atomic uint64_t errors[E__COUNT];
+    _Atomic int done;                /* worker left its loop */
+} __attribute__((aligned(64)));
+
+struct bench_conn;
+struct bench_pub;
+
+struct bench_run;
+
+struct bench_worker {
+    uint32_t id;
+    pthread_t thread;
+    struct bench_run *run;
+    const struct bench_cfg *cfg;
+    struct io_uring ring;
+    bool ring_ok;
+    struct io_uring_buf_ring *br;
+    size_t br_size;
+    uint8_t *bufs;
+    unsigned br_added;               /* buffers given back since the last advance */
+    struct bench_conn *conns;        /* local index == fixed-file slot */
+    uint32_t n_conns;
+    uint32_t next_connect;           /* next local index to connect */
+    uint32_t connecting;             /* connects or CONNACKs outstanding */
+    struct bench_pub *pubs;
+    uint32_t n_pubs, pub_cursor;
+    uint32_t *rearm;                 /* connections whose multishot receive must be re-armed */
+    uint32_t n_rearm;
+    uint8_t *payload;                /* payload template */
+    uint32_t max_packet;
+    uint64_t pace_base_ns, pace_done;
+    double pace_rate;                /* this worker's share of --rate */
+    uint64_t last_scan_ns;
+    int phase;                       /* last phase acted on */
+    char err_msg[128];
+    int fatal;
+    struct hist lat;                 /* publish -> delivery latency, ns */
+    struct hist conn_lat;            /* connect start -> CONNACK, ns */
+    struct bench_stats st;
+};
+
+/* State shared by all threads. */
+struct bench_run {
+    const struct bench_cfg *cfg;
+    _Atomic int phase;
+    _Atomic bool interrupted;
+    uint64_t t0_ns;
+    _Atomic uint64_t setup_start_ns, run_start_ns, run_end_ns;
+    _Atomic uint32_t *topic_subs;    /* per topic: subscribers that got their SUBACK */
+    _Atomic uint32_t wild_subs;      /* wildcard subscribers (fanin) */
+    uint32_t *deliv;                 /* per topic: deliveries per message, fixed when RUN starts */
+    _Atomic uint64_t *delivered;     /* [worker * publishers + publisher]: deliveries seen by that worker */
+    _Atomic uint64_t *pub_sent;      /* [publisher]: PUBLISH sent */
+    struct bench_worker *workers;
+    uint32_t n_workers;
+};
+
+/* ---- time ---- */
+uint64_t bench_now_ns(void);
+
+/* ---- args.c ---- */
+/* Parse argv into cfg. Returns 0, 1 when --help was printed, -1 on a usage error (printed). */
+int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg);
+void bench_usage(FILE *f);
+/* Address helpers (exposed for the unit test). */
+int bench_parse_target(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
+bool bench_is_loopback(const struct sockaddr_storage *ss);
+/* Parse "127.0.0.1-127.0.0.50,127.0.1.1" into cfg->src (allocated). Returns count or -1. */
+int bench_parse_src(const char *spec, int family, struct sockaddr_storage **out);
+
+/* ---- roles (a pure function of the configuration) ---- */
+enum bench_role bench_role_of(const struct bench_cfg *cfg, uint32_t gidx);
+uint32_t bench_pub_topic(const struct bench_cfg *cfg, uint32_t pub_id);
+/* Subscriber's topic, or UINT32_MAX for the wildcard subscriber of fanin. */
+uint32_t bench_sub_topic(const struct bench_cfg *cfg, uint32_t sub_id);
+
+/* ---- worker.c ---- */
+void *bench_worker_main(void *arg);
+
+/* ---- report.c ---- */
+struct bench_result {
+    const struct bench_cfg *cfg;
+    uint64_t connects, connacks, ready, failed, alive_end, lost, sent, acked, received, expected;
+    uint64_t pings, resyncs;
+    uint64_t errors[E__COUNT], errors_total;
+    double setup_s, run_s, connect_rate, msgs_out_s, msgs_in_s;
+    struct hist lat, conn_lat;
+    bool interrupted;
+};
+void bench_report_table(FILE *f, const struct bench_result *r);
+/* One JSON object on one line (no trailing newline). */
+void bench_report_json(FILE *f, const struct bench_result *r);
+
+#endif
