@@ -41,6 +41,7 @@ struct snode {
 struct sgroup {
     struct topic_name name;        /* ShareName */
     struct sub_set members;
+    uint32_t filter_len;           /* the group's filter follows the name in key[] */
     uint8_t key[];
 };
 
@@ -372,12 +373,14 @@ int sub_add(struct sub_index *idx, uint32_t app, const uint8_t *filter, size_t l
         uint64_t h = topic_hash(idx->seed, share, share_len);
         g = sgroup_of(topic_ntab_find(&n->groups, h, share, share_len));
         if (!g) {
-            g = calloc(1, sizeof *g + share_len);
+            g = calloc(1, sizeof *g + share_len + len);
             if (!g) {
                 snode_prune(idx, n);
                 return TOPIC_ENOMEM;
             }
             memcpy(g->key, share, share_len);
+            memcpy(g->key + share_len, filter, len);
+            g->filter_len = (uint32_t)len;
             g->name.key = g->key;
             g->name.len = (uint32_t)share_len;
             g->name.hash = h;
@@ -461,7 +464,8 @@ static void emit(struct match_ctx *m, const struct snode *n)
             continue;
         AU_ASSERT(g->members.n > 0);
         if (m->on_share)
-            m->on_share(m->ctx, g->key, g->name.len, g->members.v, g->members.n);
+            m->on_share(m->ctx, g->key, g->name.len, g->key + g->name.len, g->filter_len, g->members.v,
+                        g->members.n);
         m->calls++;
     }
 }

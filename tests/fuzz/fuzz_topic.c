@@ -50,7 +50,7 @@ static void on_sub(void *ctx, const struct sub_entry *e)
     g->plain[g->np++] = e->opts.sub_id;
 }
 
-static void on_share(void *ctx, const uint8_t *share, size_t len, const struct sub_entry *m,
+static void on_share(void *ctx, const uint8_t *share, size_t len, const uint8_t *filter, size_t filter_len, const struct sub_entry *m,
                      size_t n)
 {
     struct got *g = ctx;

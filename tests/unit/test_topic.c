@@ -45,7 +45,7 @@ static void rec_sub(void *ctx, const struct sub_entry *e)
     r->n_sub++;
 }
 
-static void rec_share(void *ctx, const uint8_t *share, size_t len, const struct sub_entry *m,
+static void rec_share(void *ctx, const uint8_t *share, size_t len, const uint8_t *filter, size_t filter_len, const struct sub_entry *m,
                       size_t n)
 {
     struct rec *r = ctx;

@@ -1,0 +1,945 @@
+/* loop.c - thread-per-core io_uring event loop (see loop.h).
+ *
+ * user_data of every SQE = (op << 56) | pointer-or-index: the op says what completed, the low bits
+ * say for whom. A connection is freed only when no operation referencing it is in flight (c->ops),
+ * so a stale completion always finds its connection alive and no generation counters are needed. */
+#include "core/loop.h"
+#include "core/log.h"
+#include "core/uring_compat.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+enum {
+    OP_ACCEPT = 1,   /* low: listener index */
+    OP_RECV,         /* low: conn */
+    OP_SEND,         /* low: send context */
+    OP_CLOSE,        /* low: conn */
+    OP_WAKE,         /* doorbell from another shard or the main thread */
+    OP_HANDOFF_IN,   /* low: handoff record (target side) */
+    OP_HANDOFF_OUT,  /* low: conn (source side) */
+    OP_CANCEL,       /* completion of a cancel request (ignored) */
+    OP_CLOSE_SLOT,   /* close of a slot with no conn (ignored) */
+};
+#define UD(op, p) (((uint64_t)(op) << 56) | (uint64_t)(uintptr_t)(p))
+#define UD_OP(u) ((unsigned)((u) >> 56))
+#define UD_PTR(u) ((void *)(uintptr_t)((u) & ((1ull << 56) - 1)))
+
+#define SEND_MAX_BYTES (256u * 1024u)  /* bytes gathered into one sendmsg */
+#define CLOSE_FLUSH_MS 5000u           /* flush deadline for a closing connection */
+
+struct sendctx {
+    struct sendctx *next_free;
+    struct au_conn *conn;
+    struct msghdr msg;
+    struct iovec iov[AU_SEND_IOV_MAX];
+};
+
+struct handoff {
+    void *arg;
+    uint8_t *in;
+    uint32_t in_len, in_cap;
+    uint8_t listener;
+    uint64_t id;
+    int to;
+};
+
+static int g_main_ring_ok;
+static struct io_uring g_main_ring; /* main thread: sends stop doorbells */
+
+/* ------------------------------------------------------------------ helpers */
+
+static struct io_uring_sqe *get_sqe(struct au_shard *s)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (AU_UNLIKELY(!sqe)) {
+        io_uring_submit(&s->ring);
+        sqe = io_uring_get_sqe(&s->ring);
+    }
+    AU_ASSERT(sqe != NULL);
+    return sqe;
+}
+
+uint32_t au_loop_fixed_files(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    uint64_t n = rl.rlim_cur;
+    if (n > AU_FIXED_FILES_MAX) n = AU_FIXED_FILES_MAX;
+    return (uint32_t)n;
+}
+
+static struct au_outseg *seg_get(struct au_shard *s)
+{
+    struct au_outseg *g = s->seg_free;
+    if (g) {
+        s->seg_free = g->next;
+        s->nseg_free--;
+    } else {
+        g = malloc(sizeof *g);
+        AU_ASSERT(g != NULL);
+    }
+    g->next = NULL;
+    return g;
+}
+
+static void seg_put(struct au_shard *s, struct au_outseg *g)
+{
+    au_buf_unref(g->buf);
+    if (s->nseg_free >= 4096) {
+        free(g);
+        return;
+    }
+    g->next = s->seg_free;
+    s->seg_free = g;
+    s->nseg_free++;
+}
+
+static void mark_dirty(struct au_conn *c)
+{
+    if (c->flags & AU_CONN_DIRTY) return;
+    c->flags |= AU_CONN_DIRTY;
+    c->dirty_next = c->shard->dirty;
+    c->shard->dirty = c;
+}
+
+/* ------------------------------------------------------------------ receive */
+
+static void arm_recv(struct au_conn *c)
+{
+    if (c->flags & (AU_CONN_RECV_ARMED | AU_CONN_CLOSED | AU_CONN_PAUSED)) return;
+    struct io_uring_sqe *sqe = get_sqe(c->shard);
+    au_prep_recv_multishot_fixed(sqe, c->slot, AU_RECV_BGID);
+    io_uring_sqe_set_data64(sqe, UD(OP_RECV, c));
+    c->flags |= AU_CONN_RECV_ARMED;
+    c->ops++;
+}
+
+static void recycle_buf(struct au_shard *s, unsigned bid)
+{
+    io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * AU_RECV_BUF_SIZE, AU_RECV_BUF_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(AU_RECV_BUF_COUNT), 0);
+    io_uring_buf_ring_advance(s->br, 1);
+}
+
+static void in_append(struct au_conn *c, const uint8_t *data, size_t len)
+{
+    if (c->in_len + len > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap : 256;
+        while (cap < c->in_len + len) cap *= 2;
+        c->in = realloc(c->in, cap);
+        AU_ASSERT(c->in != NULL);
+        c->in_cap = (uint32_t)cap;
+    }
+    memcpy(c->in + c->in_len, data, len);
+    c->in_len += (uint32_t)len;
+}
+
+static void in_release(struct au_conn *c)
+{
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+}
+
+static void start_handoff(struct au_conn *c);
+static void begin_close(struct au_conn *c, bool flush);
+
+int au_conn_deliver(struct au_conn *c, const uint8_t *data, size_t len)
+{
+    if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)) return -1;
+    if (c->flags & AU_CONN_HANDOFF) {
+        in_append(c, data, len);
+        return 0;
+    }
+    ssize_t k;
+    c->flags |= AU_CONN_IN_DATA;
+    if (c->in_len == 0) {
+        k = c->proto->on_data(c, data, len);
+        if (k >= 0 && (size_t)k < len) in_append(c, data + k, len - (size_t)k);
+    } else {
+        in_append(c, data, len);
+        k = c->proto->on_data(c, c->in, c->in_len);
+        if (k > 0) {
+            AU_ASSERT((size_t)k <= c->in_len);
+            memmove(c->in, c->in + k, c->in_len - (size_t)k);
+            c->in_len -= (uint32_t)k;
+        }
+        if (c->in_len == 0 && c->in_cap > 4096) in_release(c); /* idle connections give big buffers back */
+    }
+    c->flags &= ~AU_CONN_IN_DATA;
+    if (k < 0) {
+        begin_close(c, true);
+        return -1;
+    }
+    if (c->in_len == 0 && c->in && c->in_cap > 0 && !(c->flags & AU_CONN_HANDOFF)) in_release(c);
+    if (c->flags & AU_CONN_HANDOFF) start_handoff(c);
+    return 0;
+}
+
+static void conn_input(struct au_conn *c, const uint8_t *data, size_t len)
+{
+    AU_STAT_ADD(c->shard, bytes_in, len);
+    if (c->tp->decode && !(c->flags & AU_CONN_HANDOFF)) {
+        if (c->tp->decode(c, data, len) < 0) begin_close(c, true);
+    } else {
+        (void)au_conn_deliver(c, data, len);
+    }
+}
+
+/* ------------------------------------------------------------------ send */
+
+static void submit_send(struct au_conn *c)
+{
+    struct au_shard *s = c->shard;
+    struct sendctx *x = s->sendctx_free;
+    if (x) s->sendctx_free = x->next_free;
+    else {
+        x = malloc(sizeof *x);
+        AU_ASSERT(x != NULL);
+    }
+    x->conn = c;
+    unsigned n = 0;
+    uint32_t bytes = 0;
+    for (struct au_outseg *g = c->out_head; g && n < AU_SEND_IOV_MAX && bytes < SEND_MAX_BYTES; g = g->next) {
+        x->iov[n].iov_base = g->buf->data + g->off;
+        x->iov[n].iov_len = g->len;
+        bytes += g->len;
+        n++;
+    }
+    AU_ASSERT(n > 0);
+    memset(&x->msg, 0, sizeof x->msg);
+    x->msg.msg_iov = x->iov;
+    x->msg.msg_iovlen = n;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_sendmsg(sqe, (int)c->slot, &x->msg, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, UD(OP_SEND, x));
+    c->flags |= AU_CONN_SEND_BUSY;
+    c->ops++;
+    AU_STAT_INC(s, sends);
+}
+
+static void flush_dirty(struct au_shard *s)
+{
+    while (s->dirty) {
+        struct au_conn *c = s->dirty;
+        s->dirty = c->dirty_next;
+        c->flags &= ~AU_CONN_DIRTY;
+        if (!(c->flags & (AU_CONN_SEND_BUSY | AU_CONN_CLOSED)) && c->out_head) submit_send(c);
+    }
+}
+
+void au_conn_raw_write(struct au_conn *c, const void *data, size_t len)
+{
+    if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED) || len == 0) return;
+    struct au_outseg *t = c->out_tail;
+    /* Append to a private tail buffer when it has room: small control packets share one buffer. */
+    if (t && atomic_load_explicit(&t->buf->refs, memory_order_relaxed) == 1 && t->off + t->len == t->buf->len &&
+        t->buf->cap - t->buf->len >= len && !(c->flags & AU_CONN_SEND_BUSY && t == c->out_head)) {
+        memcpy(t->buf->data + t->buf->len, data, len);
+        t->buf->len += (uint32_t)len;
+        t->len += (uint32_t)len;
+    } else {
+        uint32_t cap = len > 1024 ? (uint32_t)len : 1024;
+        struct au_buf *b = au_buf_new(cap);
+        memcpy(b->data, data, len);
+        b->len = (uint32_t)len;
+        struct au_outseg *g = seg_get(c->shard);
+        g->buf = b;
+        g->off = 0;
+        g->len = (uint32_t)len;
+        if (t) t->next = g;
+        else c->out_head = g;
+        c->out_tail = g;
+    }
+    c->out_bytes += (uint32_t)len;
+    mark_dirty(c);
+}
+
+void au_conn_raw_write_buf(struct au_conn *c, struct au_buf *b, uint32_t off, uint32_t len)
+{
+    if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED) || len == 0) return;
+    struct au_outseg *g = seg_get(c->shard);
+    g->buf = au_buf_ref(b);
+    g->off = off;
+    g->len = len;
+    if (c->out_tail) c->out_tail->next = g;
+    else c->out_head = g;
+    c->out_tail = g;
+    c->out_bytes += len;
+    mark_dirty(c);
+}
+
+void au_conn_write(struct au_conn *c, const void *data, size_t len)
+{
+    if (c->tp->encode) c->tp->encode(c, data, len);
+    else au_conn_raw_write(c, data, len);
+}
+
+void au_conn_write_buf(struct au_conn *c, struct au_buf *b, uint32_t off, uint32_t len)
+{
+    if (c->tp->encode) c->tp->encode(c, b->data + off, len);
+    else au_conn_raw_write_buf(c, b, off, len);
+}
+
+static void drop_output(struct au_conn *c)
+{
+    /* Segments referenced by an in-flight send stay until it completes. */
+    if (c->flags & AU_CONN_SEND_BUSY) return;
+    while (c->out_head) {
+        struct au_outseg *g = c->out_head;
+        c->out_head = g->next;
+        seg_put(c->shard, g);
+    }
+    c->out_tail = NULL;
+    c->out_bytes = 0;
+}
+
+/* ------------------------------------------------------------------ close / free */
+
+static void maybe_free(struct au_conn *c)
+{
+    if (c->ops || !(c->flags & AU_CONN_CLOSED)) return;
+    struct au_shard *s = c->shard;
+    drop_output(c);
+    in_release(c);
+    if (c->tp->free) c->tp->free(c);
+    free(c);
+    AU_ASSERT(s->nconns > 0);
+    s->nconns--;
+    AU_STAT_ADD(s, conns, (uint64_t)-1);
+    AU_STAT_INC(s, closed);
+}
+
+static void submit_close(struct au_conn *c)
+{
+    if (c->flags & AU_CONN_CLOSED) return;
+    c->flags |= AU_CONN_CLOSED | AU_CONN_CLOSING;
+    struct au_shard *s = c->shard;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_shutdown(sqe, (int)c->slot, SHUT_RDWR);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+    sqe = get_sqe(s);
+    io_uring_prep_close_direct(sqe, c->slot);
+    io_uring_sqe_set_data64(sqe, UD(OP_CLOSE, c));
+    c->ops++;
+}
+
+static void begin_close(struct au_conn *c, bool flush)
+{
+    if (!(c->flags & AU_CONN_CLOSING)) {
+        c->flags |= AU_CONN_CLOSING;
+        if (c->proto->on_close) c->proto->on_close(c);
+    }
+    if (c->flags & AU_CONN_CLOSED) return;
+    if (flush && (c->out_head || (c->flags & AU_CONN_SEND_BUSY))) {
+        if (!c->close_deadline) {
+            c->close_deadline = c->shard->now_ms + CLOSE_FLUSH_MS;
+            c->close_next = c->shard->closing;
+            c->shard->closing = c;
+        }
+        return; /* submit_close once the send queue drains, or at the deadline */
+    }
+    drop_output(c);
+    submit_close(c);
+}
+
+void au_conn_close(struct au_conn *c) { begin_close(c, true); }
+void au_conn_abort(struct au_conn *c) { begin_close(c, false); }
+
+void au_conn_pause(struct au_conn *c)
+{
+    c->flags |= AU_CONN_PAUSED;
+    if (c->flags & AU_CONN_RECV_ARMED) {
+        struct io_uring_sqe *sqe = get_sqe(c->shard);
+        io_uring_prep_cancel64(sqe, UD(OP_RECV, c), 0);
+        io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+    }
+}
+
+void au_conn_resume(struct au_conn *c)
+{
+    if (!(c->flags & AU_CONN_PAUSED)) return;
+    c->flags &= ~AU_CONN_PAUSED;
+    if (!(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED))) arm_recv(c);
+}
+
+static void reap_closing(struct au_shard *s)
+{
+    struct au_conn **pp = &s->closing;
+    while (*pp) {
+        struct au_conn *c = *pp;
+        bool done = c->flags & AU_CONN_CLOSED;
+        if (!done && !c->out_head && !(c->flags & AU_CONN_SEND_BUSY)) {
+            submit_close(c);
+            done = true;
+        } else if (!done && s->now_ms >= c->close_deadline) {
+            drop_output(c);
+            submit_close(c);
+            done = true;
+        }
+        if (done) {
+            *pp = c->close_next;
+            c->close_next = NULL;
+            maybe_free(c);
+        } else {
+            pp = &c->close_next;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ accept */
+
+static void arm_accept(struct au_shard *s, unsigned i)
+{
+    if (s->accept_armed[i] || s->listen_fd[i] < 0) return;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_multishot_accept_direct(sqe, s->listen_fd[i], NULL, NULL, 0);
+    io_uring_sqe_set_data64(sqe, UD(OP_ACCEPT, (uintptr_t)i));
+    s->accept_armed[i] = 1;
+}
+
+static void pause_accept(struct au_shard *s)
+{
+    for (unsigned i = 0; i < s->nlisteners; i++) {
+        if (!s->accept_armed[i]) continue;
+        struct io_uring_sqe *sqe = get_sqe(s);
+        io_uring_prep_cancel64(sqe, UD(OP_ACCEPT, (uintptr_t)i), 0);
+        io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+    }
+}
+
+static void update_accepting(struct au_shard *s)
+{
+    bool want = !s->stopping && s->nconns < s->max_conns;
+    if (want == s->accepting) return;
+    s->accepting = want;
+    if (want) {
+        for (unsigned i = 0; i < s->nlisteners; i++) arm_accept(s, i);
+    } else {
+        if (!s->stopping) {
+            AU_STAT_INC(s, accept_paused);
+            au_warn("accept paused conns=%u max=%u", s->nconns, s->max_conns);
+        }
+        pause_accept(s);
+    }
+}
+
+static struct au_conn *conn_new(struct au_shard *s, uint32_t slot, unsigned listener)
+{
+    struct au_conn *c = calloc(1, sizeof *c);
+    AU_ASSERT(c != NULL);
+    c->shard = s;
+    c->slot = slot;
+    c->listener = (uint8_t)listener;
+    c->proto = s->lspec[listener].proto;
+    c->tp = s->lspec[listener].tp ? s->lspec[listener].tp : &au_transport_tcp;
+    c->id = ((uint64_t)s->id << 48) | ++s->next_conn_id;
+    s->nconns++;
+    AU_STAT_ADD(s, conns, 1);
+    return c;
+}
+
+static void close_slot(struct au_shard *s, uint32_t slot)
+{
+    struct io_uring_sqe *sqe = get_sqe(s);
+    io_uring_prep_close_direct(sqe, slot);
+    io_uring_sqe_set_data64(sqe, UD(OP_CLOSE_SLOT, 0));
+}
+
+static void on_accept(struct au_shard *s, struct io_uring_cqe *cqe, unsigned i)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE)) s->accept_armed[i] = 0;
+    if (cqe->res >= 0) {
+        if (s->stopping || s->nconns >= s->max_conns) {
+            close_slot(s, (uint32_t)cqe->res);
+        } else {
+            struct au_conn *c = conn_new(s, (uint32_t)cqe->res, i);
+            AU_STAT_INC(s, accepted);
+            arm_recv(c);
+            if (c->proto->on_open) c->proto->on_open(c);
+        }
+    } else if (cqe->res == -ENFILE || cqe->res == -EMFILE) {
+        s->accepting = false; /* table full (slots held by closing/handed-off sockets): resume on close */
+        AU_STAT_INC(s, accept_paused);
+    } else if (cqe->res != -ECANCELED) {
+        au_warn("accept error listener=%u err=%s", i, strerror(-cqe->res));
+    }
+    if (s->nconns >= s->max_conns) update_accepting(s);
+    if (!s->accept_armed[i] && s->accepting) arm_accept(s, i);
+}
+
+/* ------------------------------------------------------------------ handoff */
+
+int au_conn_handoff(struct au_conn *c, int to, void *arg)
+{
+    struct au_shard *s = c->shard;
+    if (to == s->id || to < 0 || to >= s->nshards || c->out_head || (c->flags & (AU_CONN_CLOSING | AU_CONN_HANDOFF)))
+        return -1;
+    struct handoff *h = calloc(1, sizeof *h);
+    AU_ASSERT(h != NULL);
+    h->arg = arg;
+    h->to = to;
+    h->listener = c->listener;
+    h->id = c->id;
+    c->proto_state = h; /* the protocol gave its state away in `arg`; the loop keeps the record here */
+    c->flags |= AU_CONN_HANDOFF;
+    /* The actual move starts when on_data returns (au_conn_deliver) so that unconsumed bytes travel. */
+    if (!(c->flags & AU_CONN_IN_DATA)) start_handoff(c);
+    return 0;
+}
+
+static void send_fd(struct au_conn *c)
+{
+    struct au_shard *s = c->shard;
+    struct handoff *h = c->proto_state;
+    h->in = c->in;
+    h->in_len = c->in_len;
+    h->in_cap = c->in_cap;
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+    struct io_uring_sqe *sqe = get_sqe(s);
+    au_prep_msg_ring_fd_alloc(sqe, s->all[h->to]->ring_fd, c->slot, UD(OP_HANDOFF_IN, h));
+    io_uring_sqe_set_data64(sqe, UD(OP_HANDOFF_OUT, c));
+    c->ops++;
+    AU_STAT_INC(s, handoffs_out);
+}
+
+static void start_handoff(struct au_conn *c)
+{
+    if (c->flags & AU_CONN_RECV_ARMED) {
+        /* Stop our multishot recv first; bytes it still returns are appended to c->in. */
+        struct io_uring_sqe *sqe = get_sqe(c->shard);
+        io_uring_prep_cancel64(sqe, UD(OP_RECV, c), 0);
+        io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+        return; /* continued from on_recv when the recv terminates */
+    }
+    send_fd(c);
+}
+
+static void on_handoff_out(struct au_shard *s, struct au_conn *c, int res)
+{
+    c->ops--;
+    struct handoff *h = c->proto_state;
+    if (res < 0) {
+        au_warn("handoff to shard %d failed: %s", h->to, strerror(-res));
+        /* The target never saw the record: give the protocol state back to be released. */
+        c->in = h->in;
+        c->in_len = h->in_len;
+        c->in_cap = h->in_cap;
+        c->proto_state = h->arg;
+        free(h);
+        c->flags &= ~AU_CONN_HANDOFF;
+        begin_close(c, false);
+    } else {
+        c->proto_state = NULL;
+        c->flags |= AU_CONN_CLOSING; /* no on_close: the session continues on the target shard */
+        submit_close(c);
+    }
+    maybe_free(c);
+}
+
+static void on_handoff_in(struct au_shard *s, struct handoff *h, int res)
+{
+    if (res < 0) {
+        au_warn("incoming handoff failed: %s", strerror(-res));
+        /* The source sees its own error CQE and cleans up; nothing of ours to release but the record. */
+        return;
+    }
+    struct au_conn *c = conn_new(s, (uint32_t)res, h->listener);
+    c->id = h->id;
+    AU_STAT_INC(s, handoffs_in);
+    if (c->proto->on_handoff) c->proto->on_handoff(c, h->arg);
+    arm_recv(c);
+    if (h->in_len) (void)au_conn_deliver(c, h->in, h->in_len);
+    free(h->in);
+    free(h);
+    if (s->nconns >= s->max_conns) update_accepting(s);
+}
+
+/* ------------------------------------------------------------------ cross-shard */
+
+static void ring_doorbell(struct au_shard *from, struct au_shard *to)
+{
+    if (atomic_exchange_explicit(&to->doorbell_armed, 1, memory_order_acq_rel)) return;
+    struct io_uring_sqe *sqe = get_sqe(from);
+    au_prep_msg_ring_data(sqe, to->ring_fd, 0, UD(OP_WAKE, 0));
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+    AU_STAT_INC(from, doorbells);
+}
+
+void au_shard_post(struct au_shard *self, int to, struct au_xmsg *m)
+{
+    AU_ASSERT(to >= 0 && to < self->nshards);
+    struct au_shard *t = self->all[to];
+    m->next = NULL;
+    AU_STAT_INC(self, xmsgs_out);
+    if (!self->ovf_head[to] && au_xq_push(&t->inq[self->id], m)) {
+        if (t != self) ring_doorbell(self, t);
+        return;
+    }
+    AU_STAT_INC(self, xq_overflow);
+    if (!self->ovf_head[to]) {
+        self->ovf_head[to] = m;
+        self->novf++;
+    } else {
+        self->ovf_tail[to]->next = m;
+    }
+    self->ovf_tail[to] = m;
+}
+
+static void retry_overflow(struct au_shard *s)
+{
+    if (!s->novf) return;
+    for (int to = 0; to < s->nshards; to++) {
+        struct au_shard *t = s->all[to];
+        bool pushed = false;
+        while (s->ovf_head[to]) {
+            struct au_xmsg *m = s->ovf_head[to];
+            if (!au_xq_push(&t->inq[s->id], m)) break;
+            s->ovf_head[to] = m->next;
+            pushed = true;
+        }
+        if (!s->ovf_head[to] && pushed) s->novf--;
+        if (pushed && t != s) ring_doorbell(s, t);
+    }
+}
+
+/* Returns true when a queue still holds messages (the caller must not sleep). */
+static bool drain_inbox(struct au_shard *s)
+{
+    bool more = false;
+    atomic_store_explicit(&s->doorbell_armed, 0, memory_order_release);
+    for (int from = 0; from < s->nshards; from++) {
+        struct au_xq *q = &s->inq[from];
+        /* Bounded per iteration so one busy producer cannot starve our own connections. */
+        for (unsigned n = 0; n < 65536; n++) {
+            struct au_xmsg *m = au_xq_pop(q);
+            if (!m) break;
+            AU_STAT_INC(s, xmsgs_in);
+            m->handler(s, m);
+        }
+        if (!au_xq_empty(q)) more = true;
+    }
+    return more;
+}
+
+/* ------------------------------------------------------------------ completions */
+
+static void on_recv(struct au_shard *s, struct au_conn *c, struct io_uring_cqe *cqe)
+{
+    int res = cqe->res;
+    AU_STAT_INC(s, recv_cqes);
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        if (res > 0 && !(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)))
+            conn_input(c, s->bufs + (size_t)bid * AU_RECV_BUF_SIZE, (size_t)res);
+        recycle_buf(s, bid);
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        c->flags &= ~AU_CONN_RECV_ARMED;
+        c->ops--;
+        if (c->flags & AU_CONN_HANDOFF) {
+            if (!(c->flags & AU_CONN_CLOSED)) send_fd(c);
+        } else if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)) {
+            /* already going away */
+        } else if (res == -ENOBUFS) {
+            AU_STAT_INC(s, nobufs);
+            arm_recv(c);
+        } else if (res > 0 || (res == -ECANCELED && (c->flags & AU_CONN_PAUSED))) {
+            arm_recv(c);
+        } else {
+            begin_close(c, false); /* EOF or error: the peer is gone */
+        }
+    }
+    maybe_free(c);
+}
+
+static void on_send(struct au_shard *s, struct sendctx *x, int res)
+{
+    struct au_conn *c = x->conn;
+    x->next_free = s->sendctx_free;
+    s->sendctx_free = x;
+    c->flags &= ~AU_CONN_SEND_BUSY;
+    c->ops--;
+    if (res < 0) {
+        if (!(c->flags & AU_CONN_CLOSED)) begin_close(c, false);
+        drop_output(c);
+        maybe_free(c);
+        return;
+    }
+    uint32_t left = (uint32_t)res;
+    AU_STAT_ADD(s, bytes_out, left);
+    while (left && c->out_head) {
+        struct au_outseg *g = c->out_head;
+        if (g->len > left) {
+            g->off += left;
+            g->len -= left;
+            c->out_bytes -= left;
+            left = 0;
+            AU_STAT_INC(s, send_partial);
+            break;
+        }
+        left -= g->len;
+        c->out_bytes -= g->len;
+        c->out_head = g->next;
+        if (!c->out_head) c->out_tail = NULL;
+        seg_put(s, g);
+    }
+    if (c->flags & AU_CONN_CLOSED) {
+        drop_output(c);
+    } else if (c->out_head) {
+        submit_send(c);
+    } else if (c->flags & AU_CONN_CLOSING) {
+        submit_close(c);
+    } else if (c->proto->on_drain) {
+        c->proto->on_drain(c);
+    }
+    maybe_free(c);
+}
+
+static void handle_cqe(struct au_shard *s, struct io_uring_cqe *cqe)
+{
+    uint64_t ud = cqe->user_data;
+    void *p = UD_PTR(ud);
+    switch (UD_OP(ud)) {
+    case OP_ACCEPT: on_accept(s, cqe, (unsigned)(uintptr_t)p); break;
+    case OP_RECV: on_recv(s, p, cqe); break;
+    case OP_SEND: on_send(s, p, cqe->res); break;
+    case OP_CLOSE: {
+        struct au_conn *c = p;
+        c->ops--;
+        maybe_free(c);
+        if (!s->stopping && !s->accepting && s->nconns < s->max_conns) update_accepting(s);
+        break;
+    }
+    case OP_WAKE: break; /* the inbox is drained at the top of every iteration */
+    case OP_HANDOFF_IN: on_handoff_in(s, p, cqe->res); break;
+    case OP_HANDOFF_OUT: on_handoff_out(s, p, cqe->res); break;
+    case OP_CANCEL:
+    case OP_CLOSE_SLOT: break;
+    default: au_error("unknown completion op=%u", UD_OP(ud)); break;
+    }
+}
+
+/* ------------------------------------------------------------------ shard thread */
+
+struct start_ctx {
+    struct au_shard *s;
+    const struct au_loop_opts *o;
+    pthread_barrier_t *ready;
+    int *err;
+};
+
+static int shard_setup(struct au_shard *s, const struct au_loop_opts *o)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
+              IORING_SETUP_SUBMIT_ALL;
+    p.cq_entries = AU_RING_CQ_ENTRIES;
+    int r = io_uring_queue_init_params(AU_RING_ENTRIES, &s->ring, &p);
+    if (r < 0) {
+        au_error("io_uring_queue_init: %s", strerror(-r));
+        return r;
+    }
+    s->ring_fd = s->ring.ring_fd;
+    uint32_t nfixed = au_loop_fixed_files();
+    r = io_uring_register_files_sparse(&s->ring, nfixed);
+    if (r < 0) {
+        au_error("register_files_sparse(%u): %s", nfixed, strerror(-r));
+        return r;
+    }
+    uint32_t cap = nfixed > AU_FIXED_FILES_RESERVE ? nfixed - AU_FIXED_FILES_RESERVE : nfixed / 2;
+    s->max_conns = o->max_conns_per_shard && o->max_conns_per_shard < cap ? o->max_conns_per_shard : cap;
+
+    size_t ring_bytes = AU_RECV_BUF_COUNT * sizeof(struct io_uring_buf);
+    s->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (s->br == MAP_FAILED) return -errno;
+    s->bufs = malloc((size_t)AU_RECV_BUF_COUNT * AU_RECV_BUF_SIZE);
+    AU_ASSERT(s->bufs != NULL);
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)s->br;
+    reg.ring_entries = AU_RECV_BUF_COUNT;
+    reg.bgid = AU_RECV_BGID;
+    r = io_uring_register_buf_ring(&s->ring, &reg, 0);
+    if (r < 0) {
+        au_error("register_buf_ring: %s", strerror(-r));
+        return r;
+    }
+    io_uring_buf_ring_init(s->br);
+    for (unsigned i = 0; i < AU_RECV_BUF_COUNT; i++)
+        io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * AU_RECV_BUF_SIZE, AU_RECV_BUF_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(AU_RECV_BUF_COUNT), (int)i);
+    io_uring_buf_ring_advance(s->br, AU_RECV_BUF_COUNT);
+
+    s->lspec = o->listeners;
+    s->nlisteners = o->nlisteners;
+    for (unsigned i = 0; i < o->nlisteners; i++) {
+        const struct au_listener_spec *l = &o->listeners[i];
+        int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return -errno;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* inherited by accepted sockets */
+        if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0 || listen(fd, AU_LISTEN_BACKLOG) < 0) {
+            r = -errno;
+            au_error("listen %s: %s", l->name, strerror(errno));
+            close(fd);
+            return r;
+        }
+        s->listen_fd[i] = fd;
+    }
+    return 0;
+}
+
+static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
+{
+    s->now_ms = au_now_ms();
+    if (s->hooks && s->hooks->shard_init) s->hooks->shard_init(s);
+    update_accepting(s);
+    bool stop_seen = false;
+    for (;;) {
+        s->now_ms = au_now_ms();
+        bool more = drain_inbox(s);
+        retry_overflow(s);
+        if (!stop_seen && atomic_load_explicit(&s->stop, memory_order_acquire)) {
+            stop_seen = true;
+            s->stopping = true;
+            s->stop_deadline = s->now_ms + (o->drain_ms ? o->drain_ms : 3000);
+            update_accepting(s);
+            for (unsigned i = 0; i < s->nlisteners; i++) {
+                close(s->listen_fd[i]);
+                s->listen_fd[i] = -1;
+            }
+            if (s->hooks && s->hooks->shard_stop) s->hooks->shard_stop(s);
+        }
+        int wait_ms = 1000;
+        if (s->hooks && s->hooks->shard_tick) {
+            int t = s->hooks->shard_tick(s, s->now_ms);
+            if (t >= 0 && t < wait_ms) wait_ms = t;
+        }
+        if (s->closing) {
+            reap_closing(s);
+            if (wait_ms > 100) wait_ms = 100;
+        }
+        flush_dirty(s);
+        if (stop_seen) {
+            if ((s->nconns == 0 && !s->novf) || s->now_ms >= s->stop_deadline) break;
+            if (wait_ms > 50) wait_ms = 50;
+        }
+        if (s->novf || more) wait_ms = 0;
+        struct __kernel_timespec ts = { .tv_sec = wait_ms / 1000, .tv_nsec = (long long)(wait_ms % 1000) * 1000000 };
+        struct io_uring_cqe *cqe;
+        int r = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+        if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY) au_warn("submit_and_wait: %s", strerror(-r));
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&s->ring, head, cqe) {
+            handle_cqe(s, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&s->ring, n);
+    }
+    if (s->hooks && s->hooks->shard_fini) s->hooks->shard_fini(s);
+    if (s->nconns) au_info("stopped with %u connections still open", s->nconns);
+}
+
+static void *shard_main(void *arg)
+{
+    struct start_ctx *x = arg;
+    struct au_shard *s = x->s;
+    const struct au_loop_opts *o = x->o;
+    au_log_set_shard(s->id);
+    int r = shard_setup(s, o);
+    if (r < 0) __atomic_store_n(x->err, r, __ATOMIC_SEQ_CST);
+    pthread_barrier_wait(x->ready); /* every ring exists before anyone posts */
+    pthread_barrier_wait(x->ready); /* main checked errors */
+    bool failed = __atomic_load_n(x->err, __ATOMIC_SEQ_CST) != 0;
+    free(x);
+    if (!failed) shard_run(s, o);
+    return NULL;
+}
+
+int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out)
+{
+    int n = o->nshards;
+    AU_ASSERT(n >= 1 && n <= AU_MAX_SHARDS);
+    AU_ASSERT(o->nlisteners <= 8);
+    struct au_shard **all = calloc((size_t)n, sizeof *all);
+    AU_ASSERT(all != NULL);
+    for (int i = 0; i < n; i++) {
+        struct au_shard *s = aligned_alloc(64, (sizeof *s + 63) & ~(size_t)63);
+        AU_ASSERT(s != NULL);
+        memset(s, 0, sizeof *s);
+        s->id = i;
+        s->nshards = n;
+        s->all = all;
+        s->hooks = o->hooks;
+        s->inq = calloc((size_t)n, sizeof *s->inq);
+        s->ovf_head = calloc((size_t)n, sizeof *s->ovf_head);
+        s->ovf_tail = calloc((size_t)n, sizeof *s->ovf_tail);
+        AU_ASSERT(s->inq && s->ovf_head && s->ovf_tail);
+        for (int j = 0; j < n; j++) au_xq_init(&s->inq[j], AU_XQ_DEPTH);
+        for (unsigned l = 0; l < 8; l++) s->listen_fd[l] = -1;
+        all[i] = s;
+    }
+    if (!g_main_ring_ok && io_uring_queue_init(8, &g_main_ring, 0) == 0) g_main_ring_ok = 1;
+    static pthread_barrier_t ready;
+    pthread_barrier_init(&ready, NULL, (unsigned)n + 1);
+    static int err;
+    err = 0;
+    for (int i = 0; i < n; i++) {
+        struct start_ctx *x = malloc(sizeof *x);
+        AU_ASSERT(x != NULL);
+        *x = (struct start_ctx){ .s = all[i], .o = o, .ready = &ready, .err = &err };
+        if (pthread_create(&all[i]->thread, NULL, shard_main, x) != 0) {
+            au_error("pthread_create failed");
+            abort();
+        }
+    }
+    pthread_barrier_wait(&ready);
+    int e = __atomic_load_n(&err, __ATOMIC_SEQ_CST);
+    pthread_barrier_wait(&ready);
+    if (e) {
+        for (int i = 0; i < n; i++) pthread_join(all[i]->thread, NULL);
+        return e;
+    }
+    *shards_out = all;
+    return 0;
+}
+
+void au_loop_stop(struct au_shard **shards, int nshards)
+{
+    for (int i = 0; i < nshards; i++) {
+        atomic_store(&shards[i]->stop, 1);
+        if (g_main_ring_ok) {
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&g_main_ring);
+            if (!sqe) {
+                io_uring_submit(&g_main_ring);
+                sqe = io_uring_get_sqe(&g_main_ring);
+            }
+            au_prep_msg_ring_data(sqe, shards[i]->ring_fd, 0, UD(OP_WAKE, 0));
+            sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        }
+    }
+    if (g_main_ring_ok) io_uring_submit(&g_main_ring);
+    for (int i = 0; i < nshards; i++) pthread_join(shards[i]->thread, NULL);
+}
+
+const struct au_transport au_transport_tcp = { .name = "tcp", .decode = NULL, .encode = NULL, .free = NULL };

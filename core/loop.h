@@ -1,0 +1,209 @@
+/* loop.h - the thread-per-core io_uring event loop: shards, connections, cross-shard messages.
+ *
+ * Each shard is one thread owning one io_uring (SINGLE_ISSUER | DEFER_TASKRUN), a sparse table of
+ * direct descriptors, a provided-buffer ring for multishot receive, its connections and its memory.
+ * Protocol code (MQTT, HTTP) sees a connection only through au_proto callbacks and the au_conn_*
+ * output calls; a transport (plain TCP now, TLS / WebSocket next) sits between the socket and the
+ * protocol and may transform bytes in both directions. Shards talk through one single-producer queue
+ * per ordered pair, with a msg_ring doorbell when the consumer may be asleep. */
+#ifndef AU_LOOP_H
+#define AU_LOOP_H
+
+#include "core/common.h"
+#include "core/buf.h"
+#include "core/xq.h"
+#include "core/limits.h"
+
+#include <liburing.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <pthread.h>
+
+struct au_shard;
+struct au_conn;
+
+/* Protocol callbacks. on_data returns the bytes it consumed (the loop keeps the rest and presents
+ * it again, prefixed, with the next bytes) or -1 to close the connection (after flushing output). */
+struct au_proto {
+    const char *name;
+    void (*on_open)(struct au_conn *c);
+    ssize_t (*on_data)(struct au_conn *c, const uint8_t *data, size_t len);
+    void (*on_drain)(struct au_conn *c);            /* send queue became empty (optional) */
+    void (*on_close)(struct au_conn *c);            /* connection is going away; no more output */
+    /* A connection handed over from another shard (au_conn_handoff) has arrived here; `arg` is
+     * what the sender passed; the carried input bytes are presented through on_data next. */
+    void (*on_handoff)(struct au_conn *c, void *arg);
+};
+
+/* Transport between socket and protocol. Plain TCP has decode/encode = NULL (bytes pass through). */
+struct au_transport {
+    const char *name;
+    /* Called with raw received bytes; must call au_conn_deliver() with decoded bytes. Returns -1 to close. */
+    int (*decode)(struct au_conn *c, const uint8_t *data, size_t len);
+    /* Called for protocol output; must queue encoded bytes with au_conn_raw_write*(). */
+    void (*encode)(struct au_conn *c, const uint8_t *data, size_t len);
+    void (*free)(struct au_conn *c);
+};
+extern const struct au_transport au_transport_tcp;
+
+struct au_outseg {
+    struct au_outseg *next;
+    struct au_buf *buf;
+    uint32_t off, len;
+};
+
+enum au_conn_flags {
+    AU_CONN_RECV_ARMED = 1u << 0,
+    AU_CONN_SEND_BUSY  = 1u << 1,
+    AU_CONN_CLOSING    = 1u << 2,   /* no more input; close once output is flushed */
+    AU_CONN_CLOSED     = 1u << 3,   /* close submitted */
+    AU_CONN_DIRTY      = 1u << 4,   /* on the shard's flush list */
+    AU_CONN_HANDOFF    = 1u << 5,   /* being handed to another shard */
+    AU_CONN_IN_DATA    = 1u << 6,   /* inside on_data (re-entrancy guard) */
+    AU_CONN_PAUSED     = 1u << 7,   /* receive paused (back-pressure) */
+};
+
+struct au_conn {
+    struct au_shard *shard;
+    const struct au_proto *proto;
+    const struct au_transport *tp;
+    void *proto_state;            /* owned by the protocol */
+    void *tp_state;               /* owned by the transport */
+    struct au_conn *dirty_next;
+    struct au_conn *close_next;   /* on the shard's flushing-before-close list */
+    uint64_t close_deadline;      /* ms: abort if output is not flushed by then */
+    struct au_outseg *out_head, *out_tail;
+    uint8_t *in;                  /* unconsumed input (partial frame) */
+    uint32_t in_len, in_cap;
+    uint32_t out_bytes;           /* queued, not yet sent */
+    uint32_t slot;                /* direct-descriptor index */
+    uint32_t flags;
+    uint16_t ops;                 /* io_uring operations in flight referencing this conn */
+    uint8_t listener;             /* index of the listener it came from */
+    uint8_t _pad;
+    uint32_t peer_ip4;            /* for logs (0 for IPv6) */
+    uint64_t id;                  /* process-unique connection id */
+};
+
+/* Cross-shard message: the producer allocates, the consumer's handler runs on the consumer shard and
+ * owns the message afterwards (frees or forwards it). */
+struct au_xmsg {
+    struct au_xmsg *next;         /* producer-side overflow list */
+    void (*handler)(struct au_shard *self, struct au_xmsg *m);
+};
+
+struct au_listener_spec {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    const struct au_proto *proto;
+    const struct au_transport *tp;
+    const char *name;
+};
+
+/* Per-shard counters, written by the owner thread only, readable from any thread (relaxed). */
+struct au_shard_stats {
+    uint64_t accepted, closed, handoffs_out, handoffs_in, accept_paused;
+    uint64_t bytes_in, bytes_out, recv_cqes, sends, send_partial;
+    uint64_t xmsgs_in, xmsgs_out, doorbells, xq_overflow, nobufs;
+    uint64_t conns;               /* current */
+};
+#define AU_STAT_ADD(s, field, n) __atomic_store_n(&(s)->stats.field, (s)->stats.field + (n), __ATOMIC_RELAXED)
+#define AU_STAT_INC(s, field) AU_STAT_ADD(s, field, 1)
+#define AU_STAT_READ(s, field) __atomic_load_n(&(s)->stats.field, __ATOMIC_RELAXED)
+
+struct au_loop_hooks {
+    /* Called on the shard's thread before it accepts anything / after it stopped. */
+    void (*shard_init)(struct au_shard *s);
+    void (*shard_fini)(struct au_shard *s);
+    /* Called on every loop iteration before waiting (timers, deferred work). Returns ms the loop may
+     * sleep at most (-1 = no limit). */
+    int (*shard_tick)(struct au_shard *s, uint64_t now_ms);
+    /* Graceful stop requested: stop producing work; the loop exits once connections are closed or
+     * the drain deadline passes. */
+    void (*shard_stop)(struct au_shard *s);
+};
+
+struct au_shard {
+    int id;
+    int nshards;
+    struct io_uring ring;
+    int ring_fd;
+    struct au_shard **all;        /* all shards, for cross-shard posting */
+    struct au_xq *inq;            /* inq[from]: queue from shard `from` to this shard */
+    struct au_xmsg **ovf_head;    /* per target shard: messages waiting for queue room */
+    struct au_xmsg **ovf_tail;
+    uint32_t novf;                /* targets with a non-empty overflow list */
+    atomic_int doorbell_armed;    /* 1 when a doorbell is already on its way (consumer resets) */
+    atomic_int sleeping;          /* 1 while the shard waits in the kernel */
+    atomic_int stop;              /* graceful stop requested */
+    uint32_t max_conns;           /* accept pauses at this many connections */
+    uint32_t nconns;
+    uint32_t nlisteners;
+    int listen_fd[8];
+    const struct au_listener_spec *lspec;
+    uint8_t accept_armed[8];
+    struct io_uring_buf_ring *br;
+    uint8_t *bufs;
+    struct au_conn *dirty;        /* connections with output to flush this iteration */
+    struct au_conn *closing;      /* connections flushing before close */
+    struct au_outseg *seg_free;   /* freelist of out segments */
+    void *sendctx_free;           /* freelist of sendmsg contexts */
+    uint32_t nseg_free;
+    bool accepting;               /* listeners armed (not paused, not stopping) */
+    bool stopping;
+    uint64_t stop_deadline;
+    uint64_t next_conn_id;
+    uint64_t now_ms;              /* updated every iteration */
+    void *app;                    /* protocol-level per-shard state (broker, store client, ...) */
+    const struct au_loop_hooks *hooks;
+    struct au_shard_stats stats;
+    pthread_t thread;
+};
+
+struct au_loop_opts {
+    int nshards;
+    uint32_t max_conns_per_shard;  /* 0 = derived from the fixed-file table size */
+    const struct au_listener_spec *listeners;
+    uint32_t nlisteners;
+    const struct au_loop_hooks *hooks;
+    uint32_t drain_ms;             /* graceful-stop drain deadline */
+};
+
+/* Create shards, bind listeners (SO_REUSEPORT, one socket per shard), start threads. Returns 0 or -errno
+ * (with a log line saying why). */
+int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out);
+/* Ask every shard to stop gracefully and join them. */
+void au_loop_stop(struct au_shard **shards, int nshards);
+/* Number of fixed-file slots a ring can have here (bounded by RLIMIT_NOFILE and AU_FIXED_FILES_MAX). */
+uint32_t au_loop_fixed_files(void);
+
+/* ---- output (shard thread only) ---- */
+/* Copy bytes into the connection's send queue (through the transport). */
+void au_conn_write(struct au_conn *c, const void *data, size_t len);
+/* Queue a reference to shared bytes (takes its own reference; the caller keeps its own). */
+void au_conn_write_buf(struct au_conn *c, struct au_buf *b, uint32_t off, uint32_t len);
+/* Bytes queued and not yet sent. */
+static inline uint32_t au_conn_queued(const struct au_conn *c) { return c->out_bytes; }
+/* Transport-level: queue already-encoded bytes. */
+void au_conn_raw_write(struct au_conn *c, const void *data, size_t len);
+void au_conn_raw_write_buf(struct au_conn *c, struct au_buf *b, uint32_t off, uint32_t len);
+/* Transport decode path: hand decoded bytes to the protocol. */
+int au_conn_deliver(struct au_conn *c, const uint8_t *data, size_t len);
+
+/* Close: flush queued output first (bounded by a deadline), then close. Idempotent. */
+void au_conn_close(struct au_conn *c);
+/* Close now, dropping queued output. */
+void au_conn_abort(struct au_conn *c);
+/* Stop / resume reading from the connection (back-pressure). */
+void au_conn_pause(struct au_conn *c);
+void au_conn_resume(struct au_conn *c);
+/* Move the connection to shard `to` with its unconsumed input bytes; `arg` reaches
+ * proto->on_handoff there. Only valid before any output was queued. Returns 0 or -1. */
+int au_conn_handoff(struct au_conn *c, int to, void *arg);
+
+/* ---- cross-shard ---- */
+/* Post a message from shard `self` to shard `to` (to may equal self: runs on the next iteration). */
+void au_shard_post(struct au_shard *self, int to, struct au_xmsg *m);
+
+#endif

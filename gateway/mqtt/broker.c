@@ -1,0 +1,282 @@
+/* broker.c - per-shard broker state, messages, cross-shard fan-out and the shard hooks. */
+#include "gateway/mqtt/broker.h"
+#include "gateway/mqtt/deliver.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+static const struct au_config *g_cfg;
+
+void broker_set_config(const struct au_config *cfg) { g_cfg = cfg; }
+
+struct broker *broker_of(struct au_shard *s) { return s->app; }
+
+/* Owner shard of a client identity. A fixed seed (not the per-process table seed) so every shard
+ * computes the same owner. */
+int broker_owner_shard(const struct broker *b, uint32_t app, const uint8_t *cid, size_t len)
+{
+    if (b->shard->nshards == 1) return 0;
+    uint64_t h = XXH3_64bits_withSeed(cid, len, 0x9e3779b97f4a7c15ull ^ app);
+    return (int)(h % (uint64_t)b->shard->nshards);
+}
+
+/* ------------------------------------------------------------------ messages */
+
+struct msg *msg_new(uint32_t app, const uint8_t *topic, uint16_t topic_len, const struct mqtt_props *props,
+                    const uint8_t *payload, uint32_t payload_len, uint8_t qos, bool retain, uint64_t origin,
+                    uint64_t now_ms)
+{
+    /* Properties forwarded unchanged to subscribers (MQTT 5 3.3.2.3). */
+    struct mqtt_props fwd;
+    memset(&fwd, 0, sizeof fwd);
+    uint64_t expire_at = 0;
+    if (props) {
+        const uint64_t keep = MQTT_PBIT(MQTT_PROP_PAYLOAD_FORMAT) | MQTT_PBIT(MQTT_PROP_CONTENT_TYPE) |
+                              MQTT_PBIT(MQTT_PROP_RESPONSE_TOPIC) | MQTT_PBIT(MQTT_PROP_CORRELATION_DATA);
+        fwd.present = props->present & keep;
+        fwd.payload_format = props->payload_format;
+        fwd.content_type = props->content_type;
+        fwd.response_topic = props->response_topic;
+        fwd.correlation_data = props->correlation_data;
+        fwd.n_user = props->n_user;
+        if (props->n_user) fwd.present |= MQTT_PBIT(MQTT_PROP_USER);
+        memcpy(fwd.user, props->user, sizeof(fwd.user[0]) * props->n_user);
+        if (props->present & MQTT_PBIT(MQTT_PROP_MESSAGE_EXPIRY))
+            expire_at = now_ms + (uint64_t)props->message_expiry * 1000u;
+    }
+    /* Encode the forwarded block once; keep it without its length prefix. */
+    uint8_t tmp[512];
+    uint8_t *w = tmp;
+    uint32_t inner = 0, vlen = 0;
+    if (fwd.present) {
+        size_t block = mqtt_props_size(&fwd);
+        if (block > sizeof tmp) w = malloc(block);
+        AU_ASSERT(w != NULL);
+        size_t n = mqtt_props_write(w, block, &fwd);
+        AU_ASSERT(n == block);
+        vlen = 1;
+        while (vlen < 4 && (w[vlen - 1] & 0x80)) vlen++;
+        inner = (uint32_t)n - vlen;
+    }
+    struct msg *m = malloc(sizeof *m + topic_len + inner + payload_len);
+    AU_ASSERT(m != NULL);
+    atomic_init(&m->refs, 1);
+    m->app = app;
+    m->origin = origin;
+    m->expire_at = expire_at;
+    m->seq = 0;
+    m->picks = NULL;
+    m->payload_len = payload_len;
+    m->props_len = inner;
+    m->topic_len = topic_len;
+    m->qos = qos;
+    m->retain = retain;
+    memcpy(m->data, topic, topic_len);
+    if (inner) memcpy(m->data + topic_len, w + vlen, inner);
+    if (w != tmp) free(w);
+    if (payload_len) memcpy(m->data + topic_len + inner, payload, payload_len);
+    return m;
+}
+
+void msg_unref(struct msg *m)
+{
+    if (!m) return;
+    unsigned prev = atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel);
+    AU_ASSERT(prev > 0);
+    if (prev == 1) {
+        free(m->picks);
+        free(m);
+    }
+}
+
+static void retained_release(void *ctx, void *msg)
+{
+    (void)ctx;
+    msg_unref(msg);
+}
+
+/* ------------------------------------------------------------------ fan-out */
+
+struct fan_x {
+    struct au_xmsg x;
+    struct msg *m;
+};
+
+static void fan_handler(struct au_shard *self, struct au_xmsg *x)
+{
+    struct fan_x *f = (struct fan_x *)x;
+    broker_deliver_local(broker_of(self), f->m);
+    msg_unref(f->m);
+    free(f);
+}
+
+void broker_publish(struct broker *b, struct msg *m)
+{
+    struct au_shard *s = b->shard;
+    m->seq = ((uint64_t)s->id << 48) | ++b->next_seq;
+    BS_INC(b, pub_in);
+    BS_ADD(b, pub_in_bytes, m->payload_len);
+    shared_pick(b, m); /* before the message is shared: it is immutable afterwards */
+    for (int i = 0; i < s->nshards; i++) {
+        if (i == s->id) continue;
+        struct fan_x *f = malloc(sizeof *f);
+        AU_ASSERT(f != NULL);
+        f->x.handler = fan_handler;
+        f->m = msg_ref(m);
+        au_shard_post(s, i, &f->x);
+    }
+    broker_deliver_local(b, m);
+}
+
+static struct fan_target *fan_push(struct broker *b)
+{
+    if (b->fan_n == b->fan_cap) {
+        b->fan_cap = b->fan_cap ? b->fan_cap * 2 : 256;
+        b->fan = realloc(b->fan, sizeof *b->fan * b->fan_cap);
+        AU_ASSERT(b->fan != NULL);
+    }
+    return &b->fan[b->fan_n++];
+}
+
+struct match_ctx {
+    struct broker *b;
+    struct msg *m;
+};
+
+static void add_target(struct broker *b, struct msg *m, const struct sub_entry *e)
+{
+    struct session *s = e->session;
+    if (e->opts.no_local && s->uid == m->origin) return;
+    struct fan_target *t;
+    if (s->mark_seq == m->seq && s->mark_idx < b->fan_n && b->fan[s->mark_idx].s == s) {
+        t = &b->fan[s->mark_idx];
+        if (e->opts.qos > t->qos) t->qos = e->opts.qos;
+        t->rap |= e->opts.retain_as_published;
+    } else {
+        s->mark_seq = m->seq;
+        s->mark_idx = b->fan_n;
+        t = fan_push(b);
+        t->s = s;
+        t->qos = e->opts.qos;
+        t->rap = e->opts.retain_as_published;
+        t->n_ids = 0;
+    }
+    if (e->opts.sub_id && t->n_ids < AU_MQTT_MAX_SUB_IDS) t->ids[t->n_ids++] = e->opts.sub_id;
+}
+
+static void on_sub(void *ctx, const struct sub_entry *e)
+{
+    struct match_ctx *mc = ctx;
+    add_target(mc->b, mc->m, e);
+}
+
+static void on_share(void *ctx, const uint8_t *share, size_t share_len, const uint8_t *filter, size_t filter_len,
+                     const struct sub_entry *members, size_t n)
+{
+    struct match_ctx *mc = ctx;
+    if (!shared_choose_here(mc->b, mc->m, share, share_len, filter, filter_len)) return;
+    /* One member of the group: rotate from the message sequence, preferring an online member with room. */
+    size_t start = (size_t)(mc->m->seq % n);
+    for (size_t k = 0; k < n; k++) {
+        const struct sub_entry *e = &members[(start + k) % n];
+        struct session *s = e->session;
+        if (s->mc && s->mc->state == MC_CONNECTED) {
+            add_target(mc->b, mc->m, e);
+            return;
+        }
+    }
+    add_target(mc->b, mc->m, &members[start]);
+}
+
+void broker_deliver_local(struct broker *b, struct msg *m)
+{
+    if (m->retain) {
+        /* Every shard keeps a replica of the retained store: apply the update here. */
+        int r = retained_set(&b->retained, m->app, msg_topic(m), m->topic_len, m->payload_len ? msg_ref(m) : NULL);
+        if (r == TOPIC_EQUOTA || r == TOPIC_ENOMEM) {
+            msg_unref(m);
+            au_warn("retained store full app=%u", m->app);
+        }
+        __atomic_store_n(&b->stats.retained, b->retained.msgs, __ATOMIC_RELAXED);
+    }
+    if (m->expire_at && m->expire_at <= b->shard->now_ms) return;
+    b->fan_n = 0;
+    struct match_ctx mc = { b, m };
+    sub_match(&b->subs, m->app, msg_topic(m), m->topic_len, on_sub, on_share, &mc);
+    deliver_begin(b, m);
+    for (uint32_t i = 0; i < b->fan_n; i++) {
+        struct fan_target *t = &b->fan[i];
+        uint8_t qos = t->qos < m->qos ? t->qos : m->qos;
+        session_deliver(b, t->s, m, qos, t->rap ? m->retain : 0, t->ids, t->n_ids);
+    }
+    deliver_end(b);
+    b->fan_n = 0;
+}
+
+/* ------------------------------------------------------------------ shard hooks */
+
+static void shard_init(struct au_shard *s)
+{
+    struct broker *b = calloc(1, sizeof *b);
+    AU_ASSERT(b != NULL);
+    b->shard = s;
+    b->cfg = g_cfg;
+    AU_ASSERT(au_hash_init(&b->sessions, 1024) == 0);
+    sub_index_init(&b->subs);
+    retained_init(&b->retained, retained_release, b, g_cfg ? g_cfg->max_retained : 0);
+    au_timer_wheel_init(&b->timers, 16, s->now_ms);
+    shared_init(b);
+    s->app = b;
+    au_info("shard ready max_conns=%u", s->max_conns);
+}
+
+static void shard_stop(struct au_shard *s)
+{
+    struct broker *b = broker_of(s);
+    /* Tell MQTT 5 clients the server is going away, then close every connection (flushing). */
+    struct au_hash_iter it;
+    au_hash_iter_init(&b->sessions, &it);
+    while (au_hash_next(&b->sessions, &it)) {
+        struct session *se = it.value;
+        if (se->mc && se->mc->state == MC_CONNECTED) mqtt_send_disconnect(se->mc, MQTT_RC_SERVER_SHUTTING_DOWN, NULL);
+        if (se->mc) au_conn_close(se->mc->conn);
+    }
+}
+
+static int shard_tick(struct au_shard *s, uint64_t now_ms)
+{
+    struct broker *b = broker_of(s);
+    au_timer_advance(&b->timers, now_ms);
+    return (int)au_timer_next_ms(&b->timers, now_ms, 1000);
+}
+
+static void shard_fini(struct au_shard *s)
+{
+    struct broker *b = broker_of(s);
+    struct au_hash_iter it;
+    au_hash_iter_init(&b->sessions, &it);
+    while (au_hash_next(&b->sessions, &it)) {
+        struct session *se = it.value;
+        au_hash_iter_del(&b->sessions, &it);
+        if (se->mc) se->mc->sess = NULL;
+        se->mc = NULL;
+        session_free(b, se);
+    }
+    sub_index_free(&b->subs);
+    retained_free(&b->retained);
+    shared_fini(b);
+    au_hash_free(&b->sessions);
+    free(b->fan);
+    /* Connections still open at this point are torn down with the ring. */
+    s->app = NULL;
+    free(b);
+}
+
+const struct au_loop_hooks broker_hooks = {
+    .shard_init = shard_init,
+    .shard_fini = shard_fini,
+    .shard_tick = shard_tick,
+    .shard_stop = shard_stop,
+};

@@ -1,0 +1,203 @@
+/* broker.h - the MQTT broker: sessions, subscriptions, retained messages, fan-out across shards.
+ *
+ * Ownership: a session lives on the shard that owns its identity, owner = hash(app, client id) % shards;
+ * a CONNECT that arrives elsewhere is handed over with its socket (au_conn_handoff) before any state is
+ * made. Each shard owns its sessions, its subscription index (for its own sessions) and a replica of the
+ * retained store. A PUBLISH becomes one immutable, reference-counted `struct msg` that is posted to
+ * every shard; each shard matches it against its own index and writes the same encoded bytes to all of
+ * its recipients (docs/architecture.md walks through the path). */
+#ifndef AU_MQTT_BROKER_H
+#define AU_MQTT_BROKER_H
+
+#include "core/common.h"
+#include "core/loop.h"
+#include "core/hash.h"
+#include "core/timer.h"
+#include "core/config.h"
+#include "gateway/mqtt/codec.h"
+#include "gateway/mqtt/topic.h"
+
+#include <stdatomic.h>
+
+#define AU_DEFAULT_APP 1u
+
+/* An application message as published: immutable after creation, shared by every shard that
+ * delivers or retains it. Layout of data[]: topic, forwarded v5 properties (payload format,
+ * content type, response topic, correlation data, user properties, already encoded without the
+ * length prefix), payload, origin client id. */
+struct msg {
+    atomic_uint refs;
+    uint32_t app;
+    uint64_t origin;            /* session uid of the publisher (no-local); 0 for server-made */
+    uint64_t expire_at;         /* CLOCK_MONOTONIC ms, 0 = never */
+    uint64_t seq;               /* process-unique (origin shard << 48 | counter) */
+    struct share_picks *picks;  /* shared subscriptions: which shard serves which group (origin decides) */
+    uint32_t payload_len;
+    uint32_t props_len;
+    uint16_t topic_len;
+    uint8_t qos;
+    uint8_t retain;
+    uint8_t data[];
+};
+static inline const uint8_t *msg_topic(const struct msg *m) { return m->data; }
+static inline const uint8_t *msg_props(const struct msg *m) { return m->data + m->topic_len; }
+static inline const uint8_t *msg_payload(const struct msg *m) { return m->data + m->topic_len + m->props_len; }
+
+struct msg *msg_new(uint32_t app, const uint8_t *topic, uint16_t topic_len, const struct mqtt_props *props,
+                    const uint8_t *payload, uint32_t payload_len, uint8_t qos, bool retain, uint64_t origin,
+                    uint64_t now_ms);
+static inline struct msg *msg_ref(struct msg *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+void msg_unref(struct msg *m);
+
+/* Outgoing QoS 1/2 message awaiting acknowledgement, or queued behind the window. */
+enum { OUT_QUEUED = 0, OUT_WAIT_PUBACK, OUT_WAIT_PUBREC, OUT_WAIT_PUBCOMP };
+struct outmsg {
+    struct outmsg *next;
+    struct msg *m;
+    uint32_t *sub_ids;          /* malloc'd when n_sub_ids > 0 */
+    uint16_t pid;
+    uint8_t qos, state, retain, n_sub_ids;
+};
+
+struct will {
+    struct msg *m;              /* the will as a message (topic, payload, props, qos, retain) */
+    uint32_t delay;             /* seconds */
+};
+
+struct session;
+
+/* Per-connection MQTT state (lives while the connection lives). */
+struct mqtt_conn {
+    struct au_conn *conn;
+    struct session *sess;       /* NULL until CONNECT accepted */
+    struct au_timer ka_timer;   /* connect timeout, then keep-alive */
+    uint64_t last_rx_ms;
+    uint32_t ka_ms;             /* keep-alive * 1.5, 0 = none */
+    uint32_t client_max_packet; /* client's Maximum Packet Size (0 = protocol max) */
+    uint16_t client_recv_max;   /* client's Receive Maximum */
+    uint16_t alias_max;         /* topic aliases we accept from the client */
+    uint16_t qos2_in_n;         /* incoming QoS 2 ids awaiting PUBREL */
+    uint16_t qos2_in_cap;
+    uint16_t *qos2_in;          /* those ids */
+    struct mqtt_str *aliases;   /* [alias_max + 1] topic per alias (malloc'd copies) */
+    uint8_t version;
+    uint8_t state;              /* MC_* */
+    uint8_t req_problem_info;
+    uint8_t disconnect_will;    /* DISCONNECT 0x04: publish the will */
+};
+enum { MC_NEW = 0, MC_CONNECTED, MC_CLOSING };
+
+/* A session: survives disconnects when persistent (clean start 0 + expiry > 0). */
+struct session {
+    uint64_t uid;                /* shard-unique id (no-local, logs) */
+    struct broker *owner;        /* the broker (shard) this session lives on */
+    uint32_t app;
+    uint16_t cid_len;
+    uint8_t version;
+    uint8_t persistent;
+    char *key;                   /* hash key: 4-byte app id + client id */
+    char *client_id;             /* NUL-terminated, inside key */
+    char *username;
+    struct mqtt_conn *mc;        /* NULL while offline */
+    uint32_t expiry;             /* session expiry interval, seconds (UINT32_MAX = never) */
+    struct au_timer exp_timer;   /* session expiry / will delay while offline */
+    struct will will;
+    uint64_t will_at;            /* monotonic ms when a delayed will is due, 0 = none pending */
+    uint64_t expire_at;          /* monotonic ms when an offline session ends, 0 = online / never */
+    uint32_t will_expiry;        /* will's Message Expiry Interval, seconds (0 = none) */
+    /* subscriptions of this session (for removal and for UNSUBSCRIBE codes) */
+    struct sess_sub *subs;
+    uint32_t nsubs;
+    /* outgoing QoS > 0: in flight (sent, awaiting ack, in send order) and queued behind the window */
+    struct outmsg *if_head, *if_tail;
+    struct outmsg *q_head, *q_tail;
+    uint32_t inflight, queued;
+    uint16_t next_pid;
+    /* fan-out de-duplication of overlapping subscriptions */
+    uint64_t mark_seq;
+    uint32_t mark_idx;
+};
+
+struct sess_sub {
+    uint8_t *filter;             /* full filter as subscribed ($share/... included) */
+    uint16_t len;
+    struct sub_opts opts;
+};
+
+/* Broker-wide counters per shard (owner writes, anyone reads relaxed). */
+struct broker_stats {
+    uint64_t connects, connacks_refused, disconnects, takeovers, sessions, sessions_online;
+    uint64_t pub_in, pub_in_bytes, deliveries, deliveries_qos0, deliveries_qos1, deliveries_qos2;
+    uint64_t dropped_qos0_slow, dropped_queue_full, dropped_expired, dropped_too_large;
+    uint64_t subscribes, unsubscribes, subscriptions, retained, wills_sent, protocol_errors, keepalive_timeouts;
+};
+#define BS_ADD(b, f, n) __atomic_store_n(&(b)->stats.f, (b)->stats.f + (n), __ATOMIC_RELAXED)
+#define BS_INC(b, f) BS_ADD(b, f, 1)
+
+/* One fan-out target collected while matching (overlapping subscriptions merged). */
+struct fan_target {
+    struct session *s;
+    uint8_t qos;
+    uint8_t rap;                 /* retain as published */
+    uint8_t n_ids;
+    uint32_t ids[AU_MQTT_MAX_SUB_IDS];
+};
+
+/* Encoded PUBLISH variants of the message being fanned out on this shard: serialised once per
+ * (protocol, QoS, retain) and shared by every recipient that needs the same bytes. */
+struct deliver_cache {
+    struct msg *m;
+    uint64_t now_ms;
+    struct au_buf *v[2][3][2];   /* [v5][qos][retain] */
+    uint32_t head[2][3][2];      /* bytes before the packet id */
+};
+
+struct broker {
+    struct au_shard *shard;
+    const struct au_config *cfg;
+    struct au_hash sessions;     /* client id (with app prefix) -> session */
+    struct sub_index subs;
+    struct retained_store retained;
+    struct au_timer_wheel timers;
+    uint64_t next_uid, next_seq;
+    /* fan-out scratch */
+    struct fan_target *fan;
+    uint32_t fan_n, fan_cap;
+    struct deliver_cache dc;
+    struct shared_state *shared;
+    struct broker_stats stats;
+};
+
+extern const struct au_proto mqtt_proto;
+extern const struct au_loop_hooks broker_hooks;
+void broker_set_config(const struct au_config *cfg);
+
+/* internal, shared by the broker's files */
+struct broker *broker_of(struct au_shard *s);
+int broker_owner_shard(const struct broker *b, uint32_t app, const uint8_t *cid, size_t len);
+void broker_publish(struct broker *b, struct msg *m);                  /* fan out to every shard */
+void broker_deliver_local(struct broker *b, struct msg *m);           /* match + deliver on this shard */
+void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t qos, bool retain,
+                     const uint32_t *ids, uint8_t n_ids);
+void session_pump(struct broker *b, struct session *s);               /* send queued within the window */
+void session_resend_inflight(struct broker *b, struct session *s);
+void session_free(struct broker *b, struct session *s);
+void session_detach(struct broker *b, struct session *s, bool send_will);
+void session_drop_subs(struct broker *b, struct session *s);
+void mqtt_send_disconnect(struct mqtt_conn *mc, uint8_t reason, const char *why);
+void mqtt_protocol_close(struct mqtt_conn *mc, uint8_t reason, const char *why);
+void broker_publish_will(struct broker *b, struct session *s);
+
+/* packet handlers (one file each) */
+int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
+int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
+int handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
+int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
+int handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
+int handle_disconnect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
+
+#endif

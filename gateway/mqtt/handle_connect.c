@@ -1,0 +1,202 @@
+/* handle_connect.c - CONNECT: ownership hand-off, authentication, session create/resume/takeover, CONNACK. */
+#include "gateway/mqtt/broker.h"
+#include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/session.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+static int refuse(struct broker *b, struct mqtt_conn *mc, uint8_t version, uint8_t reason, const char *why)
+{
+    uint8_t out[512];
+    struct mqtt_props pr;
+    memset(&pr, 0, sizeof pr);
+    if (version == MQTT_V5 && why) {
+        pr.present = MQTT_PBIT(MQTT_PROP_REASON_STRING);
+        pr.reason_string.p = (const uint8_t *)why;
+        pr.reason_string.len = (uint16_t)strlen(why);
+    }
+    uint8_t code = version == MQTT_V5 ? reason : mqtt_v3_connack_code(reason);
+    size_t n = mqtt_enc_connack(out, sizeof out, version == MQTT_V5 ? MQTT_V5 : MQTT_V311, false, code, &pr);
+    AU_ASSERT(n > 0);
+    au_conn_write(mc->conn, out, n);
+    BS_INC(b, connacks_refused);
+    au_info("CONNECT refused: %s (%s)", mqtt_rc_string(reason), why ? why : "");
+    mc->state = MC_CLOSING;
+    return -1;
+}
+
+/* A server-assigned client id that this shard owns (so the session needs no hand-off). */
+static size_t assign_client_id(struct broker *b, uint32_t app, char *out, size_t cap)
+{
+    for (;;) {
+        uint64_t r = XXH3_64bits_withSeed(&b->next_uid, sizeof b->next_uid, au_now_us());
+        b->next_uid++;
+        int n = snprintf(out, cap, "auto-%016llx", (unsigned long long)r);
+        if (broker_owner_shard(b, app, (const uint8_t *)out, (size_t)n) == b->shard->id) return (size_t)n;
+    }
+}
+
+static struct msg *make_will(const struct mqtt_connect *c, uint32_t app, uint64_t origin, uint64_t now, uint32_t *delay)
+{
+    *delay = 0;
+    if (!c->will_flag) return NULL;
+    struct msg *m = msg_new(app, c->will_topic.p, c->will_topic.len, c->version == MQTT_V5 ? &c->will_props : NULL,
+                            c->will_payload.p, c->will_payload.len, c->will_qos, c->will_retain, origin, now);
+    if (c->version == MQTT_V5 && (c->will_props.present & MQTT_PBIT(MQTT_PROP_WILL_DELAY)))
+        *delay = c->will_props.will_delay > AU_MQTT_MAX_WILL_DELAY ? AU_MQTT_MAX_WILL_DELAY : c->will_props.will_delay;
+    return m;
+}
+
+int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+{
+    const struct mqtt_connect *c = &p->u.connect;
+    const struct au_config *cfg = b->cfg;
+    struct au_shard *sh = b->shard;
+    uint32_t app = AU_DEFAULT_APP;
+    uint8_t ver = c->version;
+    char cidbuf[AU_MQTT_MAX_CLIENT_ID + 1];
+    const uint8_t *cid = c->client_id.p;
+    size_t cid_len = c->client_id.len;
+    bool assigned = false;
+
+    if (cid_len > AU_MQTT_MAX_CLIENT_ID) return refuse(b, mc, ver, MQTT_RC_CLIENT_ID_INVALID, "client id too long");
+    if (cid_len == 0) {
+        if (ver != MQTT_V5 && (!c->clean_start || ver == MQTT_V31))
+            return refuse(b, mc, ver, MQTT_RC_CLIENT_ID_INVALID, "empty client id needs clean session");
+        cid_len = assign_client_id(b, app, cidbuf, sizeof cidbuf);
+        cid = (const uint8_t *)cidbuf;
+        assigned = true;
+    }
+    /* The session lives on the shard that owns the identity: move the connection there first. */
+    int owner = broker_owner_shard(b, app, cid, cid_len);
+    if (owner != sh->id) {
+        au_timer_cancel(&b->timers, &mc->ka_timer);
+        if (au_conn_handoff(mc->conn, owner, mc) == 0) return 1;
+        au_warn("handoff to shard %d refused", owner);
+        return -1;
+    }
+    if (c->version == MQTT_V5 && (c->props.present & MQTT_PBIT(MQTT_PROP_AUTH_METHOD)))
+        return refuse(b, mc, ver, MQTT_RC_BAD_AUTH_METHOD, "no enhanced authentication methods are supported");
+    if (!c->has_username && !cfg->allow_anonymous)
+        return refuse(b, mc, ver, MQTT_RC_NOT_AUTHORIZED, "anonymous connections are not allowed");
+    if (c->will_flag) {
+        if (!topic_name_valid(c->will_topic.p, c->will_topic.len))
+            return refuse(b, mc, ver, MQTT_RC_TOPIC_NAME_INVALID, "invalid will topic");
+        if (c->will_retain && !cfg->retain_available)
+            return refuse(b, mc, ver, MQTT_RC_RETAIN_NOT_SUPPORTED, "retain not available");
+    }
+
+    /* Connection parameters. */
+    mc->version = ver == MQTT_V5 ? MQTT_V5 : MQTT_V311;
+    mc->client_recv_max = 65535;
+    mc->client_max_packet = 0;
+    uint32_t expiry;
+    if (ver == MQTT_V5) {
+        if (c->props.present & MQTT_PBIT(MQTT_PROP_RECEIVE_MAX)) mc->client_recv_max = c->props.receive_max;
+        if (c->props.present & MQTT_PBIT(MQTT_PROP_MAX_PACKET)) mc->client_max_packet = c->props.max_packet;
+        if (c->props.present & MQTT_PBIT(MQTT_PROP_REQ_PROBLEM_INFO)) mc->req_problem_info = c->props.req_problem_info;
+        mc->alias_max = (uint16_t)cfg->topic_alias_max;
+        expiry = (c->props.present & MQTT_PBIT(MQTT_PROP_SESSION_EXPIRY)) ? c->props.session_expiry : 0;
+    } else {
+        expiry = c->clean_start ? 0 : UINT32_MAX;
+    }
+    bool expiry_capped = false;
+    if (expiry > cfg->max_session_expiry && !(ver != MQTT_V5 && expiry == UINT32_MAX)) {
+        expiry = cfg->max_session_expiry;
+        expiry_capped = true;
+    }
+    uint16_t keepalive = c->keepalive;
+    bool ka_changed = false;
+    if (ver == MQTT_V5 && cfg->max_keepalive && (keepalive == 0 || keepalive > cfg->max_keepalive)) {
+        keepalive = (uint16_t)cfg->max_keepalive;
+        ka_changed = true;
+    }
+
+    /* Session: takeover, clean start, resume or create. */
+    struct session *s = session_find(b, app, cid, cid_len);
+    if (s && s->mc) {
+        struct mqtt_conn *old = s->mc;
+        BS_INC(b, takeovers);
+        au_info("session takeover client=%s", s->client_id);
+        mqtt_send_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER, "another connection took over this session");
+        old->sess = NULL;
+        old->state = MC_CLOSING;
+        s->mc = NULL;
+        BS_ADD(b, sessions_online, (uint64_t)-1);
+        au_conn_close(old->conn);
+        /* The old connection ended abnormally: its will goes out now unless a delay is pending and the
+         * session continues (a reconnect within the delay cancels it, MQTT 5 3.1.3.2.2). */
+        if (s->will.m && (s->will.delay == 0 || c->clean_start || s->expiry == 0)) broker_publish_will(b, s);
+    }
+    bool present = false;
+    if (s && c->clean_start) {
+        session_end(b, s);
+        s = NULL;
+    }
+    if (s) {
+        present = true;
+        session_resume(b, s);
+    } else {
+        s = session_create(b, app, cid, cid_len);
+    }
+    s->version = mc->version;
+    s->expiry = expiry;
+    s->persistent = expiry != 0;
+    free(s->username);
+    s->username = c->has_username ? strndup((const char *)c->username.p, c->username.len) : NULL;
+    uint32_t will_delay;
+    if (s->will.m) msg_unref(s->will.m);
+    s->will.m = make_will(c, app, s->uid, sh->now_ms, &will_delay);
+    s->will.delay = will_delay;
+    s->will_expiry = (ver == MQTT_V5 && (c->will_props.present & MQTT_PBIT(MQTT_PROP_MESSAGE_EXPIRY))) ? c->will_props.message_expiry : 0;
+
+    mc->sess = s;
+    s->mc = mc;
+    mc->state = MC_CONNECTED;
+    BS_INC(b, connects);
+    BS_ADD(b, sessions_online, 1);
+
+    /* CONNACK */
+    uint8_t out[1024];
+    struct mqtt_props pr;
+    memset(&pr, 0, sizeof pr);
+    if (ver == MQTT_V5) {
+        pr.present = MQTT_PBIT(MQTT_PROP_RECEIVE_MAX) | MQTT_PBIT(MQTT_PROP_MAX_PACKET) |
+                     MQTT_PBIT(MQTT_PROP_TOPIC_ALIAS_MAX);
+        pr.receive_max = (uint16_t)cfg->receive_max;
+        pr.max_packet = cfg->max_packet;
+        pr.topic_alias_max = (uint16_t)cfg->topic_alias_max;
+        if (!cfg->retain_available) {
+            pr.present |= MQTT_PBIT(MQTT_PROP_RETAIN_AVAILABLE);
+            pr.retain_available = 0;
+        }
+        if (assigned) {
+            pr.present |= MQTT_PBIT(MQTT_PROP_ASSIGNED_CLIENT_ID);
+            pr.assigned_client_id.p = cid;
+            pr.assigned_client_id.len = (uint16_t)cid_len;
+        }
+        if (ka_changed) {
+            pr.present |= MQTT_PBIT(MQTT_PROP_SERVER_KEEPALIVE);
+            pr.server_keepalive = keepalive;
+        }
+        if (expiry_capped) {
+            pr.present |= MQTT_PBIT(MQTT_PROP_SESSION_EXPIRY);
+            pr.session_expiry = expiry;
+        }
+    }
+    size_t n = mqtt_enc_connack(out, sizeof out, mc->version, present, MQTT_RC_SUCCESS, &pr);
+    AU_ASSERT(n > 0);
+    au_conn_write(mc->conn, out, n);
+
+    mc->ka_ms = keepalive ? (uint32_t)keepalive * 1500u : 0;
+    if (mc->ka_ms) au_timer_arm(&b->timers, &mc->ka_timer, sh->now_ms + mc->ka_ms);
+    else au_timer_cancel(&b->timers, &mc->ka_timer);
+
+    if (present) session_resend_inflight(b, s);
+    session_pump(b, s);
+    return 0;
+}

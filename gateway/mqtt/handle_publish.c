@@ -1,0 +1,116 @@
+/* handle_publish.c - PUBLISH from a client: topic aliases, limits, ACL, fan-out, PUBACK/PUBREC. */
+#include "gateway/mqtt/broker.h"
+#include "gateway/mqtt/deliver.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool qos2_pending(const struct mqtt_conn *mc, uint16_t pid)
+{
+    for (uint16_t i = 0; i < mc->qos2_in_n; i++)
+        if (mc->qos2_in[i] == pid) return true;
+    return false;
+}
+
+static void qos2_add(struct mqtt_conn *mc, uint16_t pid)
+{
+    if (mc->qos2_in_n == mc->qos2_in_cap) {
+        mc->qos2_in_cap = mc->qos2_in_cap ? (uint16_t)(mc->qos2_in_cap * 2) : 8;
+        mc->qos2_in = realloc(mc->qos2_in, sizeof(uint16_t) * mc->qos2_in_cap);
+        AU_ASSERT(mc->qos2_in != NULL);
+    }
+    mc->qos2_in[mc->qos2_in_n++] = pid;
+}
+
+bool qos2_release(struct mqtt_conn *mc, uint16_t pid)
+{
+    for (uint16_t i = 0; i < mc->qos2_in_n; i++)
+        if (mc->qos2_in[i] == pid) {
+            mc->qos2_in[i] = mc->qos2_in[--mc->qos2_in_n];
+            return true;
+        }
+    return false;
+}
+
+/* Resolve the topic through the client's topic aliases (MQTT 5 3.3.2.3.4). */
+static int resolve_alias(struct mqtt_conn *mc, const struct mqtt_publish *pub, struct mqtt_str *topic)
+{
+    *topic = pub->topic;
+    if (mc->version != MQTT_V5 || !(pub->props.present & MQTT_PBIT(MQTT_PROP_TOPIC_ALIAS))) {
+        if (topic->len == 0) {
+            mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "empty topic without a topic alias");
+            return -1;
+        }
+        return 0;
+    }
+    uint16_t a = pub->props.topic_alias;
+    if (a == 0 || a > mc->alias_max) {
+        mqtt_protocol_close(mc, MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias out of range");
+        return -1;
+    }
+    if (!mc->aliases) {
+        mc->aliases = calloc((size_t)mc->alias_max + 1, sizeof *mc->aliases);
+        AU_ASSERT(mc->aliases != NULL);
+    }
+    struct mqtt_str *slot = &mc->aliases[a];
+    if (topic->len) {
+        uint8_t *copy = malloc(topic->len);
+        AU_ASSERT(copy != NULL);
+        memcpy(copy, topic->p, topic->len);
+        free((void *)slot->p);
+        slot->p = copy;
+        slot->len = topic->len;
+    } else if (!slot->p) {
+        mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "unknown topic alias");
+        return -1;
+    } else {
+        *topic = *slot;
+    }
+    return 0;
+}
+
+int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+{
+    const struct mqtt_publish *pub = &p->u.publish;
+    const struct au_config *cfg = b->cfg;
+    struct session *s = mc->sess;
+    struct mqtt_str topic;
+    if (resolve_alias(mc, pub, &topic) < 0) return -1;
+    if (!topic_name_valid(topic.p, topic.len)) {
+        mqtt_protocol_close(mc, MQTT_RC_TOPIC_NAME_INVALID, "invalid topic name");
+        return -1;
+    }
+    if (pub->retain && !cfg->retain_available) {
+        mqtt_protocol_close(mc, MQTT_RC_RETAIN_NOT_SUPPORTED, "retain not available");
+        return -1;
+    }
+    if (pub->qos == 2) {
+        if (qos2_pending(mc, pub->packet_id)) {
+            /* Duplicate of a QoS 2 message we already took: acknowledge again, deliver nothing. */
+            send_ack(mc, MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS, NULL);
+            return 0;
+        }
+        if (mc->qos2_in_n >= cfg->receive_max) {
+            mqtt_protocol_close(mc, MQTT_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
+            return -1;
+        }
+    }
+    bool allowed = au_acl_check(cfg, AU_ACL_PUBLISH, s->username, s->client_id, (const char *)topic.p, topic.len);
+    uint8_t reason = MQTT_RC_SUCCESS;
+    if (allowed) {
+        struct msg *m = msg_new(s->app, topic.p, topic.len, mc->version == MQTT_V5 ? &pub->props : NULL,
+                                pub->payload.p, pub->payload.len, pub->qos, pub->retain, s->uid, b->shard->now_ms);
+        broker_publish(b, m);
+        msg_unref(m);
+    } else {
+        reason = MQTT_RC_NOT_AUTHORIZED; /* 3.1.1 has no negative acks: the client sees a normal ack */
+    }
+    if (pub->qos == 1) {
+        send_ack(mc, MQTT_PUBACK, pub->packet_id, reason, allowed ? NULL : "not authorized");
+    } else if (pub->qos == 2) {
+        send_ack(mc, MQTT_PUBREC, pub->packet_id, reason, allowed ? NULL : "not authorized");
+        if (allowed) qos2_add(mc, pub->packet_id);
+    }
+    return 0;
+}

@@ -1,0 +1,208 @@
+/* mqtt_conn.c - the MQTT protocol on a connection: framing, dispatch, keep-alive, close. */
+#include "gateway/mqtt/broker.h"
+#include "gateway/mqtt/deliver.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define HANDOFF_RC 1 /* handler result: the connection moved to another shard */
+
+static struct broker *conn_broker(struct mqtt_conn *mc) { return broker_of(mc->conn->shard); }
+
+void mqtt_send_disconnect(struct mqtt_conn *mc, uint8_t reason, const char *why)
+{
+    if (mc->version != MQTT_V5 || mc->state != MC_CONNECTED) return; /* 3.1.1 servers never send DISCONNECT */
+    uint8_t out[512];
+    struct mqtt_props pr;
+    memset(&pr, 0, sizeof pr);
+    if (why && mc->req_problem_info) {
+        pr.present = MQTT_PBIT(MQTT_PROP_REASON_STRING);
+        pr.reason_string.p = (const uint8_t *)why;
+        pr.reason_string.len = (uint16_t)strlen(why);
+    }
+    size_t n = mqtt_enc_disconnect(out, sizeof out, MQTT_V5, MQTT_DISCONNECT, reason, &pr);
+    AU_ASSERT(n > 0);
+    au_conn_write(mc->conn, out, n);
+}
+
+void mqtt_protocol_close(struct mqtt_conn *mc, uint8_t reason, const char *why)
+{
+    struct broker *b = conn_broker(mc);
+    BS_INC(b, protocol_errors);
+    au_debug("conn=%llx closing: %s (%s)", (unsigned long long)mc->conn->id, mqtt_rc_string(reason), why ? why : "");
+    mqtt_send_disconnect(mc, reason, why ? why : mqtt_rc_string(reason));
+    mc->state = MC_CLOSING;
+    au_conn_close(mc->conn);
+}
+
+static void ka_fire(struct au_timer *t)
+{
+    struct mqtt_conn *mc = AU_CONTAINER_OF(t, struct mqtt_conn, ka_timer);
+    struct broker *b = conn_broker(mc);
+    if (mc->state == MC_NEW) {
+        au_debug("conn=%llx CONNECT timeout", (unsigned long long)mc->conn->id);
+        mc->state = MC_CLOSING;
+        au_conn_abort(mc->conn);
+    } else if (mc->state == MC_CONNECTED) {
+        BS_INC(b, keepalive_timeouts);
+        mqtt_send_disconnect(mc, MQTT_RC_KEEPALIVE_TIMEOUT, "keep alive timeout");
+        mc->state = MC_CLOSING;
+        au_conn_close(mc->conn);
+    }
+}
+
+static void mc_open(struct au_conn *c)
+{
+    struct broker *b = broker_of(c->shard);
+    struct mqtt_conn *mc = calloc(1, sizeof *mc);
+    AU_ASSERT(mc != NULL);
+    mc->conn = c;
+    mc->req_problem_info = 1;
+    c->proto_state = mc;
+    au_timer_init(&mc->ka_timer, ka_fire);
+    au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
+}
+
+static void mc_handoff(struct au_conn *c, void *arg)
+{
+    struct broker *b = broker_of(c->shard);
+    struct mqtt_conn *mc = arg;
+    mc->conn = c;
+    c->proto_state = mc;
+    au_timer_init(&mc->ka_timer, ka_fire);
+    au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
+}
+
+static void mc_free(struct mqtt_conn *mc)
+{
+    if (mc->aliases) {
+        for (uint32_t i = 0; i <= mc->alias_max; i++) free((void *)mc->aliases[i].p);
+        free(mc->aliases);
+    }
+    free(mc->qos2_in);
+    free(mc);
+}
+
+static void mc_close(struct au_conn *c)
+{
+    struct mqtt_conn *mc = c->proto_state;
+    if (!mc) return;
+    struct broker *b = broker_of(c->shard);
+    au_timer_cancel(&b->timers, &mc->ka_timer);
+    mc->state = MC_CLOSING;
+    if (mc->sess) {
+        struct session *s = mc->sess;
+        mc->sess = NULL;
+        s->mc = NULL;
+        BS_ADD(b, sessions_online, (uint64_t)-1);
+        session_detach(b, s, true);
+    }
+    c->proto_state = NULL;
+    mc_free(mc);
+}
+
+static void mc_drain(struct au_conn *c)
+{
+    struct mqtt_conn *mc = c->proto_state;
+    if (mc && mc->sess && (mc->sess->q_head)) session_pump(conn_broker(mc), mc->sess);
+}
+
+static int dispatch(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+{
+    if (mc->state == MC_NEW) {
+        if (p->type != MQTT_CONNECT) return -1; /* the first packet must be CONNECT: close, no answer */
+        int r = handle_connect(b, mc, p);
+        return r;
+    }
+    if (mc->state != MC_CONNECTED) return -1;
+    switch (p->type) {
+    case MQTT_PUBLISH: return handle_publish(b, mc, p);
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP: return handle_ack(b, mc, p);
+    case MQTT_SUBSCRIBE: return handle_subscribe(b, mc, p);
+    case MQTT_UNSUBSCRIBE: return handle_unsubscribe(b, mc, p);
+    case MQTT_PINGREQ: {
+        uint8_t out[2];
+        au_conn_write(mc->conn, out, mqtt_enc_pingresp(out, sizeof out));
+        return 0;
+    }
+    case MQTT_DISCONNECT: return handle_disconnect(b, mc, p);
+    case MQTT_CONNECT: mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "second CONNECT"); return -1;
+    case MQTT_AUTH: mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "AUTH without an authentication method"); return -1;
+    default: mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "packet type not sent by clients"); return -1;
+    }
+}
+
+/* A CONNECT we cannot parse: answer what the client can understand, then close. */
+static void refuse_bad_connect(struct mqtt_conn *mc, const uint8_t *d, size_t n, int err)
+{
+    uint8_t out[16];
+    /* Protocol level sits after the fixed header and the protocol name. */
+    size_t i = 1;
+    while (i < n && i < 5 && (d[i] & 0x80)) i++;
+    i++;
+    uint8_t level = 0;
+    if (i + 2 <= n) {
+        size_t nl = au_rd16(d + i);
+        if (i + 2 + nl < n) level = d[i + 2 + nl];
+    }
+    if (err == MQTT_RC_UNSUPPORTED_VERSION) {
+        /* 3.1.1 3.1.2.2: return code 0x01 then close (a v5-looking client gets the v5 code) */
+        size_t k = mqtt_enc_connack(out, sizeof out, level == MQTT_V5 ? MQTT_V5 : MQTT_V311, false,
+                                    level == MQTT_V5 ? MQTT_RC_UNSUPPORTED_VERSION : MQTT3_BAD_VERSION, NULL);
+        au_conn_write(mc->conn, out, k);
+    } else if (level == MQTT_V5) {
+        size_t k = mqtt_enc_connack(out, sizeof out, MQTT_V5, false, (uint8_t)err, NULL);
+        au_conn_write(mc->conn, out, k);
+    }
+}
+
+static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
+{
+    struct mqtt_conn *mc = c->proto_state;
+    struct broker *b = broker_of(c->shard);
+    size_t off = 0;
+    while (off < len && mc->state != MC_CLOSING) {
+        uint32_t total;
+        int r = mqtt_frame(data + off, len - off, b->cfg->max_packet, &total);
+        if (r == 0) break;
+        if (r < 0) {
+            if (mc->state == MC_NEW) {
+                refuse_bad_connect(mc, data + off, len - off, -r);
+                return -1;
+            }
+            mqtt_protocol_close(mc, (uint8_t)-r, -r == MQTT_RC_PACKET_TOO_LARGE ? "packet too large" : "malformed packet");
+            return -1;
+        }
+        if (total > len - off) break; /* the loop keeps the partial packet and calls again */
+        struct mqtt_packet p;
+        int pr = mqtt_parse(data + off, total, mc->version, b->cfg->max_packet, &p);
+        if (pr <= 0) {
+            if (mc->state == MC_NEW) {
+                refuse_bad_connect(mc, data + off, total, pr < 0 ? -pr : MQTT_RC_MALFORMED);
+                return -1;
+            }
+            mqtt_protocol_close(mc, pr < 0 ? (uint8_t)-pr : MQTT_RC_MALFORMED, "malformed packet");
+            return -1;
+        }
+        int h = dispatch(b, mc, &p);
+        if (h == HANDOFF_RC) return (ssize_t)off; /* the CONNECT travels unconsumed to its owner shard */
+        off += total;
+        if (h < 0) return -1;
+    }
+    if (mc->state == MC_CONNECTED && mc->ka_ms)
+        au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + mc->ka_ms); /* lazy: one store */
+    return (ssize_t)off;
+}
+
+const struct au_proto mqtt_proto = {
+    .name = "mqtt",
+    .on_open = mc_open,
+    .on_data = mc_data,
+    .on_drain = mc_drain,
+    .on_close = mc_close,
+    .on_handoff = mc_handoff,
+};
