@@ -20,8 +20,8 @@ Mosquitto 2.0.11 behaviours observed while writing these tests (so they are NOT 
   M8  Several protocol errors (duplicate property, second CONNECT, AUTH without an auth method, 5-byte remaining
       length, bad PUBREL flags) close the connection without a DISCONNECT packet; Aurora must send one.
   M9  PUBREL for an unknown packet id -> PUBCOMP 0x00 (0x92 Packet Identifier not found is also allowed).
-  M10 QoS 2 PUBLISH with no matching subscribers -> PUBREC 0x00 (0x10 allowed); for QoS 1 Mosquitto sends
-      PUBACK 0x10, which is what we assert for both.
+  M10 No matching subscribers: Mosquitto sends PUBACK 0x10 for QoS 1 but PUBREC 0x00 for QoS 2.  0x10 is a
+      MAY (3.4.2.1), so Aurora may answer 0x00 to either.
   M11 Mosquitto never sends Reason Strings or Response Information; Aurora-only checks cover those.
   M12 Shared subscription with No Local = 1 is accepted (MQTT-3.8.3-4 makes it a Protocol Error).
   M14 "$share/g" (no topic filter) and "$share//x" (empty share name) are accepted as ordinary filters;
@@ -393,9 +393,11 @@ def shared_subscription_no_local_is_protocol_error(b):
 
 @both
 def puback_no_matching_subscribers(b):
+    # 0x10 is a MAY (3.4.2.1); Mosquitto sends it (M10), Aurora may send 0x00 (its fan-out runs on other
+    # shards, so it need not know at PUBACK time).
     c = raw5(b, "nms")
     ack = c.publish("nobody/here", b"x", qos=1)
-    assert ack.reason == 0x10, "PUBACK reason 0x%02x, expected 0x10 No matching subscribers" % ack.reason
+    assert ack.reason in ((0x00, 0x10) if strict(b) else (0x10,)), "PUBACK reason 0x%02x" % ack.reason
     rec = c.publish("nobody/here", b"x", qos=2)
     assert rec.reason in (0x00, 0x10), rec         # M10: Mosquitto sends 0x00
     s = raw5(b, "nms-sub")
@@ -891,10 +893,11 @@ def shared_subscription_member_leaves(b):
     for i in range(6):
         p.publish("ml/t", b"%d" % i, qos=1)
     assert payloads(publishes(a, 0.6)) == [b"%d" % i for i in range(6)]
-    # unsubscribing the last member: messages go nowhere (and QoS 1 reports no subscribers)
+    # unsubscribing the last member: messages go nowhere (Mosquitto reports 0x10 no subscribers, M10)
     a.unsubscribe(["$share/g/ml/t"])
     ack = p.publish("ml/t", b"x", qos=1)
-    assert ack.reason == 0x10, ack
+    assert ack.reason in ((0x00, 0x10) if strict(b) else (0x10,)), ack
+    a.expect_none(timeout=0.5)
 
 
 @on_aurora
