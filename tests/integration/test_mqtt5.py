@@ -383,6 +383,20 @@ def suback_invalid_filter(b):
         c.close()
 
 
+@on_aurora(aurora_config="max_subs = 3\n")
+def suback_quota_exceeded(b):
+    # Aurora-only: the per-session subscription limit (`max_subs`, core/limits.h AU_MQTT_MAX_SUBS) refuses the
+    # extra filters with 0x97 Quota exceeded (3.1.1: 0x80); re-subscribing an existing filter still works.
+    c = raw5(b, "quota")
+    ack = c.subscribe([("q/1", 1), ("q/2", 1), ("q/3", 1), ("q/4", 1), ("q/5", 0)])
+    assert ack.reasons == [1, 1, 1, 0x97, 0x97], ack
+    assert c.subscribe([("q/2", 2)]).reasons == [2]
+    assert c.unsubscribe(["q/1"]).reasons == [0]
+    assert c.subscribe([("q/4", 1)]).reasons == [1]
+    c4 = raw5(b, "quota4", version=4)
+    assert c4.subscribe([("a", 0), ("b", 0), ("c", 0), ("d", 0)]).reasons == [0, 0, 0, 0x80]
+
+
 @on_aurora
 def shared_subscription_no_local_is_protocol_error(b):
     # Aurora-only (M12): MQTT-3.8.3-4; Mosquitto accepts it.
