@@ -263,6 +263,21 @@ def username_and_client_id_substitution(b):
     assert alice.subscribe([("users/#", 1)]).reasons == [0x87]
 
 
+@on_aurora(aurora_config="allow_anonymous = false\n")
+def anonymous_refused_when_not_allowed(b):
+    c = Raw5(b)
+    a = c.connect("anon5", expect_reason=None)
+    assert a.reason == 0x87, "CONNACK 0x%02x, expected 0x87 Not authorized" % a.reason
+    assert c.closed(3)
+    c = Raw5(b, version=4)
+    a = c.connect("anon4", expect_reason=None)
+    assert a.reason == 0x05, "3.1.1 CONNACK %d, expected 5 not authorized" % a.reason
+    assert c.closed(3)
+    named = user(b, "carol")
+    assert named.connack.reason == 0
+    assert named.ping()
+
+
 @on_aurora
 def no_rules_allow_everything(b):
     c = raw5(b, "free")
