@@ -51,6 +51,25 @@
 #define AU_HTTP_IDLE_TIMEOUT_MS    60000
 #define AU_HTTP_MAX_PIPELINE       64      /* requests parsed from one read before yielding */
 
+/* ---- IM (config) ---- */
+#define AU_IM_MAX_GROUP_MEMBERS    500     /* (config) members per group */
+#define AU_IM_MAX_GROUPS_PER_USER  100     /* (config) groups one user may be in */
+#define AU_IM_OFFLINE_MSGS         100     /* (config) latest messages kept per conversation for offline devices */
+#define AU_IM_OFFLINE_DAYS         15      /* (config) days offline messages are kept */
+#define AU_IM_EVENT_DAYS           7       /* (config) days offline events are kept */
+
+/* ---- configuration (core/config.c) ---- */
+#define AU_CONFIG_ADDR_MAX         128     /* listen address string, bytes incl. NUL */
+#define AU_CONFIG_PATH_MAX         1024    /* data_dir / tls paths, bytes incl. NUL */
+#define AU_CONFIG_FILE_MAX         (1u << 20) /* config file size */
+#define AU_CONFIG_LINE_MAX         8192    /* one config line */
+#define AU_CONFIG_MAX_ACL_RULES    10000   /* acl lines */
+#define AU_CONFIG_ACL_USER_MAX     256     /* username in an acl rule, bytes */
+#define AU_CONFIG_MIN_PACKET       128     /* lowest accepted max_packet */
+#define AU_CONFIG_MIN_SEND_QUEUE   4096    /* lowest accepted send_queue_bytes */
+#define AU_CONFIG_MIN_CONNECT_TIMEOUT_MS 100
+#define AU_CONFIG_MAX_CONNECTIONS  (AU_MAX_SHARDS * (AU_FIXED_FILES_MAX - AU_FIXED_FILES_RESERVE))
+
 _Static_assert((AU_RECV_BUF_COUNT & (AU_RECV_BUF_COUNT - 1)) == 0, "buffer ring size must be a power of two");
 _Static_assert((AU_XQ_DEPTH & (AU_XQ_DEPTH - 1)) == 0, "queue depth must be a power of two");
 _Static_assert(AU_MQTT_MAX_PACKET <= AU_MQTT_MAX_PACKET_CEIL, "packet limit above ceiling");
