@@ -200,6 +200,8 @@ static void conn_input(struct au_conn *c, const uint8_t *data, size_t len)
 
 /* ------------------------------------------------------------------ send */
 
+static void maybe_free(struct au_conn *c);
+
 static void submit_send(struct au_conn *c)
 {
     struct au_shard *s = c->shard;
@@ -238,6 +240,7 @@ static void flush_dirty(struct au_shard *s)
         s->dirty = c->dirty_next;
         c->flags &= ~AU_CONN_DIRTY;
         if (!(c->flags & (AU_CONN_SEND_BUSY | AU_CONN_CLOSED)) && c->out_head) submit_send(c);
+        maybe_free(c);
     }
 }
 
@@ -246,8 +249,9 @@ void au_conn_raw_write(struct au_conn *c, const void *data, size_t len)
     if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED) || len == 0) return;
     struct au_outseg *t = c->out_tail;
     /* Append to a private tail buffer when it has room: small control packets share one buffer. */
+    /* (Appending behind bytes a send has in flight is safe: they are neither moved nor changed.) */
     if (t && atomic_load_explicit(&t->buf->refs, memory_order_relaxed) == 1 && t->off + t->len == t->buf->len &&
-        t->buf->cap - t->buf->len >= len && !(c->flags & AU_CONN_SEND_BUSY && t == c->out_head)) {
+        t->buf->cap - t->buf->len >= len) {
         memcpy(t->buf->data + t->buf->len, data, len);
         t->buf->len += (uint32_t)len;
         t->len += (uint32_t)len;
@@ -311,8 +315,12 @@ static void drop_output(struct au_conn *c)
 
 static void maybe_free(struct au_conn *c)
 {
-    if (c->ops || !(c->flags & AU_CONN_CLOSED)) return;
+    /* Still referenced by a completion in flight, or by a shard list walked later this iteration. */
+    if (c->ops || !(c->flags & AU_CONN_CLOSED) || (c->flags & (AU_CONN_DIRTY | AU_CONN_ON_CLOSING))) return;
     struct au_shard *s = c->shard;
+    if (c->all_prev) c->all_prev->all_next = c->all_next;
+    else s->conns = c->all_next;
+    if (c->all_next) c->all_next->all_prev = c->all_prev;
     drop_output(c);
     in_release(c);
     if (c->tp->free) c->tp->free(c);
@@ -323,20 +331,27 @@ static void maybe_free(struct au_conn *c)
     AU_STAT_INC(s, closed);
 }
 
-static void submit_close(struct au_conn *c)
+/* shutdown (wakes a pending multishot recv, sends FIN) then close our slot. A connection handed to
+ * another shard only releases its slot: the socket itself lives on over there. */
+static void submit_close_ex(struct au_conn *c, bool shut)
 {
     if (c->flags & AU_CONN_CLOSED) return;
     c->flags |= AU_CONN_CLOSED | AU_CONN_CLOSING;
     struct au_shard *s = c->shard;
-    struct io_uring_sqe *sqe = get_sqe(s);
-    io_uring_prep_shutdown(sqe, (int)c->slot, SHUT_RDWR);
-    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
-    io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+    struct io_uring_sqe *sqe;
+    if (shut) {
+        sqe = get_sqe(s);
+        io_uring_prep_shutdown(sqe, (int)c->slot, SHUT_RDWR);
+        sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
+        io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+    }
     sqe = get_sqe(s);
     io_uring_prep_close_direct(sqe, c->slot);
     io_uring_sqe_set_data64(sqe, UD(OP_CLOSE, c));
     c->ops++;
 }
+
+static void submit_close(struct au_conn *c) { submit_close_ex(c, true); }
 
 static void begin_close(struct au_conn *c, bool flush)
 {
@@ -346,7 +361,8 @@ static void begin_close(struct au_conn *c, bool flush)
     }
     if (c->flags & AU_CONN_CLOSED) return;
     if (flush && (c->out_head || (c->flags & AU_CONN_SEND_BUSY))) {
-        if (!c->close_deadline) {
+        if (!(c->flags & AU_CONN_ON_CLOSING)) {
+            c->flags |= AU_CONN_ON_CLOSING;
             c->close_deadline = c->shard->now_ms + CLOSE_FLUSH_MS;
             c->close_next = c->shard->closing;
             c->shard->closing = c;
@@ -394,6 +410,7 @@ static void reap_closing(struct au_shard *s)
         if (done) {
             *pp = c->close_next;
             c->close_next = NULL;
+            c->flags &= ~AU_CONN_ON_CLOSING;
             maybe_free(c);
         } else {
             pp = &c->close_next;
@@ -448,6 +465,9 @@ static struct au_conn *conn_new(struct au_shard *s, uint32_t slot, unsigned list
     c->proto = s->lspec[listener].proto;
     c->tp = s->lspec[listener].tp ? s->lspec[listener].tp : &au_transport_tcp;
     c->id = ((uint64_t)s->id << 48) | ++s->next_conn_id;
+    c->all_next = s->conns;
+    if (s->conns) s->conns->all_prev = c;
+    s->conns = c;
     s->nconns++;
     AU_STAT_ADD(s, conns, 1);
     return c;
@@ -547,7 +567,7 @@ static void on_handoff_out(struct au_shard *s, struct au_conn *c, int res)
     } else {
         c->proto_state = NULL;
         c->flags |= AU_CONN_CLOSING; /* no on_close: the session continues on the target shard */
-        submit_close(c);
+        submit_close_ex(c, false);
     }
     maybe_free(c);
 }
@@ -829,6 +849,7 @@ static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
                 s->listen_fd[i] = -1;
             }
             if (s->hooks && s->hooks->shard_stop) s->hooks->shard_stop(s);
+            for (struct au_conn *c = s->conns; c; c = c->all_next) begin_close(c, true);
         }
         int wait_ms = 1000;
         if (s->hooks && s->hooks->shard_tick) {
@@ -860,6 +881,42 @@ static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
     if (s->nconns) au_info("stopped with %u connections still open", s->nconns);
 }
 
+/* Release what the shard still holds once its loop ended (connections left after the drain deadline
+ * are dropped without callbacks: the protocol state was released by shard_fini). */
+static void shard_teardown(struct au_shard *s)
+{
+    for (unsigned i = 0; i < s->nlisteners; i++)
+        if (s->listen_fd[i] >= 0) close(s->listen_fd[i]);
+    if (s->ring_fd > 0) io_uring_queue_exit(&s->ring);
+    while (s->conns) {
+        struct au_conn *c = s->conns;
+        s->conns = c->all_next;
+        if (c->flags & AU_CONN_HANDOFF) free(c->proto_state);
+        c->flags &= ~AU_CONN_SEND_BUSY;
+        drop_output(c);
+        in_release(c);
+        free(c);
+    }
+    while (s->seg_free) {
+        struct au_outseg *g = s->seg_free;
+        s->seg_free = g->next;
+        free(g);
+    }
+    while (s->sendctx_free) {
+        struct sendctx *x = s->sendctx_free;
+        s->sendctx_free = x->next_free;
+        free(x);
+    }
+    for (int to = 0; to < s->nshards; to++)
+        while (s->ovf_head[to]) {
+            struct au_xmsg *m = s->ovf_head[to];
+            s->ovf_head[to] = m->next;
+            free(m);
+        }
+    free(s->bufs);
+    if (s->br && s->br != MAP_FAILED) munmap(s->br, AU_RECV_BUF_COUNT * sizeof(struct io_uring_buf));
+}
+
 static void *shard_main(void *arg)
 {
     struct start_ctx *x = arg;
@@ -873,6 +930,7 @@ static void *shard_main(void *arg)
     bool failed = __atomic_load_n(x->err, __ATOMIC_SEQ_CST) != 0;
     free(x);
     if (!failed) shard_run(s, o);
+    shard_teardown(s);
     return NULL;
 }
 
@@ -940,6 +998,23 @@ void au_loop_stop(struct au_shard **shards, int nshards)
     }
     if (g_main_ring_ok) io_uring_submit(&g_main_ring);
     for (int i = 0; i < nshards; i++) pthread_join(shards[i]->thread, NULL);
+    for (int i = 0; i < nshards; i++) {
+        struct au_shard *s = shards[i];
+        for (int j = 0; j < nshards; j++) {
+            void *m; /* messages still queued towards a stopped shard are plain allocations */
+            while ((m = au_xq_pop(&s->inq[j]))) free(m);
+            au_xq_free(&s->inq[j]);
+        }
+        free(s->inq);
+        free(s->ovf_head);
+        free(s->ovf_tail);
+        free(s);
+    }
+    free(shards);
+    if (g_main_ring_ok) {
+        io_uring_queue_exit(&g_main_ring);
+        g_main_ring_ok = 0;
+    }
 }
 
 const struct au_transport au_transport_tcp = { .name = "tcp", .decode = NULL, .encode = NULL, .free = NULL };

@@ -62,6 +62,7 @@ enum au_conn_flags {
     AU_CONN_HANDOFF    = 1u << 5,   /* being handed to another shard */
     AU_CONN_IN_DATA    = 1u << 6,   /* inside on_data (re-entrancy guard) */
     AU_CONN_PAUSED     = 1u << 7,   /* receive paused (back-pressure) */
+    AU_CONN_ON_CLOSING = 1u << 8,   /* on the shard's closing list */
 };
 
 struct au_conn {
@@ -71,6 +72,7 @@ struct au_conn {
     void *proto_state;            /* owned by the protocol */
     void *tp_state;               /* owned by the transport */
     struct au_conn *dirty_next;
+    struct au_conn *all_next, *all_prev; /* every connection of the shard */
     struct au_conn *close_next;   /* on the shard's flushing-before-close list */
     uint64_t close_deadline;      /* ms: abort if output is not flushed by then */
     struct au_outseg *out_head, *out_tail;
@@ -147,6 +149,7 @@ struct au_shard {
     uint8_t *bufs;
     struct au_conn *dirty;        /* connections with output to flush this iteration */
     struct au_conn *closing;      /* connections flushing before close */
+    struct au_conn *conns;        /* every open connection */
     struct au_outseg *seg_free;   /* freelist of out segments */
     void *sendctx_free;           /* freelist of sendmsg contexts */
     uint32_t nseg_free;
