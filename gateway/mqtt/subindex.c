@@ -464,8 +464,8 @@ static void emit(struct match_ctx *m, const struct snode *n)
             continue;
         AU_ASSERT(g->members.n > 0);
         if (m->on_share)
-            m->on_share(m->ctx, g->key, g->name.len, g->key + g->name.len, g->filter_len, g->members.v,
-                        g->members.n);
+            m->on_share(m->ctx, g->key, g->name.len, g->key + g->name.len, g->filter_len,
+                        g->members.v, g->members.n);
         m->calls++;
     }
 }

@@ -101,8 +101,9 @@ struct sub_index {
 /* Called once per matching plain subscription. A session with several overlapping matching
  * filters gets one call per filter; the broker merges them (max QoS, all sub ids). */
 typedef void (*sub_match_fn)(void *ctx, const struct sub_entry *e);
-/* Called once per matching share group (ShareName + filter, both given) with its members (n >= 1), so the
- * broker can pick one. `members` is only valid during the call. */
+/* Called once per matching share group with its members (n >= 1), so the broker can pick one.
+ * A group is identified by (app, ShareName, filter): `filter` is the group's topic filter, so
+ * shards can agree on one group across their indexes. Pointers are valid during the call only. */
 typedef void (*sub_share_fn)(void *ctx, const uint8_t *share, size_t share_len,
                              const uint8_t *filter, size_t filter_len,
                              const struct sub_entry *members, size_t n);

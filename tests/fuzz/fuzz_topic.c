@@ -50,11 +50,15 @@ static void on_sub(void *ctx, const struct sub_entry *e)
     g->plain[g->np++] = e->opts.sub_id;
 }
 
-static void on_share(void *ctx, const uint8_t *share, size_t len, const uint8_t *filter, size_t filter_len, const struct sub_entry *m,
-                     size_t n)
+static const uint8_t *match_topic;         /* topic of the sub_match in progress */
+static size_t match_topic_len;
+
+static void on_share(void *ctx, const uint8_t *share, size_t len, const uint8_t *filter,
+                     size_t flen, const struct sub_entry *m, size_t n)
 {
     struct got *g = ctx;
-    if (len != 1 || share[0] != 'g' || n == 0)
+    if (len != 1 || share[0] != 'g' || n == 0 || !topic_filter_valid(filter, flen) ||
+        !topic_matches(filter, flen, match_topic, match_topic_len))
         g->bad = 1;
     g->groups++;
     for (size_t i = 0; i < n; i++) {
@@ -107,6 +111,8 @@ static void check_single(const uint8_t *d, size_t n)
             FAIL(sub_add(&idx, 5, d, fl, SESS(0), &o, NULL, 0) == 0);
             FAIL(sub_add(&idx, 5, d, fl, SESS(1), &o, (const uint8_t *)"g", 1) == 0);
             struct got g = { .np = 0 };
+            match_topic = t;
+            match_topic_len = tl;
             FAIL(sub_match(&idx, 5, t, tl, on_sub, on_share, &g) == (m ? 2 : 0));
             FAIL(!g.bad && g.np == (m ? 1 : 0) && g.groups == (m ? 1 : 0));
             FAIL(sub_remove(&idx, 5, d, fl, SESS(0), NULL, 0) == 1);
@@ -151,6 +157,8 @@ static int find_ret(uint32_t app, const uint8_t *s, size_t len)
 static void check_match(struct sub_index *idx, uint32_t app, const uint8_t *t, size_t tl)
 {
     struct got g = { .np = 0 };
+    match_topic = t;
+    match_topic_len = tl;
     int rc = sub_match(idx, app, t, tl, on_sub, on_share, &g);
     if (!topic_name_valid(t, tl)) {
         FAIL(rc == TOPIC_EINVAL && g.np == 0 && g.ns == 0);

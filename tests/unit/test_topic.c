@@ -30,6 +30,7 @@ struct rec {
     uint8_t qos[REC_MAX];
     int share_members[REC_MAX];    /* per share callback: member count */
     char share_name[REC_MAX][16];
+    char share_filter[REC_MAX][16];
     uint32_t share_ids[REC_MAX];   /* sub ids of all members of all groups */
     int n_share_ids;
 };
@@ -45,13 +46,14 @@ static void rec_sub(void *ctx, const struct sub_entry *e)
     r->n_sub++;
 }
 
-static void rec_share(void *ctx, const uint8_t *share, size_t len, const uint8_t *filter, size_t filter_len, const struct sub_entry *m,
-                      size_t n)
+static void rec_share(void *ctx, const uint8_t *share, size_t len, const uint8_t *filter,
+                      size_t flen, const struct sub_entry *m, size_t n)
 {
     struct rec *r = ctx;
     if (r->n_share < REC_MAX) {
         r->share_members[r->n_share] = (int)n;
         snprintf(r->share_name[r->n_share], sizeof r->share_name[0], "%.*s", (int)len, share);
+        snprintf(r->share_filter[r->n_share], sizeof r->share_filter[0], "%.*s", (int)flen, filter);
     }
     r->n_share++;
     for (size_t i = 0; i < n; i++)
@@ -300,9 +302,13 @@ TEST(share_groups)
     for (int i = 0; i < r.n_share; i++) {
         if (!strcmp(r.share_name[i], "workers")) {
             workers++;
-            CHECK(r.share_members[i] == 3 || r.share_members[i] == 1);
+            if (!strcmp(r.share_filter[i], "job/+"))
+                CHECK_EQ(r.share_members[i], 3);
+            else
+                CHECK(!strcmp(r.share_filter[i], "job/#") && r.share_members[i] == 1);
         } else {
             CHECK(!strcmp(r.share_name[i], "audit"));
+            CHECK(!strcmp(r.share_filter[i], "job/+"));
             CHECK_EQ(r.share_members[i], 1);
             audit++;
         }
