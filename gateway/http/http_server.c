@@ -700,7 +700,6 @@ static ssize_t conn_close(struct http_conn *c)
 ssize_t http_conn_feed(struct http_conn *c, const uint8_t *data, size_t len)
 {
     size_t off = 0;
-    unsigned served = 0;
     int rv = 0;
 
     if (c->state == HC_CLOSED) return -1;
@@ -709,7 +708,6 @@ ssize_t http_conn_feed(struct http_conn *c, const uint8_t *data, size_t len)
 
     while (off < len && rv == 0) {
         if (c->state == HC_HEAD) {
-            if (served == AU_HTTP_MAX_PIPELINE) break;
             struct http_request m;
             int rc = http_parse_request(data + off, len - off, &m);
             if (rc == HTTP_NEED_MORE) break;
@@ -725,7 +723,6 @@ ssize_t http_conn_feed(struct http_conn *c, const uint8_t *data, size_t len)
                 /* whole request in this buffer: zero copy */
                 const uint8_t *body = data + off + head;
                 off += head + (size_t)m.content_length;
-                served++;
                 rv = dispatch(c, &m, body, (size_t)m.content_length);
                 continue;
             }
@@ -754,7 +751,6 @@ ssize_t http_conn_feed(struct http_conn *c, const uint8_t *data, size_t len)
             off += n;
             c->body_left -= n;
             if (c->body_left == 0) {
-                served++;
                 rv = dispatch_buffered(c);
             }
         } else {
@@ -773,7 +769,6 @@ ssize_t http_conn_feed(struct http_conn *c, const uint8_t *data, size_t len)
                 return conn_close(c);
             }
             if (rc == HTTP_CHUNK_DONE) {
-                served++;
                 rv = dispatch_buffered(c);
             }
         }

@@ -10,14 +10,14 @@
  *              can: a partial head is left unconsumed (at most AU_HTTP_MAX_HEADER_BYTES, beyond
  *              that the peer gets 431/414), a partial body is consumed and buffered inside the
  *              connection (growing only as bytes arrive, up to AU_HTTP_MAX_BODY).
- *              It also returns early with bytes left over when
- *                - AU_HTTP_MAX_PIPELINE requests were answered in this call (fairness): call it
- *                  again with the rest, without waiting for new data (e.g. on the next loop turn);
- *                - a handler deferred its response (http_conn_deferred()): feed the rest after
- *                  http_resp_finish();
+ *              Every complete pipelined request in the bytes is answered in one call (no
+ *              AU_HTTP_MAX_PIPELINE yield: the input of one call is already bounded by one read
+ *              plus a retained partial head, and a yield would need a re-feed without new data).
+ *              It returns early with bytes left over only when
+ *                - a handler deferred its response (http_conn_deferred()): the caller keeps the
+ *                  rest and feeds it after http_resp_finish() (new data alone is not needed);
  *                - the connection was upgraded (http_conn_upgraded()): the rest belongs to the new
  *                  protocol.
- *              So a caller that loops "while bytes remain and the last call returned > 0" is right.
  *     n == -1  close the connection once what was written has been flushed (Connection: close,
  *              HTTP/1.0 without keep-alive, a protocol error answered with 4xx/5xx + close, ...).
  *              Later calls return -1 again.
