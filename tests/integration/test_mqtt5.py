@@ -962,22 +962,34 @@ def qos2_exactly_once(b):
 
 @both
 def qos2_resumed_after_reconnect(b):
-    # an unreleased QoS 2 message survives the publisher's reconnect (persistent session): PUBREL completes it
+    # The QoS 2 packet ids received but not yet released are session state (4.1): they survive a reconnect of a
+    # persistent session, so a retransmitted PUBLISH is not delivered twice and PUBREL completes the flow.
     s = raw5(b, "q2rs")
     s.subscribe([("q2r/#", 2)])
     p = raw5(b, "q2rp", props={P.SESSION_EXPIRY: 60})
+    # (a) PUBREC received before the connection dropped: the client resumes with PUBREL
     p.send(publish_packet("q2r/a", b"held", qos=2, pid=5))
     assert p.expect("PUBREC").pid == 5
+    # (b) PUBREC lost with the connection: the client retransmits the PUBLISH with DUP
+    p.send(publish_packet("q2r/b", b"again", qos=2, pid=6))
+    assert p.expect("PUBREC").pid == 6
     p.close()
     p = raw5(b, "q2rp", clean=False, props={P.SESSION_EXPIRY: 60})
     assert p.connack.session_present
     p.pubrel(5)
     c = p.expect("PUBCOMP")
-    assert c.pid == 5 and c.reason == 0
-    m = s.expect("PUBLISH")
-    assert m.payload == b"held"
-    s.ack(m)
-    s.expect_none(timeout=0.5)
+    assert c.pid == 5 and c.reason == 0, "PUBCOMP after reconnect: %r" % c
+    p.send(publish_packet("q2r/b", b"again", qos=2, pid=6, dup=True))
+    r = p.expect("PUBREC")
+    assert r.pid == 6 and r.reason < 0x80, r
+    p.pubrel(6)
+    c = p.expect("PUBCOMP")
+    assert c.pid == 6 and c.reason == 0, c
+    got = publishes(s, 0.8)
+    for m in got:
+        s.ack(m)
+    assert [(m.topic, m.payload) for m in got] == [("q2r/a", b"held"), ("q2r/b", b"again")], \
+        "each QoS 2 message exactly once: %r" % got
     p.disconnect(0, {P.SESSION_EXPIRY: 0})
 
 
