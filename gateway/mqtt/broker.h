@@ -80,9 +80,6 @@ struct mqtt_conn {
     uint32_t client_max_packet; /* client's Maximum Packet Size (0 = protocol max) */
     uint16_t client_recv_max;   /* client's Receive Maximum */
     uint16_t alias_max;         /* topic aliases we accept from the client */
-    uint16_t qos2_in_n;         /* incoming QoS 2 ids awaiting PUBREL */
-    uint16_t qos2_in_cap;
-    uint16_t *qos2_in;          /* those ids */
     struct mqtt_str *aliases;   /* [alias_max + 1] topic per alias (malloc'd copies) */
     uint8_t version;
     uint8_t state;              /* MC_* */
@@ -117,6 +114,9 @@ struct session {
     struct outmsg *q_head, *q_tail;
     uint32_t inflight, queued;
     uint16_t next_pid;
+    uint16_t qos2_in_n;          /* incoming QoS 2 ids received, awaiting PUBREL (session state) */
+    uint16_t qos2_in_cap;
+    uint16_t *qos2_in;
     /* fan-out de-duplication of overlapping subscriptions */
     uint64_t mark_seq;
     uint32_t mark_idx;

@@ -14,7 +14,7 @@ bool send_publish(struct broker *b, struct mqtt_conn *mc, struct msg *m, uint8_t
 void send_ack(struct mqtt_conn *mc, uint8_t type, uint16_t pid, uint8_t reason, const char *reason_str);
 void outmsg_free(struct outmsg *om);
 /* Incoming QoS 2: forget a packet id at PUBREL; false when it was unknown. */
-bool qos2_release(struct mqtt_conn *mc, uint16_t pid);
+bool qos2_release(struct session *s, uint16_t pid);
 
 /* Shared subscriptions across shards (shared.c). */
 void shared_init(struct broker *b);

@@ -56,7 +56,7 @@ int handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet 
         if (o) outmsg_free(o);
         break;
     case MQTT_PUBREL: {
-        bool found = qos2_release(mc, pid);
+        bool found = qos2_release(s, pid);
         send_ack(mc, MQTT_PUBCOMP, pid, found ? MQTT_RC_SUCCESS : MQTT_RC_PACKET_ID_NOT_FOUND,
                  found ? NULL : "unknown packet id");
         return 0;

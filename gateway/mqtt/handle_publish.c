@@ -6,14 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool qos2_pending(const struct mqtt_conn *mc, uint16_t pid)
+static bool qos2_pending(const struct session *mc, uint16_t pid)
 {
     for (uint16_t i = 0; i < mc->qos2_in_n; i++)
         if (mc->qos2_in[i] == pid) return true;
     return false;
 }
 
-static void qos2_add(struct mqtt_conn *mc, uint16_t pid)
+static void qos2_add(struct session *mc, uint16_t pid)
 {
     if (mc->qos2_in_n == mc->qos2_in_cap) {
         mc->qos2_in_cap = mc->qos2_in_cap ? (uint16_t)(mc->qos2_in_cap * 2) : 8;
@@ -23,7 +23,7 @@ static void qos2_add(struct mqtt_conn *mc, uint16_t pid)
     mc->qos2_in[mc->qos2_in_n++] = pid;
 }
 
-bool qos2_release(struct mqtt_conn *mc, uint16_t pid)
+bool qos2_release(struct session *mc, uint16_t pid)
 {
     for (uint16_t i = 0; i < mc->qos2_in_n; i++)
         if (mc->qos2_in[i] == pid) {
@@ -86,12 +86,12 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         return -1;
     }
     if (pub->qos == 2) {
-        if (qos2_pending(mc, pub->packet_id)) {
+        if (qos2_pending(s, pub->packet_id)) {
             /* Duplicate of a QoS 2 message we already took: acknowledge again, deliver nothing. */
             send_ack(mc, MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS, NULL);
             return 0;
         }
-        if (mc->qos2_in_n >= cfg->receive_max) {
+        if (s->qos2_in_n >= cfg->receive_max) {
             mqtt_protocol_close(mc, MQTT_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
             return -1;
         }
@@ -110,7 +110,7 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         send_ack(mc, MQTT_PUBACK, pub->packet_id, reason, allowed ? NULL : "not authorized");
     } else if (pub->qos == 2) {
         send_ack(mc, MQTT_PUBREC, pub->packet_id, reason, allowed ? NULL : "not authorized");
-        if (allowed) qos2_add(mc, pub->packet_id);
+        if (allowed) qos2_add(s, pub->packet_id);
     }
     return 0;
 }

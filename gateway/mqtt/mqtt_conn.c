@@ -80,7 +80,6 @@ static void mc_free(struct mqtt_conn *mc)
         for (uint32_t i = 0; i <= mc->alias_max; i++) free((void *)mc->aliases[i].p);
         free(mc->aliases);
     }
-    free(mc->qos2_in);
     free(mc);
 }
 

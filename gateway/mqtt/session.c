@@ -77,6 +77,7 @@ void session_free(struct broker *b, struct session *s)
     free_list(s->if_head);
     free_list(s->q_head);
     msg_unref(s->will.m);
+    free(s->qos2_in);
     free(s->username);
     free(s->key);
     free(s);
