@@ -242,13 +242,14 @@ scenario("mixed_versions", [
 
 scenario("suback_codes_and_resubscribe", [
     ("connect", "s"),
-    ("sub", "s", [("sc/a", 0), ("sc/b", 1), ("sc/c", 2), ("sc/+/d", 2), ("sc/#", 1)]),
+    ("sub", "s", [("sc/a", 0), ("sc/b", 1), ("sc/c", 2), ("sc/+/d", 2), ("sd/#", 1)]),
     ("sub", "s", [("sc/a", 2)]),                                  # upgrade an existing subscription
     ("connect", "pub"), ("pub", "pub", "sc/a", "upgraded", 2),
     ("sub", "s", [("sc/a", 0)]),                                  # and downgrade it again
     ("pub", "pub", "sc/a", "downgraded", 2),
-    ("unsub", "s", ["sc/#"]),
-    ("pub", "pub", "sc/b", "b", 2),
+    ("pub", "pub", "sc/x/d", "d", 2), ("pub", "pub", "sd/1/2", "sd", 2),
+    ("unsub", "s", ["sd/#"]),
+    ("pub", "pub", "sc/b", "b", 2), ("pub", "pub", "sd/1/2", "gone", 2),
 ])
 
 scenario("payload_edge_cases", [
