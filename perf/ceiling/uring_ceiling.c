@@ -746,6 +746,8 @@ int main(int argc, char **argv)
     uint64_t errors = s->errors + r->errors;
     struct utsname un;
     uname(&un);
+    double load[1] = { -1 };
+    (void)getloadavg(load, 1);              /* the machine may be shared: a busy one gives low numbers */
 
     if (!o.quiet) {
         char rate[32] = "max";
@@ -757,20 +759,20 @@ int main(int argc, char **argv)
                (double)r_us / 1e6, mps, bps / (1024.0 * 1024.0), bps * 8 / 1e9, sends_ps);
         if (o.fanout)
             printf("  %10.0f pub/s", pubs_ps);
-        printf("  cpu send %.0f%% recv %.0f%%  errors %llu\n", cpu_s * 100, cpu_r * 100,
+        printf("  cpu send %.0f%% recv %.0f%%  load %.1f  errors %llu\n", cpu_s * 100, cpu_r * 100, load[0],
                (unsigned long long)errors);
     }
     printf("JSON:{\"tool\":\"uring-ceiling\",\"mode\":\"%s\",\"conns\":%u,\"size\":%u,\"batch\":%u,"
            "\"window\":%u,\"rate\":%.0f,\"nodelay\":%s,\"duration\":%.3f,\"warmup\":%.3f,\"setup_s\":%.3f,"
            "\"bytes\":%llu,\"msgs\":%llu,\"bytes_per_s\":%.0f,\"msgs_per_s\":%.0f,\"gbit_per_s\":%.3f,"
            "\"sends_per_s\":%.0f,\"publishes_per_s\":%.0f,\"deliveries_per_s\":%.0f,"
-           "\"recvs_per_s\":%.0f,\"cpu_send\":%.3f,\"cpu_recv\":%.3f,\"enobufs\":%llu,\"errors\":%llu,"
-           "\"kernel\":\"%s\"}\n",
+           "\"recvs_per_s\":%.0f,\"cpu_send\":%.3f,\"cpu_recv\":%.3f,\"loadavg\":%.2f,\"enobufs\":%llu,"
+           "\"errors\":%llu,\"kernel\":\"%s\"}\n",
            o.fanout ? "fanout" : "stream", o.conns, o.size, o.batch, o.fanout ? o.window : 0, o.rate,
            o.nodelay ? "true" : "false", (double)r_us / 1e6, o.warmup_s, setup_s,
            (unsigned long long)rbytes, (unsigned long long)(rbytes / o.size), bps, mps, bps * 8 / 1e9,
            sends_ps, pubs_ps, o.fanout ? mps : 0.0, per_s(r->recvs_e - r->recvs_b, r_us), cpu_s, cpu_r,
-           (unsigned long long)r->enobufs, (unsigned long long)errors, un.release);
+           load[0], (unsigned long long)r->enobufs, (unsigned long long)errors, un.release);
     if (s->err)
         fprintf(stderr, "uring-ceiling: first send error: %s\n", s->err);
     if (r->err)
