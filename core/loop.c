@@ -644,7 +644,7 @@ static bool drain_inbox(struct au_shard *s)
 {
     bool more = false;
     atomic_store_explicit(&s->doorbell_armed, 0, memory_order_release);
-    for (int from = 0; from < s->nshards; from++) {
+    for (int from = 0; from < s->ninq; from++) {
         struct au_xq *q = &s->inq[from];
         /* Bounded per iteration so one busy producer cannot starve our own connections. */
         for (unsigned n = 0; n < 65536; n++) {
@@ -939,6 +939,7 @@ int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out)
     int n = o->nshards;
     AU_ASSERT(n >= 1 && n <= AU_MAX_SHARDS);
     AU_ASSERT(o->nlisteners <= 8);
+    AU_ASSERT(o->n_ext >= 0 && o->n_ext <= AU_MAX_EXT);
     struct au_shard **all = calloc((size_t)n, sizeof *all);
     AU_ASSERT(all != NULL);
     for (int i = 0; i < n; i++) {
@@ -949,11 +950,12 @@ int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out)
         s->nshards = n;
         s->all = all;
         s->hooks = o->hooks;
-        s->inq = calloc((size_t)n, sizeof *s->inq);
+        s->ninq = n + o->n_ext;
+        s->inq = calloc((size_t)s->ninq, sizeof *s->inq);
         s->ovf_head = calloc((size_t)n, sizeof *s->ovf_head);
         s->ovf_tail = calloc((size_t)n, sizeof *s->ovf_tail);
         AU_ASSERT(s->inq && s->ovf_head && s->ovf_tail);
-        for (int j = 0; j < n; j++) au_xq_init(&s->inq[j], AU_XQ_DEPTH);
+        for (int j = 0; j < s->ninq; j++) au_xq_init(&s->inq[j], AU_XQ_DEPTH);
         for (unsigned l = 0; l < 8; l++) s->listen_fd[l] = -1;
         all[i] = s;
     }
@@ -1000,7 +1002,7 @@ void au_loop_stop(struct au_shard **shards, int nshards)
     for (int i = 0; i < nshards; i++) pthread_join(shards[i]->thread, NULL);
     for (int i = 0; i < nshards; i++) {
         struct au_shard *s = shards[i];
-        for (int j = 0; j < nshards; j++) {
+        for (int j = 0; j < s->ninq; j++) {
             void *m; /* messages still queued towards a stopped shard are plain allocations */
             while ((m = au_xq_pop(&s->inq[j]))) free(m);
             au_xq_free(&s->inq[j]);
@@ -1015,6 +1017,95 @@ void au_loop_stop(struct au_shard **shards, int nshards)
         io_uring_queue_exit(&g_main_ring);
         g_main_ring_ok = 0;
     }
+}
+
+/* ------------------------------------------------------------------ external producers */
+
+struct au_ext {
+    struct au_shard **shards;
+    int nshards, id;
+    struct io_uring ring;
+    struct au_xmsg **ovf_head, **ovf_tail;
+    unsigned novf, pending_sqes;
+};
+
+struct au_ext *au_ext_new(struct au_shard **shards, int nshards, int id)
+{
+    AU_ASSERT(id >= 0 && nshards > 0 && nshards + id < shards[0]->ninq);
+    struct au_ext *e = calloc(1, sizeof *e);
+    AU_ASSERT(e != NULL);
+    e->shards = shards;
+    e->nshards = nshards;
+    e->id = id;
+    e->ovf_head = calloc((size_t)nshards, sizeof *e->ovf_head);
+    e->ovf_tail = calloc((size_t)nshards, sizeof *e->ovf_tail);
+    AU_ASSERT(e->ovf_head && e->ovf_tail);
+    int r = io_uring_queue_init(64, &e->ring, 0);
+    AU_ASSERT(r == 0);
+    return e;
+}
+
+static void ext_doorbell(struct au_ext *e, struct au_shard *t)
+{
+    if (atomic_exchange_explicit(&t->doorbell_armed, 1, memory_order_acq_rel)) return;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
+    if (!sqe) {
+        io_uring_submit(&e->ring);
+        sqe = io_uring_get_sqe(&e->ring);
+    }
+    AU_ASSERT(sqe != NULL);
+    au_prep_msg_ring_data(sqe, t->ring_fd, 0, UD(OP_WAKE, 0));
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    e->pending_sqes++;
+}
+
+void au_ext_post(struct au_ext *e, int to, struct au_xmsg *m)
+{
+    AU_ASSERT(to >= 0 && to < e->nshards);
+    struct au_shard *t = e->shards[to];
+    m->next = NULL;
+    if (!e->ovf_head[to] && au_xq_push(&t->inq[e->nshards + e->id], m)) {
+        ext_doorbell(e, t);
+        return;
+    }
+    if (!e->ovf_head[to]) {
+        e->ovf_head[to] = m;
+        e->novf++;
+    } else {
+        e->ovf_tail[to]->next = m;
+    }
+    e->ovf_tail[to] = m;
+}
+
+unsigned au_ext_flush(struct au_ext *e)
+{
+    for (int to = 0; to < e->nshards && e->novf; to++) {
+        struct au_shard *t = e->shards[to];
+        bool pushed = false;
+        while (e->ovf_head[to] && au_xq_push(&t->inq[e->nshards + e->id], e->ovf_head[to])) {
+            e->ovf_head[to] = e->ovf_head[to]->next;
+            pushed = true;
+        }
+        if (pushed && !e->ovf_head[to]) e->novf--;
+        if (pushed) ext_doorbell(e, t);
+    }
+    if (e->pending_sqes) {
+        io_uring_submit(&e->ring);
+        e->pending_sqes = 0;
+        /* Reap completions of failed doorbells (successful ones post none). */
+        struct io_uring_cqe *cqe;
+        while (io_uring_peek_cqe(&e->ring, &cqe) == 0) io_uring_cqe_seen(&e->ring, cqe);
+    }
+    return e->novf;
+}
+
+void au_ext_free(struct au_ext *e)
+{
+    if (!e) return;
+    io_uring_queue_exit(&e->ring);
+    free(e->ovf_head);
+    free(e->ovf_tail);
+    free(e);
 }
 
 const struct au_transport au_transport_tcp = { .name = "tcp", .decode = NULL, .encode = NULL, .free = NULL };

@@ -132,7 +132,8 @@ struct au_shard {
     struct io_uring ring;
     int ring_fd;
     struct au_shard **all;        /* all shards, for cross-shard posting */
-    struct au_xq *inq;            /* inq[from]: queue from shard `from` to this shard */
+    struct au_xq *inq;            /* inq[from]: queue from shard `from` (or external producer nshards + id) */
+    int ninq;                     /* nshards + external producers */
     struct au_xmsg **ovf_head;    /* per target shard: messages waiting for queue room */
     struct au_xmsg **ovf_tail;
     uint32_t novf;                /* targets with a non-empty overflow list */
@@ -171,7 +172,21 @@ struct au_loop_opts {
     uint32_t nlisteners;
     const struct au_loop_hooks *hooks;
     uint32_t drain_ms;             /* graceful-stop drain deadline */
+    int n_ext;                     /* external producer threads (store threads, ...), at most AU_MAX_EXT */
 };
+
+/* ---- external producers ----
+ * A thread that is not a shard (a store thread, say) posts completions to shards through its own
+ * single-producer queue per shard, with a msg_ring doorbell from a small private ring. Producer ids
+ * are 0 .. n_ext-1 (au_loop_opts.n_ext); one thread per id. Never blocks: a full queue spills to an
+ * overflow list that au_ext_flush retries. */
+#define AU_MAX_EXT 8
+struct au_ext;
+struct au_ext *au_ext_new(struct au_shard **shards, int nshards, int id);
+void au_ext_post(struct au_ext *e, int to, struct au_xmsg *m);
+/* Retry spilled messages and submit doorbells; returns the number still waiting. Call after posting. */
+unsigned au_ext_flush(struct au_ext *e);
+void au_ext_free(struct au_ext *e);
 
 /* Create shards, bind listeners (SO_REUSEPORT, one socket per shard), start threads. Returns 0 or -errno
  * (with a log line saying why). */
