@@ -35,7 +35,7 @@
 #define BENCH_MAX_CLIENT_PREFIX  200u
 #define BENCH_MAX_WINDOW         4096u    /* in-flight messages per publisher (packet ids are 1..window) */
 #define BENCH_DEFAULT_WINDOW     64u
-#define BENCH_DEFAULT_CONN_WIN   256u     /* connects in progress per thread */
+#define BENCH_DEFAULT_CONN_WIN   32u      /* connects in progress per thread */
 #define BENCH_MAX_CONN_WIN       20000u
 #define BENCH_RING_ENTRIES       4096u
 #define BENCH_CQ_ENTRIES         65536u

@@ -19,7 +19,7 @@ enum conn_state {
 enum conn_flag {
     CF_RECV = 1u << 0,   /* multishot receive armed */
     CF_SEND = 1u << 1,   /* a send is in flight */
-    CF_SHUT = 1u << 2,   /* shutdown submitted */
+    CF_SHUT = 1u << 2,   /* cancel of in-flight operations submitted */
     CF_CLOSE = 1u << 3,  /* close_direct submitted */
     CF_SLOT = 1u << 4,   /* the fixed-file slot holds our socket */
     CF_UP = 1u << 5,     /* counted in stats.alive */

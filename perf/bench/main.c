@@ -276,7 +276,8 @@ int main(int argc, char **argv)
         if (!cfg.quiet && now >= next_tick) {
             double dt = secs(now - last_tick);
             printf("%7.1fs %-8s %9llu %9.0f %10.0f %10.0f %8llu\n", secs(now - t0),
-                   k_phase_names[atomic_load(&run.phase)], (unsigned long long)t.alive,
+                   k_phase_names[atomic_load(&run.phase)],
+                   (unsigned long long)(atomic_load(&run.phase) >= PH_TEARDOWN ? t.open : t.alive),
                    (double)(t.connacks - prev.connacks) / dt, (double)(t.sent - prev.sent) / dt,
                    (double)(t.received - prev.received) / dt, (unsigned long long)t.errors_total);
             fflush(stdout);
@@ -354,5 +355,5 @@ int main(int argc, char **argv)
     free((void *)run.delivered);
     free((void *)run.pub_sent);
     free(cfg.src);
-    return fatal ? 1 : 0;
+    return fatal ? 1 : interrupted ? 130 : 0;
 }

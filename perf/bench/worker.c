@@ -5,7 +5,7 @@
  * one files_update per batch, and its normal fd closed at once, so a process holds far more
  * connections than RLIMIT_NOFILE. Receives are multishot into a provided-buffer ring (an idle
  * connection holds no buffer); each connection has one send in flight and a queue behind it;
- * teardown is shutdown -> (receive ends) -> close_direct. No allocation per I/O. */
+ * teardown is cancel (receive, connect) -> close_direct. No allocation per I/O. */
 #include "perf/bench/conn.h"
 
 #include "core/log.h"
@@ -23,7 +23,7 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-enum op { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_SHUT, OP_CLOSE };
+enum op { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE };
 #define UD(op, idx) (((uint64_t)(op) << 32) | (uint64_t)(idx))
 #define UD_OP(ud)   ((uint32_t)((ud) >> 32))
 #define UD_IDX(ud)  ((uint32_t)(ud))
@@ -172,10 +172,21 @@ static void maybe_finish(struct bench_worker *w, struct bench_conn *c)
     conn_release(w, c);
 }
 
+static void cancel_op(struct bench_worker *w, struct bench_conn *c, enum op op)
+{
+    /* By user_data: a hash lookup. (Cancel by fd walks every pending request of the ring, and a
+     * shutdown SQE is punted to an io-wq thread: both are slow with tens of thousands of sockets.) */
+    struct io_uring_sqe *sqe = get_sqe(w);
+    io_uring_prep_cancel64(sqe, UD(op, slot_of(w, c)), 0);
+    io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, slot_of(w, c)));
+    c->pending++;
+}
+
 static void conn_close(struct bench_worker *w, struct bench_conn *c)
 {
     if (c->state >= CS_CLOSING) return;
-    if (c->state == CS_CONNECTING || c->state == CS_CONNACK_WAIT) {
+    bool connecting = c->state == CS_CONNECTING;
+    if (connecting || c->state == CS_CONNACK_WAIT) {
         AU_ASSERT(w->connecting > 0);
         w->connecting--;
     }
@@ -185,12 +196,9 @@ static void conn_close(struct bench_worker *w, struct bench_conn *c)
     }
     c->state = CS_CLOSING;
     if ((c->flags & CF_SLOT) && !(c->flags & CF_SHUT)) {
-        struct io_uring_sqe *sqe = get_sqe(w);
-        io_uring_prep_shutdown(sqe, (int)slot_of(w, c), SHUT_RDWR);
-        sqe->flags |= IOSQE_FIXED_FILE;
-        io_uring_sqe_set_data64(sqe, UD(OP_SHUT, slot_of(w, c)));
-        c->pending++;
         c->flags |= CF_SHUT;
+        if (c->flags & CF_RECV) cancel_op(w, c, OP_RECV);
+        if (connecting) cancel_op(w, c, OP_CONNECT);
     }
     maybe_finish(w, c);
 }
@@ -469,7 +477,7 @@ static void handle_cqe(struct bench_worker *w, const struct io_uring_cqe *cqe)
     case OP_CONNECT: on_connect(w, c, cqe->res); break;
     case OP_SEND:    on_send(w, c, cqe->res); break;
     case OP_RECV:    on_recv(w, c, cqe); break;
-    case OP_SHUT:
+    case OP_CANCEL:
         AU_ASSERT(c->pending > 0);
         c->pending--;
         maybe_finish(w, c);
