@@ -235,6 +235,7 @@ static void shard_init(struct au_shard *s)
 static void shard_stop(struct au_shard *s)
 {
     struct broker *b = broker_of(s);
+    b->stopping = true;
     /* Tell MQTT 5 clients the server is going away, then close every connection (flushing). */
     struct au_hash_iter it;
     au_hash_iter_init(&b->sessions, &it);

@@ -168,6 +168,7 @@ struct broker {
     struct fan_target *fan;
     uint32_t fan_n, fan_cap;
     struct deliver_cache dc;
+    bool stopping;               /* graceful shutdown: wills are not published */
     struct shared_state *shared;
     struct broker_stats stats;
 };

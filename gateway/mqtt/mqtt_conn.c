@@ -95,7 +95,7 @@ static void mc_close(struct au_conn *c)
         mc->sess = NULL;
         s->mc = NULL;
         BS_ADD(b, sessions_online, (uint64_t)-1);
-        session_detach(b, s, true);
+        session_detach(b, s, !b->stopping);
     }
     c->proto_state = NULL;
     mc_free(mc);
