@@ -26,14 +26,23 @@ struct http_route {
 static struct http_route g_routes[HTTP_MAX_ROUTES];
 static size_t g_nroutes;
 
+static bool is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
 static bool is_token(const char *s, size_t n)
 {
     if (n == 0) return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) continue;
-        if (!strchr("!#$%&'*+-.^_`|~", c) || c == 0) return false;
-    }
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar((unsigned char)s[i])) return false;
     return true;
 }
 
@@ -122,9 +131,14 @@ static void split_path(const char *p, size_t len, struct path_segs *ps)
     }
 }
 
+static inline bool route_count_fits(const struct http_route *r, const struct path_segs *ps)
+{
+    return r->tail ? ps->total >= r->nsegs : ps->total == r->nsegs;
+}
+
 static bool route_path_matches(const struct http_route *r, const char *p, const struct path_segs *ps)
 {
-    if (r->tail ? ps->total < r->nsegs : ps->total != r->nsegs) return false;
+    if (!route_count_fits(r, ps)) return false;
     for (size_t k = 0; k < r->nsegs; k++) {
         if (r->capture_mask & (1u << k)) continue;
         if (ps->len[k] != r->seg_len[k] || memcmp(p + ps->off[k], r->pattern + r->seg_off[k], ps->len[k]) != 0)
@@ -147,7 +161,7 @@ static const struct http_route *route_find(const struct http_request *m, const c
     bool any = false;
     for (size_t k = 0; k < g_nroutes; k++) {
         const struct http_route *r = &g_routes[k];
-        if (!route_path_matches(r, p, ps)) continue;
+        if (!route_count_fits(r, ps) || !route_path_matches(r, p, ps)) continue;
         any = true;
         if (method_is(r, m->method, m->method_len)) {
             if (!best || r->key < best->key) best = r;
@@ -447,14 +461,35 @@ static int resp_send(struct http_conn *c)
     }
     bool no_len = r->status < 200 || r->status == 204;
     bool no_body = r->head || no_len || r->status == 304;
-    int w = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\n", r->status, http_status_reason(r->status));
-    AU_ASSERT(w > 0 && (size_t)w < sizeof(buf));
-    n = (size_t)w;
+    const char *reason = http_status_reason(r->status);
+    size_t rl = strlen(reason);
+    AU_ASSERT(r->status >= 100 && r->status <= 599 && rl < 64);
+    memcpy(buf, "HTTP/1.1 ", 9);
+    buf[9] = (char)('0' + r->status / 100);
+    buf[10] = (char)('0' + r->status / 10 % 10);
+    buf[11] = (char)('0' + r->status % 10);
+    buf[12] = ' ';
+    memcpy(buf + 13, reason, rl);
+    n = 13 + rl;
+    memcpy(buf + n, "\r\n", 2);
+    n += 2;
     AU_ASSERT(r->hdr_len <= sizeof(r->hdr) && n + r->hdr_len + 128 < sizeof(buf));
     memcpy(buf + n, r->hdr, r->hdr_len);
     n += r->hdr_len;
-    if (!no_len)
-        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "Content-Length: %zu\r\n", r->body_len);
+    if (!no_len) {
+        char digits[24];
+        size_t d = sizeof(digits), v = r->body_len;
+        do {
+            digits[--d] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        memcpy(buf + n, "Content-Length: ", 16);
+        n += 16;
+        memcpy(buf + n, digits + d, sizeof(digits) - d);
+        n += sizeof(digits) - d;
+        memcpy(buf + n, "\r\n", 2);
+        n += 2;
+    }
     if (r->upgrade) {
         /* Connection: Upgrade is among the headers */
     } else if (r->close) {
