@@ -107,7 +107,7 @@ if [ "${INTEGRATION:-}" != none ]; then
 fi
 
 if [ "$FAIL" -gt 0 ]; then
-    echo "failed:$FAILED_NAMES"
+    echo "failed:$(echo $FAILED_NAMES | tr " " "\n" | head -n 40 | tr "\n" " ")"
 fi
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
