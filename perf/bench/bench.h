@@ -34,7 +34,7 @@
 #define BENCH_MAX_TOPIC_PREFIX   200u
 #define BENCH_MAX_CLIENT_PREFIX  200u
 #define BENCH_MAX_WINDOW         4096u    /* in-flight messages per publisher (packet ids are 1..window) */
-#define BENCH_DEFAULT_WINDOW     64u
+#define BENCH_DEFAULT_WINDOW     20u      /* = common brokers' in-flight limit (Mosquitto max_inflight_messages): 3.1.1 has no Receive Maximum */
 #define BENCH_DEFAULT_CONN_WIN   32u      /* connects in progress per thread */
 #define BENCH_MAX_CONN_WIN       20000u
 #define BENCH_RING_ENTRIES       4096u
@@ -46,6 +46,13 @@
 #define BENCH_TX_MAX             (8u << 20)  /* queued bytes per connection before it is declared stuck */
 #define BENCH_SOCKET_BATCH       64u      /* sockets created and registered with one files_update */
 #define BENCH_STALL_MS           1000u    /* window without progress for this long: count a resync, move on */
+/* Without --rate, a publisher also waits for its messages to be delivered (end-to-end window):
+ * at most --window messages, further limited so that one publisher has at most
+ * BENCH_E2E_DELIVERIES deliveries outstanding (fan-out queues stay short, latency stays meaningful)
+ * and one subscriber has at most BENCH_E2E_PER_SUB messages outstanding from all publishers it
+ * hears (below broker queue limits such as Mosquitto's max_queued_messages 1000: no drops). */
+#define BENCH_E2E_DELIVERIES     4096u
+#define BENCH_E2E_PER_SUB        512u
 #define BENCH_MAX_PACKET_MIN     (64u << 10) /* largest packet accepted from the broker (at least) */
 
 _Static_assert((BENCH_RECV_BUF_COUNT & (BENCH_RECV_BUF_COUNT - 1)) == 0, "buffer ring size must be a power of two");
@@ -175,6 +182,7 @@ struct bench_run {
     _Atomic uint32_t *topic_subs;    /* per topic: subscribers that got their SUBACK */
     _Atomic uint32_t wild_subs;      /* wildcard subscribers (fanin) */
     uint32_t *deliv;                 /* per topic: deliveries per message, fixed when RUN starts */
+    uint32_t *e2e;                   /* per topic: end-to-end window of each publisher, fixed when RUN starts */
     _Atomic uint64_t *delivered;     /* [worker * publishers + publisher]: deliveries seen by that worker */
     _Atomic uint64_t *pub_sent;      /* [publisher]: PUBLISH sent */
     struct bench_worker *workers;

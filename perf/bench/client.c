@@ -304,8 +304,9 @@ int client_on_packet(struct bench_worker *w, struct bench_conn *c, const uint8_t
 
 /* ---------------- publishing ---------------- */
 
-/* Messages publisher p may send now: QoS window slots, and (without --rate) an end-to-end
- * window: at most `window` messages not yet delivered to every subscriber of its topic. */
+/* Messages publisher p may send now: QoS window slots, and (without --rate) the end-to-end
+ * window run->e2e[topic] of messages not yet delivered to every subscriber of its topic
+ * (counted on average over the subscribers). */
 static uint64_t pub_credit(struct bench_worker *w, struct bench_pub *p, uint64_t now)
 {
     const struct bench_cfg *cfg = w->cfg;
@@ -320,7 +321,8 @@ static uint64_t pub_credit(struct bench_worker *w, struct bench_pub *p, uint64_t
                                   memory_order_relaxed);
     uint64_t done = d / deliv + p->skipped;
     uint64_t out = p->sent > done ? p->sent - done : 0;
-    uint64_t e2e = out < cfg->window ? cfg->window - out : 0;
+    uint32_t win = w->run->e2e[p->topic];
+    uint64_t e2e = out < win ? win - out : 0;
     if (d != p->last_progress || e2e) {
         p->last_progress = d;
         p->stall_since_ns = now;
@@ -328,7 +330,7 @@ static uint64_t pub_credit(struct bench_worker *w, struct bench_pub *p, uint64_t
         p->skipped += out;                      /* lost (QoS 0 drop) or stuck: stop waiting for them */
         p->stall_since_ns = now;
         stat_add(&w->st.resyncs, 1);
-        e2e = cfg->window;
+        e2e = win;
     }
     return AU_MIN(credit, e2e);
 }

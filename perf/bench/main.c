@@ -72,6 +72,23 @@ static uint64_t expected_deliveries(const struct bench_run *run)
     return e;
 }
 
+/* End-to-end window per topic (see BENCH_E2E_DELIVERIES / BENCH_E2E_PER_SUB). */
+static void set_e2e_windows(struct bench_run *run, uint32_t wild)
+{
+    const struct bench_cfg *cfg = run->cfg;
+    uint32_t *npub = calloc(cfg->topics ? cfg->topics : 1, sizeof *npub);
+    AU_ASSERT(npub);
+    for (uint32_t p = 0; p < cfg->publishers; p++) npub[bench_pub_topic(cfg, p)]++;
+    for (uint32_t t = 0; t < cfg->topics; t++) {
+        uint32_t reach = wild ? cfg->publishers : npub[t];   /* publishers one subscriber hears */
+        uint32_t win = cfg->window;
+        if (run->deliv[t]) win = AU_MIN(win, BENCH_E2E_DELIVERIES / run->deliv[t]);
+        if (reach) win = AU_MIN(win, BENCH_E2E_PER_SUB / reach);
+        run->e2e[t] = AU_MAX(win, 1u);
+    }
+    free(npub);
+}
+
 static void set_phase(struct bench_run *run, int phase)
 {
     atomic_store_explicit(&run->phase, phase, memory_order_release);
@@ -125,9 +142,10 @@ int main(int argc, char **argv)
     run.workers = calloc(cfg.threads, sizeof *run.workers);
     run.topic_subs = calloc(cfg.topics ? cfg.topics : 1, sizeof *run.topic_subs);
     run.deliv = calloc(cfg.topics ? cfg.topics : 1, sizeof *run.deliv);
+    run.e2e = calloc(cfg.topics ? cfg.topics : 1, sizeof *run.e2e);
     run.delivered = calloc((size_t)cfg.threads * (cfg.publishers ? cfg.publishers : 1), sizeof *run.delivered);
     run.pub_sent = calloc(cfg.publishers ? cfg.publishers : 1, sizeof *run.pub_sent);
-    if (!run.workers || !run.topic_subs || !run.deliv || !run.delivered || !run.pub_sent) {
+    if (!run.workers || !run.topic_subs || !run.deliv || !run.e2e || !run.delivered || !run.pub_sent) {
         au_error("out of memory");
         return 1;
     }
@@ -225,6 +243,7 @@ int main(int argc, char **argv)
                     subs += atomic_load(&run.topic_subs[i]);
                 }
                 if (!subs) ok = false;
+                set_e2e_windows(&run, wild);
             }
             if (!ok) {
                 au_error("no session could be set up (see the errors above)");
@@ -352,6 +371,7 @@ int main(int argc, char **argv)
     free(run.workers);
     free((void *)run.topic_subs);
     free(run.deliv);
+    free(run.e2e);
     free((void *)run.delivered);
     free((void *)run.pub_sent);
     free(cfg.src);
