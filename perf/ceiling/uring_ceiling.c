@@ -674,7 +674,7 @@ static void parse_opts(int argc, char **argv, struct uc_opts *o)
             exit(2);
         }
         if (!ok) {
-            fprintf(stderr, "uring-ceiling: bad or missing value for %s\n", a);
+            fprintf(stderr, "uring-ceiling: %s: bad or missing value, or unknown option (--help)\n", a);
             exit(2);
         }
         if (takes)
