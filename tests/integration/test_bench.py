@@ -116,7 +116,7 @@ def hold_and_storm():
                        "--src", "127.0.0.1-127.0.0.4")
         check_common(s, out, n)
         assert s["held"] == n and s["connect_rate"] > 0
-        assert s["pings"] >= n, s["pings"]                 # every session pinged at least once in 2 s
+        assert s["pings"] >= n // 2, s["pings"]            # PINGREQ after 1 s idle: about one per session
         s, out = bench(b, "--scenario", "storm", "--connections", str(n))
         assert s["errors"] == 0 and s["connected"] == n, out[-2000:]
         assert s["connect_rate"] > 0 and s["connect_latency_us"]["samples"] == n
@@ -137,18 +137,32 @@ def sigint_stops_cleanly():
     n = scale(300)
     with Mosquitto(config=MOSQ_CONF) as b:
         p = subprocess.Popen([BENCH, "--host", b.host, "--port", str(b.port), "--scenario", "fanout",
-                              "--subscribers", str(n), "--qos", "1", "--duration", "60", "--quiet"],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        time.sleep(2.0)
-        t0 = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        out, _ = p.communicate(timeout=20)
+                              "--subscribers", str(n), "--qos", "1", "--duration", "60"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            lines = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:          # progress lines: wait until publishing runs
+                line = p.stdout.readline().decode(errors="replace")
+                lines.append(line)
+                if not line or " run " in line:
+                    break
+            assert lines and " run " in lines[-1], "never reached the run phase: %r" % lines[-5:]
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGINT)
+            out, _ = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         out = out.decode(errors="replace")
         assert time.monotonic() - t0 < 10, "teardown took too long"
         assert p.returncode == 130, (p.returncode, out[-2000:])
+        assert "[INTERRUPTED]" in out
         s = json.loads(out.strip().splitlines()[-1][len("JSON: "):])
         assert s["interrupted"] and s["connected"] == n + 1, out[-2000:]
         assert s["errors"] == 0, s["errors_by_kind"]
+        assert s["sent"] > 0 and s["received"] > 0
 
 
 run_tests(globals())
