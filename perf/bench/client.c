@@ -422,7 +422,7 @@ void client_keepalive(struct bench_worker *w, uint64_t now)
     for (uint32_t i = 0; i < w->n_conns; i++) {
         struct bench_conn *c = &w->conns[i];
         if (!(c->flags & CF_UP) || c->state >= CS_DISCONNECTING || (c->flags & CF_SEND) || c->txq.len) continue;
-        if (now_s - c->last_tx_s < every) continue;
+        if (c->last_tx_s >= now_s || now_s - c->last_tx_s < every) continue;   /* sent since `now` */
         if (!conn_queue(c, ping, n)) {
             conn_fail(w, c, E_SEND);
             continue;
