@@ -169,7 +169,7 @@ int au_conn_deliver(struct au_conn *c, const uint8_t *data, size_t len)
         k = c->proto->on_data(c, data, len);
         if (k >= 0 && (size_t)k < len) in_append(c, data + k, len - (size_t)k);
     } else {
-        in_append(c, data, len);
+        if (len) in_append(c, data, len);
         k = c->proto->on_data(c, c->in, c->in_len);
         if (k > 0) {
             AU_ASSERT((size_t)k <= c->in_len);
@@ -186,6 +186,12 @@ int au_conn_deliver(struct au_conn *c, const uint8_t *data, size_t len)
     if (c->in_len == 0 && c->in && c->in_cap > 0 && !(c->flags & AU_CONN_HANDOFF)) in_release(c);
     if (c->flags & AU_CONN_HANDOFF) start_handoff(c);
     return 0;
+}
+
+void au_conn_kick(struct au_conn *c)
+{
+    if (c->in_len && !(c->flags & (AU_CONN_IN_DATA | AU_CONN_CLOSING | AU_CONN_CLOSED | AU_CONN_HANDOFF)))
+        (void)au_conn_deliver(c, NULL, 0);
 }
 
 static void conn_input(struct au_conn *c, const uint8_t *data, size_t len)

@@ -209,6 +209,9 @@ void au_conn_raw_write_buf(struct au_conn *c, struct au_buf *b, uint32_t off, ui
 /* Transport decode path: hand decoded bytes to the protocol. */
 int au_conn_deliver(struct au_conn *c, const uint8_t *data, size_t len);
 
+/* Present the kept (unconsumed) input to the protocol again without new bytes: for a protocol that
+ * stopped consuming while waiting for something (a deferred HTTP response) and can go on now. */
+void au_conn_kick(struct au_conn *c);
 /* Close: flush queued output first (bounded by a deadline), then close. Idempotent. */
 void au_conn_close(struct au_conn *c);
 /* Close now, dropping queued output. */
