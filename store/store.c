@@ -1,0 +1,1033 @@
+/* store.c - LevelDB behind store threads with group commit (see store.h, docs/storage.md).
+ *
+ * Requests are allocated by the submitting shard, pushed onto the MPSC queue of one store thread
+ * (the writer for writes; a reader, round robin per shard, for reads), served there, then linked into
+ * a per-shard completion list. After each round the thread posts ONE au_xmsg per shard (the list's
+ * first request) with au_ext_post and calls au_ext_flush once. The shard's handler runs every
+ * callback of the list in order and frees the requests.
+ *
+ * Waking: a store thread announces sleep by storing 1 to its futex word (seq_cst), re-checks its
+ * queue, then futex-waits; a producer pushes (seq_cst exchange) then reads the word and wakes the
+ * thread only when it was 1 (Dekker: one of the two sees the other). No lock is ever shared with a
+ * shard.
+ *
+ * Shutdown safety: the loop frees shards after joining them, so a store thread must be done with
+ * a shard before that. store_shard_detach (from shard_fini) waits until the shard has no request
+ * outstanding, marks it detached, then waits out any post phase in progress (post_epoch is odd
+ * while a thread posts), after which no thread reads that shard again. */
+#include "store/store.h"
+#include "store/keyspace.h"
+#include "store/mpsc.h"
+#include "core/log.h"
+#include "core/loop.h"
+
+#include <leveldb/c.h>
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+_Static_assert(1 + STORE_READERS_MAX <= AU_MAX_EXT, "store threads must fit the loop's external producers");
+_Static_assert(STORE_COMMIT_MAX_BYTES >= STORE_VALUE_MAX / 64, "a commit must hold reasonable values");
+
+enum { REQ_WRITE = 1, REQ_GET, REQ_SCAN };
+enum { OP_PUT = 1, OP_DEL = 2 };
+
+struct store_batch {
+    uint8_t *buf;
+    size_t len, cap;
+    uint32_t count;
+};
+
+struct store_req {
+    struct au_xmsg xm;           /* first: the completion message when this request heads a list */
+    struct mpsc_node qn;
+    struct store_req *cnext;     /* completion list (per shard, per round) */
+    struct store *st;
+    void *arg;
+    union {
+        store_done_fn done;
+        store_get_fn get;
+        store_scan_fn scan;
+    } cb;
+    uint64_t t_submit;           /* us, for queue-wait stats */
+    int32_t shard;
+    int32_t err;
+    uint8_t kind;
+    bool more;
+    union {
+        struct store_batch *batch;
+        struct {
+            char *v;             /* leveldb_get result (leveldb_free) */
+            size_t vl;
+            uint32_t kl;
+        } g;
+        struct {
+            uint32_t sl, el, limit, flags;
+            struct store_kv *kv; /* result: kv array followed by the bytes (one allocation) */
+            uint32_t n;
+        } s;
+    } u;
+    uint8_t data[];              /* get: key; scan: start then end */
+};
+
+struct sthread {
+    struct store *st;
+    unsigned idx;                /* 0 = writer */
+    struct mpsc q;
+    _Alignas(64) atomic_int sleeping;   /* futex word: 1 while (about to be) asleep */
+    atomic_uint post_epoch;             /* odd while posting to shards */
+    _Alignas(64) pthread_t tid;
+    bool running;
+    struct au_ext *ext;
+    struct store_req **ch, **ct;        /* per shard completion list head / tail */
+    int *touched;                       /* shards with a non-empty list this round */
+    int ntouched;
+    unsigned novf;                      /* completions au_ext could not push yet */
+    leveldb_writebatch_t *wb;           /* writer: the group commit */
+};
+
+struct store_shard {
+    _Alignas(64) uint64_t outstanding; /* submitted - completed; touched by the shard's thread only */
+    unsigned rr;                       /* next reader (round robin) */
+    atomic_int detached;
+};
+
+struct store {
+    leveldb_t *db;
+    leveldb_options_t *opt;
+    leveldb_cache_t *cache;
+    leveldb_filterpolicy_t *filter;
+    leveldb_readoptions_t *ro;
+    leveldb_writeoptions_t *wo;
+    struct store_opts o;
+    unsigned nthreads;
+    struct sthread *thr;                /* [nthreads]: writer, readers */
+    struct store_shard *sh;             /* [AU_MAX_SHARDS] */
+    struct au_shard **shards;
+    int nshards, ext_base;
+    bool started;
+    atomic_int stopping;
+    struct store_stats stats;           /* written with relaxed atomics */
+};
+
+#define ST_ADD(st, f, n) __atomic_fetch_add(&(st)->stats.f, (uint64_t)(n), __ATOMIC_RELAXED)
+#define ST_SET(st, f, n) __atomic_store_n(&(st)->stats.f, (uint64_t)(n), __ATOMIC_RELAXED)
+#define ST_GET(st, f) __atomic_load_n(&(st)->stats.f, __ATOMIC_RELAXED)
+
+/* ------------------------------------------------------------------ futex */
+
+static void futex_wait(atomic_int *w, int val, unsigned ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+    (void)syscall(SYS_futex, (int *)w, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+static void futex_wake(atomic_int *w) { (void)syscall(SYS_futex, (int *)w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0); }
+
+static void thread_wake(struct sthread *t)
+{
+    if (atomic_load_explicit(&t->sleeping, memory_order_seq_cst) &&
+        atomic_exchange_explicit(&t->sleeping, 0, memory_order_seq_cst))
+        futex_wake(&t->sleeping);
+}
+
+static void nap_us(long us)
+{
+    struct timespec ts = { .tv_sec = 0, .tv_nsec = us * 1000L };
+    nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------ batches */
+
+struct store_batch *store_batch_new(void)
+{
+    struct store_batch *b = calloc(1, sizeof *b);
+    AU_ASSERT(b != NULL);
+    return b;
+}
+
+static uint8_t *batch_room(struct store_batch *b, size_t n)
+{
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len < n) cap *= 2;
+        b->buf = realloc(b->buf, cap);
+        AU_ASSERT(b->buf != NULL);
+        b->cap = cap;
+    }
+    uint8_t *p = b->buf + b->len;
+    b->len += n;
+    return p;
+}
+
+void store_batch_put(struct store_batch *b, const void *k, size_t kl, const void *v, size_t vl)
+{
+    AU_ASSERT(kl > 0 && kl <= STORE_KEY_MAX && vl <= STORE_VALUE_MAX);
+    uint32_t k32 = (uint32_t)kl, v32 = (uint32_t)vl;
+    uint8_t *p = batch_room(b, 9 + kl + vl);
+    p[0] = OP_PUT;
+    memcpy(p + 1, &k32, 4);
+    memcpy(p + 5, &v32, 4);
+    memcpy(p + 9, k, kl);
+    if (vl) memcpy(p + 9 + kl, v, vl);
+    b->count++;
+}
+
+void store_batch_del(struct store_batch *b, const void *k, size_t kl)
+{
+    AU_ASSERT(kl > 0 && kl <= STORE_KEY_MAX);
+    uint32_t k32 = (uint32_t)kl;
+    uint8_t *p = batch_room(b, 5 + kl);
+    p[0] = OP_DEL;
+    memcpy(p + 1, &k32, 4);
+    memcpy(p + 5, k, kl);
+    b->count++;
+}
+
+uint32_t store_batch_count(const struct store_batch *b) { return b->count; }
+size_t store_batch_bytes(const struct store_batch *b) { return b->len; }
+
+void store_batch_free(struct store_batch *b)
+{
+    if (!b) return;
+    free(b->buf);
+    free(b);
+}
+
+/* Append the batch's operations to a LevelDB write batch (our own encoding: trusted). */
+static void batch_apply(const struct store_batch *b, leveldb_writebatch_t *wb)
+{
+    size_t off = 0;
+    while (off < b->len) {
+        uint8_t op = b->buf[off];
+        uint32_t kl, vl = 0;
+        memcpy(&kl, b->buf + off + 1, 4);
+        if (op == OP_PUT) {
+            memcpy(&vl, b->buf + off + 5, 4);
+            const char *k = (const char *)b->buf + off + 9;
+            leveldb_writebatch_put(wb, k, kl, k + kl, vl);
+            off += 9 + (size_t)kl + vl;
+        } else {
+            AU_ASSERT(op == OP_DEL);
+            leveldb_writebatch_delete(wb, (const char *)b->buf + off + 5, kl);
+            off += 5 + (size_t)kl;
+        }
+    }
+    AU_ASSERT(off == b->len);
+}
+
+/* ------------------------------------------------------------------ scans */
+
+static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c) return c;
+    return al < bl ? -1 : al > bl ? 1 : 0;
+}
+
+/* visit returns 1 = continue, 0 = stop (entry taken), -1 = stop before this entry (more = true). */
+typedef int (*visit_fn)(void *arg, const char *k, size_t kl, const char *v, size_t vl);
+
+/* Iterate [start, end) (see store_scan flags). Returns entries taken or -1 on a LevelDB error;
+ * *more = an in-range entry exists past the last one taken (only known when the visitor stopped). */
+static long scan_iter(struct store *st, const uint8_t *start, size_t sl, const uint8_t *end, size_t el, unsigned flags,
+                      visit_fn visit, void *arg, bool *more)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+    bool rev = flags & STORE_SCAN_REVERSE, after = flags & STORE_SCAN_AFTER;
+    *more = false;
+    if (!rev) {
+        if (sl) leveldb_iter_seek(it, (const char *)start, sl);
+        else leveldb_iter_seek_to_first(it);
+    } else if (el) {
+        leveldb_iter_seek(it, (const char *)end, el);
+        if (leveldb_iter_valid(it)) leveldb_iter_prev(it);
+        else leveldb_iter_seek_to_last(it);
+    } else {
+        leveldb_iter_seek_to_last(it);
+    }
+    long n = 0;
+    while (leveldb_iter_valid(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (!rev) {
+            if (el && key_cmp(k, kl, end, el) >= 0) break;
+            if (after && key_cmp(k, kl, start, sl) == 0) {
+                leveldb_iter_next(it);
+                continue;
+            }
+        } else {
+            int c = key_cmp(k, kl, start, sl);
+            if (c < 0 || (after && c == 0)) break;
+        }
+        const char *v = leveldb_iter_value(it, &vl);
+        int r = visit(arg, k, kl, v, vl);
+        if (r < 0) {
+            *more = true;
+            break;
+        }
+        n++;
+        if (rev) leveldb_iter_prev(it);
+        else leveldb_iter_next(it);
+        if (r == 0) {
+            /* is there another in-range key? */
+            if (leveldb_iter_valid(it)) {
+                k = leveldb_iter_key(it, &kl);
+                if (!rev) *more = !el || key_cmp(k, kl, end, el) < 0;
+                else {
+                    int c = key_cmp(k, kl, start, sl);
+                    *more = c > 0 || (c == 0 && !after);
+                }
+            }
+            break;
+        }
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    if (err) {
+        au_error("store scan: %s", err);
+        leveldb_free(err);
+        return -1;
+    }
+    return n;
+}
+
+/* Collects a scan result into one growing allocation: kv[cap] then bytes. */
+struct collect {
+    uint32_t limit, n, cap;
+    size_t bytes, bytes_cap;
+    struct store_kv *kv;   /* kl/vl set, k/v hold offsets until finish */
+    uint8_t *data;
+};
+
+static int collect_visit(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct collect *c = arg;
+    if (c->n >= c->limit) return -1;
+    if (c->n > 0 && c->bytes + kl + vl > STORE_SCAN_MAX_BYTES) return -1;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 16;
+        if (c->cap > c->limit) c->cap = c->limit;
+        c->kv = realloc(c->kv, (size_t)c->cap * sizeof *c->kv);
+        AU_ASSERT(c->kv != NULL);
+    }
+    if (c->bytes_cap - c->bytes < kl + vl) {
+        size_t cap = c->bytes_cap ? c->bytes_cap : 1024;
+        while (cap - c->bytes < kl + vl) cap *= 2;
+        c->data = realloc(c->data, cap);
+        AU_ASSERT(c->data != NULL);
+        c->bytes_cap = cap;
+    }
+    struct store_kv *e = &c->kv[c->n++];
+    e->k = (const uint8_t *)(uintptr_t)c->bytes;
+    e->kl = (uint32_t)kl;
+    memcpy(c->data + c->bytes, k, kl);
+    c->bytes += kl;
+    e->v = (const uint8_t *)(uintptr_t)c->bytes;
+    e->vl = (uint32_t)vl;
+    if (vl) memcpy(c->data + c->bytes, v, vl);
+    c->bytes += vl;
+    return c->n >= c->limit ? 0 : 1;
+}
+
+/* One allocation: kv[n] followed by the bytes; pointers fixed up. */
+static struct store_kv *collect_finish(struct collect *c)
+{
+    size_t head = (size_t)c->n * sizeof(struct store_kv);
+    struct store_kv *out = malloc(head + c->bytes + 1);
+    AU_ASSERT(out != NULL);
+    uint8_t *bytes = (uint8_t *)out + head;
+    if (c->bytes) memcpy(bytes, c->data, c->bytes);
+    for (uint32_t i = 0; i < c->n; i++) {
+        out[i] = c->kv[i];
+        out[i].k = bytes + (uintptr_t)c->kv[i].k;
+        out[i].v = bytes + (uintptr_t)c->kv[i].v;
+    }
+    free(c->kv);
+    free(c->data);
+    return out;
+}
+
+/* ------------------------------------------------------------------ serving */
+
+static void serve_get(struct store *st, struct store_req *r)
+{
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = leveldb_get(st->db, st->ro, (const char *)r->data, r->u.g.kl, &vl, &err);
+    ST_ADD(st, gets, 1);
+    if (err) {
+        au_error("store get: %s", err);
+        leveldb_free(err);
+        ST_ADD(st, read_errors, 1);
+        r->err = STORE_EIO;
+        if (v) leveldb_free(v);
+        v = NULL;
+    } else {
+        r->err = v ? STORE_OK : STORE_ENOTFOUND;
+    }
+    r->u.g.v = v;
+    r->u.g.vl = vl;
+}
+
+static void serve_scan(struct store *st, struct store_req *r)
+{
+    struct collect c = { .limit = r->u.s.limit };
+    bool more = false;
+    long n = scan_iter(st, r->data, r->u.s.sl, r->data + r->u.s.sl, r->u.s.el, r->u.s.flags, collect_visit, &c,
+                       &more);
+    ST_ADD(st, scans, 1);
+    if (n < 0) {
+        ST_ADD(st, read_errors, 1);
+        free(c.kv);
+        free(c.data);
+        r->err = STORE_EIO;
+        r->u.s.kv = NULL;
+        r->u.s.n = 0;
+        return;
+    }
+    ST_ADD(st, scan_entries, c.n);
+    r->err = STORE_OK;
+    r->more = more;
+    r->u.s.n = c.n;
+    r->u.s.kv = collect_finish(&c);
+}
+
+static void req_release(struct store_req *r)
+{
+    if (r->kind == REQ_WRITE) store_batch_free(r->u.batch);
+    else if (r->kind == REQ_GET) {
+        if (r->u.g.v) leveldb_free(r->u.g.v);
+    } else {
+        free(r->u.s.kv);
+    }
+    free(r);
+}
+
+/* Runs on the shard: every callback of one completion list, in order. */
+static void comp_handler(struct au_shard *s, struct au_xmsg *m)
+{
+    struct store_req *r = (struct store_req *)(void *)m;
+    struct store *st = r->st;
+    while (r) {
+        struct store_req *next = r->cnext;
+        AU_ASSERT(r->shard == s->id);
+        switch (r->kind) {
+        case REQ_WRITE:
+            if (r->cb.done) r->cb.done(s, r->arg, r->err);
+            break;
+        case REQ_GET:
+            r->cb.get(s, r->arg, r->err, r->u.g.v, r->u.g.v ? r->u.g.vl : 0);
+            break;
+        default:
+            r->cb.scan(s, r->arg, r->err, r->u.s.kv, r->u.s.n, r->more);
+            break;
+        }
+        st->sh[r->shard].outstanding--;
+        req_release(r);
+        r = next;
+    }
+}
+
+static void complete(struct sthread *t, struct store_req *r)
+{
+    int sh = r->shard;
+    AU_ASSERT(sh >= 0 && sh < t->st->nshards);
+    r->cnext = NULL;
+    if (t->ch[sh]) {
+        t->ct[sh]->cnext = r;
+    } else {
+        t->ch[sh] = r;
+        t->touched[t->ntouched++] = sh;
+    }
+    t->ct[sh] = r;
+}
+
+/* Post this round's completion lists (one message per shard) and retry spilled ones. */
+static void post_round(struct sthread *t)
+{
+    struct store *st = t->st;
+    if (!t->ntouched && !t->novf) return;
+    atomic_fetch_add_explicit(&t->post_epoch, 1, memory_order_seq_cst); /* odd: posting */
+    for (int i = 0; i < t->ntouched; i++) {
+        int sh = t->touched[i];
+        struct store_req *h = t->ch[sh];
+        t->ch[sh] = t->ct[sh] = NULL;
+        if (atomic_load_explicit(&st->sh[sh].detached, memory_order_seq_cst)) {
+            /* submitted after detach (a caller bug): the work is done, the callback is dropped */
+            au_warn("store: dropping completions for detached shard %d", sh);
+            while (h) {
+                struct store_req *n = h->cnext;
+                req_release(h);
+                h = n;
+            }
+            continue;
+        }
+        h->xm.handler = comp_handler;
+        au_ext_post(t->ext, sh, &h->xm);
+    }
+    t->ntouched = 0;
+    t->novf = au_ext_flush(t->ext);
+    atomic_fetch_add_explicit(&t->post_epoch, 1, memory_order_seq_cst); /* even */
+}
+
+static struct store_req *pop_req(struct sthread *t)
+{
+    struct mpsc_node *n = mpsc_pop(&t->q);
+    return n ? AU_CONTAINER_OF(n, struct store_req, qn) : NULL;
+}
+
+static void serve_read(struct store *st, struct store_req *r)
+{
+    if (r->kind == REQ_GET) serve_get(st, r);
+    else serve_scan(st, r);
+}
+
+/* Writer: drain queued writes into one LevelDB batch, commit once, complete them all. Reads that
+ * reach the writer (readers == 0) are served after the commit. Returns requests handled. */
+static unsigned writer_round(struct sthread *t)
+{
+    struct store *st = t->st;
+    struct store_req *wh = NULL, **wt = &wh, *rh = NULL, **rt = &rh;
+    unsigned nb = 0, nr = 0;
+    uint32_t ops = 0;
+    size_t bytes = 0;
+    uint64_t oldest = UINT64_MAX;
+    leveldb_writebatch_clear(t->wb);
+    while (nb < STORE_COMMIT_MAX_BATCHES && bytes < STORE_COMMIT_MAX_BYTES && nr < STORE_READ_ROUND_MAX) {
+        struct store_req *r = pop_req(t);
+        if (!r) break;
+        if (r->kind == REQ_WRITE) {
+            batch_apply(r->u.batch, t->wb);
+            bytes += r->u.batch->len;
+            ops += r->u.batch->count;
+            if (r->t_submit < oldest) oldest = r->t_submit;
+            nb++;
+            *wt = r;
+            wt = &r->cnext;
+        } else {
+            nr++;
+            *rt = r;
+            rt = &r->cnext;
+        }
+    }
+    if (nb) {
+        uint64_t t0 = au_now_us();
+        char *err = NULL;
+        leveldb_write(st->db, st->wo, t->wb, &err);
+        uint64_t dt = au_now_us() - t0;
+        int res = STORE_OK;
+        if (err) {
+            au_error("store commit of %u batches failed: %s", nb, err);
+            leveldb_free(err);
+            res = STORE_EIO;
+            ST_ADD(st, write_errors, nb);
+        } else {
+            ST_SET(st, commits, ST_GET(st, commits) + 1);
+            ST_SET(st, batches, ST_GET(st, batches) + nb);
+            ST_SET(st, ops, ST_GET(st, ops) + ops);
+            ST_SET(st, bytes, ST_GET(st, bytes) + bytes);
+        }
+        ST_SET(st, commit_us_last, dt);
+        ST_SET(st, commit_us_total, ST_GET(st, commit_us_total) + dt);
+        if (dt > ST_GET(st, commit_us_max)) ST_SET(st, commit_us_max, dt);
+        if (t0 > oldest && t0 - oldest > ST_GET(st, queue_wait_us_max)) ST_SET(st, queue_wait_us_max, t0 - oldest);
+        while (wh) {
+            struct store_req *r = wh;
+            wh = r->cnext;
+            r->err = res;
+            store_batch_free(r->u.batch);
+            r->u.batch = NULL;
+            complete(t, r);
+        }
+    }
+    while (rh) {
+        struct store_req *r = rh;
+        rh = r->cnext;
+        serve_read(st, r);
+        complete(t, r);
+    }
+    return nb + nr;
+}
+
+static unsigned reader_round(struct sthread *t)
+{
+    unsigned n = 0;
+    uint64_t t0 = 0;
+    while (n < STORE_READ_ROUND_MAX) {
+        struct store_req *r = pop_req(t);
+        if (!r) break;
+        if (!n) t0 = au_now_us();
+        serve_read(t->st, r);
+        complete(t, r);
+        n++;
+        if (r->kind == REQ_SCAN && au_now_us() - t0 > 1000) break; /* do not hold finished gets behind scans */
+    }
+    return n;
+}
+
+static void *thread_main(void *arg)
+{
+    struct sthread *t = arg;
+    struct store *st = t->st;
+    char name[16];
+    if (t->idx) snprintf(name, sizeof name, "au-store-r%u", (t->idx - 1) & 0xffu);
+    else snprintf(name, sizeof name, "au-store-w");
+    pthread_setname_np(pthread_self(), name);
+    unsigned idle_spins = 0;
+    for (;;) {
+        unsigned n = t->idx == 0 ? writer_round(t) : reader_round(t);
+        post_round(t);
+        if (n) {
+            idle_spins = 0;
+            continue;
+        }
+        if (!mpsc_idle(&t->q)) { /* a push is half done: it completes within instructions */
+            if (++idle_spins > 64) sched_yield();
+            continue;
+        }
+        if (atomic_load_explicit(&st->stopping, memory_order_acquire)) break;
+        atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
+        if (mpsc_idle(&t->q) && !atomic_load_explicit(&st->stopping, memory_order_seq_cst))
+            futex_wait(&t->sleeping, 1, t->novf ? 1 : 1000);
+        atomic_store_explicit(&t->sleeping, 0, memory_order_relaxed);
+    }
+    /* Completions au_ext could not push yet (a shard's queue was full): retry for a while. */
+    uint64_t deadline = au_now_ms() + STORE_CLOSE_FLUSH_MS;
+    while (t->novf && au_now_ms() < deadline) {
+        nap_us(1000);
+        post_round(t);
+    }
+    if (t->novf) au_warn("store thread %u: %u completions could not be posted at close", t->idx, t->novf);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ submit */
+
+static void submit(struct store *st, struct sthread *t, struct store_req *r)
+{
+    AU_ASSERT(r->shard >= 0 && r->shard < AU_MAX_SHARDS);
+    AU_ASSERT(!atomic_load_explicit(&st->sh[r->shard].detached, memory_order_relaxed));
+    st->sh[r->shard].outstanding++;
+    r->st = st;
+    r->t_submit = au_now_us();
+    mpsc_push(&t->q, &r->qn);
+    thread_wake(t);
+}
+
+static struct sthread *reader_for(struct store *st, int shard)
+{
+    if (st->nthreads == 1) return &st->thr[0];
+    struct store_shard *ss = &st->sh[shard];
+    unsigned i = 1 + ss->rr++ % (st->nthreads - 1);
+    return &st->thr[i];
+}
+
+void store_write(struct store *st, int shard, struct store_batch *b, store_done_fn done, void *arg)
+{
+    AU_ASSERT(b != NULL);
+    struct store_req *r = calloc(1, sizeof *r);
+    AU_ASSERT(r != NULL);
+    r->kind = REQ_WRITE;
+    r->shard = shard;
+    r->cb.done = done;
+    r->arg = arg;
+    r->u.batch = b;
+    submit(st, &st->thr[0], r);
+}
+
+void store_get(struct store *st, int shard, const void *k, size_t kl, store_get_fn cb, void *arg)
+{
+    AU_ASSERT(cb != NULL && kl > 0 && kl <= STORE_KEY_MAX);
+    struct store_req *r = calloc(1, sizeof *r + kl);
+    AU_ASSERT(r != NULL);
+    r->kind = REQ_GET;
+    r->shard = shard;
+    r->cb.get = cb;
+    r->arg = arg;
+    r->u.g.kl = (uint32_t)kl;
+    memcpy(r->data, k, kl);
+    submit(st, reader_for(st, shard), r);
+}
+
+void store_scan(struct store *st, int shard, const void *start, size_t sl, const void *end, size_t el,
+                uint32_t limit, unsigned flags, store_scan_fn cb, void *arg)
+{
+    AU_ASSERT(cb != NULL && sl <= STORE_KEY_MAX && el <= STORE_KEY_MAX);
+    if (!end) el = 0;
+    if (!start) sl = 0;
+    struct store_req *r = calloc(1, sizeof *r + sl + el);
+    AU_ASSERT(r != NULL);
+    r->kind = REQ_SCAN;
+    r->shard = shard;
+    r->cb.scan = cb;
+    r->arg = arg;
+    r->u.s.sl = (uint32_t)sl;
+    r->u.s.el = (uint32_t)el;
+    r->u.s.limit = limit == 0 || limit > STORE_SCAN_MAX ? STORE_SCAN_MAX : limit;
+    r->u.s.flags = flags;
+    if (sl) memcpy(r->data, start, sl);
+    if (el) memcpy(r->data + sl, end, el);
+    submit(st, reader_for(st, shard), r);
+}
+
+/* ------------------------------------------------------------------ sync API */
+
+int store_get_sync(struct store *st, const void *k, size_t kl, void **v, size_t *vl)
+{
+    char *err = NULL;
+    size_t n = 0;
+    char *p = leveldb_get(st->db, st->ro, k, kl, &n, &err);
+    *v = NULL;
+    *vl = 0;
+    if (err) {
+        au_error("store get: %s", err);
+        leveldb_free(err);
+        if (p) leveldb_free(p);
+        return STORE_EIO;
+    }
+    if (!p) return STORE_ENOTFOUND;
+    void *out = malloc(n ? n : 1);
+    AU_ASSERT(out != NULL);
+    memcpy(out, p, n);
+    leveldb_free(p);
+    *v = out;
+    *vl = n;
+    return STORE_OK;
+}
+
+struct sync_visit {
+    store_iter_fn cb;
+    void *arg;
+};
+
+static int sync_visit(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct sync_visit *s = arg;
+    return s->cb(s->arg, (const uint8_t *)k, kl, (const uint8_t *)v, vl) ? 1 : 0;
+}
+
+long store_scan_sync(struct store *st, const void *start, size_t sl, const void *end, size_t el, unsigned flags,
+                     store_iter_fn cb, void *arg)
+{
+    struct sync_visit s = { cb, arg };
+    bool more;
+    long n = scan_iter(st, start, start ? sl : 0, end, end ? el : 0, flags, sync_visit, &s, &more);
+    return n < 0 ? STORE_EIO : n;
+}
+
+int store_write_sync(struct store *st, struct store_batch *b)
+{
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    batch_apply(b, wb);
+    char *err = NULL;
+    leveldb_write(st->db, st->wo, wb, &err);
+    leveldb_writebatch_destroy(wb);
+    store_batch_free(b);
+    if (err) {
+        au_error("store write: %s", err);
+        leveldb_free(err);
+        return STORE_EIO;
+    }
+    return STORE_OK;
+}
+
+/* ------------------------------------------------------------------ open / start / close */
+
+unsigned store_threads(const struct store_opts *o) { return 1 + (o->readers > STORE_READERS_MAX ? STORE_READERS_MAX : o->readers); }
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp) return -ENAMETOOLONG;
+    memcpy(tmp, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] != '/' && tmp[i] != '\0') continue;
+        char c = tmp[i];
+        tmp[i] = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -errno;
+        tmp[i] = c;
+    }
+    return 0;
+}
+
+/* Check (or write, for a new DB) the format version. */
+static int check_format(struct store *st, char *errbuf, size_t errlen)
+{
+    uint8_t key[KS_KEY_MAX];
+    size_t kl = ks_meta(key, KS_META_FORMAT);
+    void *v;
+    size_t vl;
+    int r = store_get_sync(st, key, kl, &v, &vl);
+    if (r == STORE_EIO) {
+        snprintf(errbuf, errlen, "cannot read the format version");
+        return -1;
+    }
+    if (r == STORE_ENOTFOUND) {
+        leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+        leveldb_iter_seek_to_first(it);
+        bool empty = !leveldb_iter_valid(it);
+        leveldb_iter_destroy(it);
+        if (!empty) {
+            snprintf(errbuf, errlen, "database has data but no format version key: not an Aurora store");
+            return -1;
+        }
+        struct store_batch *b = store_batch_new();
+        uint8_t ver[4], created[8];
+        au_wr32(ver, STORE_FORMAT_VERSION);
+        uint64_t now = au_wall_ms();
+        au_wr32(created, (uint32_t)(now >> 32));
+        au_wr32(created + 4, (uint32_t)now);
+        store_batch_put(b, key, kl, ver, 4);
+        kl = ks_meta(key, KS_META_CREATED);
+        store_batch_put(b, key, kl, created, 8);
+        if (store_write_sync(st, b) != STORE_OK) {
+            snprintf(errbuf, errlen, "cannot write the format version");
+            return -1;
+        }
+        au_info("store: new database, format version %u", STORE_FORMAT_VERSION);
+        return 0;
+    }
+    uint32_t ver = vl == 4 ? au_rd32(v) : 0;
+    free(v);
+    if (ver == 0) {
+        snprintf(errbuf, errlen, "damaged format version key");
+        return -1;
+    }
+    if (ver > STORE_FORMAT_VERSION) {
+        snprintf(errbuf, errlen, "database format version %u is newer than this build's %u: upgrade Aurora", ver,
+                 STORE_FORMAT_VERSION);
+        return -1;
+    }
+    if (ver < STORE_FORMAT_VERSION) {
+        snprintf(errbuf, errlen, "database format version %u is older than %u and no migration exists", ver,
+                 STORE_FORMAT_VERSION);
+        return -1;
+    }
+    return 0;
+}
+
+static void store_free(struct store *st)
+{
+    if (st->db) leveldb_close(st->db);
+    if (st->opt) leveldb_options_destroy(st->opt);
+    if (st->cache) leveldb_cache_destroy(st->cache);
+    if (st->filter) leveldb_filterpolicy_destroy(st->filter);
+    if (st->ro) leveldb_readoptions_destroy(st->ro);
+    if (st->wo) leveldb_writeoptions_destroy(st->wo);
+    for (unsigned i = 0; st->thr && i < st->nthreads; i++) {
+        struct sthread *t = &st->thr[i];
+        if (t->wb) leveldb_writebatch_destroy(t->wb);
+        free(t->ch);
+        free(t->ct);
+        free(t->touched);
+    }
+    free(st->thr);
+    free(st->sh);
+    free(st);
+}
+
+int store_open(struct store **out, const struct store_opts *o, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    if (!o->dir || !*o->dir) {
+        snprintf(errbuf, errlen, "no data directory");
+        return -1;
+    }
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/db", o->dir);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        snprintf(errbuf, errlen, "data directory path too long");
+        return -1;
+    }
+    int r = mkdir_p(path);
+    if (r < 0) {
+        snprintf(errbuf, errlen, "cannot create %s: %s", path, strerror(-r));
+        return -1;
+    }
+    struct store *st = calloc(1, sizeof *st);
+    AU_ASSERT(st != NULL);
+    st->o = *o;
+    st->o.dir = NULL; /* not kept */
+    st->nthreads = store_threads(o);
+    st->thr = aligned_alloc(64, (sizeof *st->thr * st->nthreads + 63) & ~(size_t)63);
+    st->sh = aligned_alloc(64, sizeof *st->sh * AU_MAX_SHARDS);
+    AU_ASSERT(st->thr && st->sh);
+    memset(st->thr, 0, sizeof *st->thr * st->nthreads);
+    memset(st->sh, 0, sizeof *st->sh * AU_MAX_SHARDS);
+    for (unsigned i = 0; i < st->nthreads; i++) {
+        st->thr[i].st = st;
+        st->thr[i].idx = i;
+        mpsc_init(&st->thr[i].q);
+    }
+    st->thr[0].wb = leveldb_writebatch_create();
+
+    st->opt = leveldb_options_create();
+    st->cache = leveldb_cache_create_lru(o->cache_bytes ? o->cache_bytes : STORE_DEFAULT_CACHE);
+    st->filter = leveldb_filterpolicy_create_bloom(10);
+    leveldb_options_set_create_if_missing(st->opt, 1);
+    leveldb_options_set_cache(st->opt, st->cache);
+    leveldb_options_set_filter_policy(st->opt, st->filter);
+    leveldb_options_set_write_buffer_size(st->opt, o->write_buffer ? o->write_buffer : STORE_DEFAULT_WBUF);
+    leveldb_options_set_max_open_files(st->opt, 1000);
+    leveldb_options_set_compression(st->opt, leveldb_snappy_compression);
+    st->ro = leveldb_readoptions_create();
+    st->wo = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(st->wo, o->sync);
+
+    char *err = NULL;
+    st->db = leveldb_open(st->opt, path, &err);
+    if (err) {
+        snprintf(errbuf, errlen, "leveldb open %s: %s", path, err);
+        leveldb_free(err);
+        st->db = NULL;
+        store_free(st);
+        return -1;
+    }
+    if (check_format(st, errbuf, errlen) < 0) {
+        store_free(st);
+        return -1;
+    }
+    *out = st;
+    return 0;
+}
+
+void store_start(struct store *st, struct au_shard **shards, int nshards, int ext_base)
+{
+    AU_ASSERT(!st->started && nshards >= 1 && nshards <= AU_MAX_SHARDS && ext_base >= 0);
+    AU_ASSERT(ext_base + (int)st->nthreads <= shards[0]->ninq - nshards);
+    st->shards = shards;
+    st->nshards = nshards;
+    st->ext_base = ext_base;
+    for (unsigned i = 0; i < st->nthreads; i++) {
+        struct sthread *t = &st->thr[i];
+        t->ext = au_ext_new(shards, nshards, ext_base + (int)i);
+        t->ch = calloc((size_t)nshards, sizeof *t->ch);
+        t->ct = calloc((size_t)nshards, sizeof *t->ct);
+        t->touched = calloc((size_t)nshards, sizeof *t->touched);
+        AU_ASSERT(t->ch && t->ct && t->touched);
+    }
+    st->started = true;
+    for (unsigned i = 0; i < st->nthreads; i++) {
+        struct sthread *t = &st->thr[i];
+        if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
+            au_error("store: pthread_create failed");
+            abort();
+        }
+        t->running = true;
+    }
+}
+
+void store_shard_detach(struct store *st, int shard)
+{
+    if (!st->started) return;
+    AU_ASSERT(shard >= 0 && shard < st->nshards);
+    struct au_shard *s = st->shards[shard];
+    AU_ASSERT(s->id == shard);
+    struct store_shard *ss = &st->sh[shard];
+    /* Run the completions of everything this shard still has in flight (we are its thread, the
+     * only consumer of its queues; the loop no longer drains them). */
+    while (ss->outstanding) {
+        bool got = false;
+        for (unsigned i = 0; i < st->nthreads; i++) {
+            struct au_xq *q = &s->inq[s->nshards + st->ext_base + (int)i];
+            struct au_xmsg *m;
+            while ((m = au_xq_pop(q))) {
+                m->handler(s, m);
+                got = true;
+            }
+        }
+        if (!got) nap_us(100);
+    }
+    atomic_store_explicit(&ss->detached, 1, memory_order_seq_cst);
+    /* A thread may still be inside the post phase that delivered our last list (between the queue
+     * push and its doorbell): wait for that phase to end. Later phases see `detached`. */
+    for (unsigned i = 0; i < st->nthreads; i++) {
+        struct sthread *t = &st->thr[i];
+        unsigned e = atomic_load_explicit(&t->post_epoch, memory_order_seq_cst);
+        if (!(e & 1)) continue;
+        while (atomic_load_explicit(&t->post_epoch, memory_order_seq_cst) == e) sched_yield();
+    }
+}
+
+void store_close(struct store *st)
+{
+    if (!st) return;
+    atomic_store_explicit(&st->stopping, 1, memory_order_seq_cst);
+    for (unsigned i = 0; i < st->nthreads; i++) {
+        struct sthread *t = &st->thr[i];
+        if (!t->running) continue;
+        atomic_store_explicit(&t->sleeping, 0, memory_order_seq_cst);
+        futex_wake(&t->sleeping);
+    }
+    for (unsigned i = 0; i < st->nthreads; i++) {
+        struct sthread *t = &st->thr[i];
+        if (!t->running) continue;
+        pthread_join(t->tid, NULL);
+        t->running = false;
+        au_ext_free(t->ext);
+        t->ext = NULL;
+    }
+    /* Never started: apply queued writes (they were accepted), drop every callback. */
+    unsigned dropped = 0;
+    for (unsigned i = 0; i < st->nthreads; i++) {
+        struct store_req *r;
+        while ((r = pop_req(&st->thr[i])) || !mpsc_idle(&st->thr[i].q)) {
+            if (!r) continue;
+            if (r->kind == REQ_WRITE) {
+                (void)store_write_sync(st, r->u.batch);
+                r->u.batch = NULL;
+            }
+            req_release(r);
+            dropped++;
+        }
+    }
+    if (dropped) au_warn("store closed before it was started: %u requests served without callbacks", dropped);
+    store_free(st);
+}
+
+/* ------------------------------------------------------------------ stats, helpers */
+
+void store_get_stats(const struct store *st, struct store_stats *out)
+{
+    out->commits = ST_GET(st, commits);
+    out->batches = ST_GET(st, batches);
+    out->ops = ST_GET(st, ops);
+    out->bytes = ST_GET(st, bytes);
+    out->write_errors = ST_GET(st, write_errors);
+    out->gets = ST_GET(st, gets);
+    out->scans = ST_GET(st, scans);
+    out->scan_entries = ST_GET(st, scan_entries);
+    out->read_errors = ST_GET(st, read_errors);
+    out->commit_us_last = ST_GET(st, commit_us_last);
+    out->commit_us_max = ST_GET(st, commit_us_max);
+    out->commit_us_total = ST_GET(st, commit_us_total);
+    out->queue_wait_us_max = ST_GET(st, queue_wait_us_max);
+}
+
+double store_stats_avg_batch(const struct store_stats *s)
+{
+    return s->commits ? (double)s->batches / (double)s->commits : 0.0;
+}
+
+size_t store_prefix_end(const void *prefix, size_t len, uint8_t *out)
+{
+    const uint8_t *p = prefix;
+    while (len > 0 && p[len - 1] == 0xff) len--;
+    if (len == 0) return 0;
+    memcpy(out, p, len);
+    out[len - 1]++;
+    return len;
+}
