@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2059  # the table format FMT is a constant
 # tune.sh - compare the running kernel against an Aurora sysctl profile, or apply it.
 #
 #   tune.sh check [PROFILE] [--only PREFIX]...   table: key / current / recommended / status
@@ -165,7 +166,7 @@ state_of() {
         elif [ ! -w "$p" ]; then STATE=hostwide   # read-only in a child netns: a host-wide value
         fi
     elif [ ! -w "$p" ] && [ "$(id -u)" = 0 ]; then
-        STATE=readonly
+        STATE="readonly"
     fi
 }
 
