@@ -31,7 +31,7 @@ PROC_SYS=${TUNE_PROC_SYS:-/proc/sys}
 INIT_NETNS_INO=4026531833   # PROC_NET_INIT_INO: fixed inode of the initial network namespace
 
 usage() {
-    sed -n '3,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,/^set -u/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
