@@ -6,7 +6,7 @@
  *
  * Real LevelDB in a mkdtemp directory, real event loop (au_loop_start with 0 listeners).
  *   test_store                          run the tests
- *   test_store --bench [shards] [batches per shard] [window]   group-commit throughput */
+ *   test_store --bench [shards] [batches per shard] [window] [value bytes 4..256]   group-commit throughput */
 #include "store/store.h"
 #include "store/keyspace.h"
 #include "core/loop.h"
@@ -72,6 +72,7 @@ struct driver {
     void (*stop)(struct au_shard *s);
 };
 static const struct driver *g_drv;
+static int g_tick_ms = 50;    /* shard_tick's wait bound (1 when pacing a benchmark) */
 static struct store *g_st;
 static atomic_int g_bad;      /* failures seen on shard threads */
 #define SCHECK(c) do { if (!(c)) { printf("  shard check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__); atomic_fetch_add(&g_bad, 1); } } while (0)
@@ -80,7 +81,7 @@ static int h_tick(struct au_shard *s, uint64_t now)
 {
     (void)now;
     if (g_drv->tick) g_drv->tick(s);
-    return 50;
+    return g_tick_ms;
 }
 static void h_stop(struct au_shard *s)
 {
@@ -110,11 +111,17 @@ static struct au_shard **start_loop(struct store *st, int nshards, const struct 
 struct gc_shard {
     uint32_t submitted, completed, next_expected, stop_submitted, stop_completed;
     uint8_t *seen;
+    uint64_t *t_sub;     /* submit time (us) per batch, for latency */
+    uint32_t *lat;       /* completion latency (us) per batch */
+    uint64_t t0;
     int errs;
     atomic_int done;
 };
 static struct gc_shard g_gc[GC_MAX_SHARDS];
 static uint32_t g_gc_n = 10000, g_gc_window = 1000, g_gc_vsize = 32;
+static uint32_t g_gc_rate; /* batches/s per shard (0 = as fast as the window allows) */
+static uint64_t **g_bench_ts; /* --bench: per shard submit times / latencies */
+static uint32_t **g_bench_lat;
 #define GC_STOP_WRITES 100u
 
 static size_t gc_key(uint8_t *k, int shard, uint32_t i)
@@ -139,6 +146,7 @@ static void gc_done(struct au_shard *s, void *arg, int err)
     SCHECK(!g->seen[i]);
     g->seen[i]++;
     g->completed++;
+    if (g->lat) g->lat[i] = (uint32_t)(au_now_us() - g->t_sub[i]);
     if (g->completed == g_gc_n) atomic_store(&g->done, 1);
 }
 
@@ -154,13 +162,20 @@ static void gc_submit(struct au_shard *s, uint32_t i)
         uint8_t k2[8] = { 'x', (uint8_t)s->id, 0, 0, 0, 0, 0, 1 };
         store_batch_del(b, k2, sizeof k2);
     }
+    if (i < g_gc_n && g_gc[s->id].t_sub) g_gc[s->id].t_sub[i] = au_now_us();
     store_write(g_st, s->id, b, gc_done, (void *)(uintptr_t)i);
 }
 
 static void gc_tick(struct au_shard *s)
 {
     struct gc_shard *g = &g_gc[s->id];
-    while (g->submitted < g_gc_n && g->submitted - g->completed < g_gc_window) gc_submit(s, g->submitted++);
+    uint32_t cap = g_gc_n;
+    if (g_gc_rate) {
+        if (!g->t0) g->t0 = au_now_us();
+        uint64_t allowed = (au_now_us() - g->t0) * g_gc_rate / 1000000u + 1;
+        if (allowed < cap) cap = (uint32_t)allowed;
+    }
+    while (g->submitted < cap && g->submitted - g->completed < g_gc_window) gc_submit(s, g->submitted++);
 }
 
 static void gc_stop(struct au_shard *s)
@@ -182,7 +197,13 @@ static bool count_cb(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, s
 static double gc_run(struct store *st, int nshards, bool stop_writes)
 {
     memset(g_gc, 0, sizeof g_gc);
-    for (int i = 0; i < nshards; i++) g_gc[i].seen = calloc(g_gc_n, 1);
+    for (int i = 0; i < nshards; i++) {
+        g_gc[i].seen = calloc(g_gc_n, 1);
+        if (g_bench_ts) {
+            g_gc[i].t_sub = g_bench_ts[i];
+            g_gc[i].lat = g_bench_lat[i];
+        }
+    }
     atomic_store(&g_bad, 0);
     uint64_t t0 = au_now_us();
     struct au_shard **shards = start_loop(st, nshards, stop_writes ? &gc_driver : &(struct driver){ .tick = gc_tick });
@@ -359,7 +380,7 @@ static void rd_next(struct au_shard *s)
         uint8_t e[16];
         size_t el = rd_key(e, 200);
         kl = rd_key(k, 100);
-        store_scan(g_st, s->id, k, kl, e, el, 0, 0, rd_scan_range, NULL);
+        store_scan(g_st, s->id, k, kl, e, el, 100, 0, rd_scan_range, NULL); /* limit == rows: more is false */
         break;
     }
     case 3:
@@ -729,42 +750,85 @@ TEST(kill9_durability)
 
 /* ------------------------------------------------------------------ benchmark */
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Group-commit throughput and completion latency (submit -> callback on the shard), production
+ * LevelDB options (default cache and write buffer), 1 reader thread. */
 static int bench(int argc, char **argv)
 {
     int ns = argc > 2 ? atoi(argv[2]) : 2;
-    g_gc_n = argc > 3 ? (uint32_t)atoi(argv[3]) : 20000;
+    uint32_t n = argc > 3 ? (uint32_t)atoi(argv[3]) : 20000;
     uint32_t win = argc > 4 ? (uint32_t)atoi(argv[4]) : 1000;
-    if (ns < 1 || ns > GC_MAX_SHARDS) return 2;
+    g_gc_vsize = argc > 5 ? (uint32_t)atoi(argv[5]) : 32;
+    if (ns < 1 || ns > GC_MAX_SHARDS || n < 20 || g_gc_vsize < 4 || g_gc_vsize > 256 || win < 1) return 2;
     struct {
         const char *name;
         bool sync;
-        uint32_t window;
-        uint32_t n;
+        uint32_t window, n, rate;
     } runs[] = {
-        { "sync, window 1 (no concurrency)", true, 1, g_gc_n / 20 ? g_gc_n / 20 : 1 },
-        { "sync, group commit", true, win, g_gc_n },
-        { "no fsync, group commit", false, win, g_gc_n },
+        { "sync, window 1 (no group commit)", true, 1, n / 20, 0 },
+        { "sync, group commit", true, win, n, 0 },
+        { "sync, paced 50k/s per shard", true, win, n, 50000 },
+        { "no fsync, group commit", false, win, n, 0 },
     };
-    printf("store bench: %d shards, value %u bytes\n", ns, g_gc_vsize);
+    printf("store bench: %d shards, %u batches per shard, window %u, value %u bytes\n", ns, n, win, g_gc_vsize);
     for (size_t r = 0; r < AU_ARRAY_LEN(runs); r++) {
         char *dir = mktmp();
-        struct store *st = open_store(dir, 1, runs[r].sync);
-        if (!st) return 1;
+        struct store_opts o = { .dir = dir, .readers = 1, .sync = runs[r].sync };
+        char err[256];
+        struct store *st = NULL;
+        if (store_open(&st, &o, err, sizeof err) != 0) {
+            printf("store_open: %s\n", err);
+            return 1;
+        }
         g_gc_window = runs[r].window;
         g_gc_n = runs[r].n;
+        g_gc_rate = runs[r].rate;
+        g_tick_ms = g_gc_rate ? 1 : 50;
+        for (int i = 0; i < ns; i++) {
+            g_gc[i].t_sub = calloc(g_gc_n, sizeof(uint64_t));
+            g_gc[i].lat = calloc(g_gc_n, sizeof(uint32_t));
+        }
+        /* gc_run clears g_gc: keep the buffers aside */
+        uint64_t *ts[GC_MAX_SHARDS];
+        uint32_t *lat[GC_MAX_SHARDS];
+        for (int i = 0; i < ns; i++) {
+            ts[i] = g_gc[i].t_sub;
+            lat[i] = g_gc[i].lat;
+        }
+        g_bench_ts = ts;
+        g_bench_lat = lat;
         double secs = gc_run(st, ns, false);
         struct store_stats ss;
         store_get_stats(st, &ss);
-        for (int i = 0; i < ns; i++) free(g_gc[i].seen);
-        printf("  %-34s %7llu batches %6llu commits in %6.2f s: %9.0f batches/s %7.0f commits/s, %7.1f batches/commit, "
-               "commit avg %5.0f us max %6llu us\n",
+        uint32_t *all = malloc(sizeof(uint32_t) * g_gc_n * (size_t)ns);
+        size_t m = 0;
+        for (int i = 0; i < ns; i++) {
+            for (uint32_t j = 0; j < g_gc[i].completed && j < g_gc_n; j++) all[m++] = lat[i][j];
+            free(g_gc[i].seen);
+            free(ts[i]);
+            free(lat[i]);
+        }
+        qsort(all, m, sizeof *all, cmp_u32);
+        printf("  %-34s %7llu batches %6llu commits in %5.2f s: %8.0f batches/s %6.0f commits/s %7.1f batches/commit;"
+               " commit avg %5.0f max %6llu us; latency p50 %5u p99 %6u max %6u us\n",
                runs[r].name, (unsigned long long)ss.batches, (unsigned long long)ss.commits, secs,
                (double)ss.batches / secs, (double)ss.commits / secs, store_stats_avg_batch(&ss),
                ss.commits ? (double)ss.commit_us_total / (double)ss.commits : 0.0,
-               (unsigned long long)ss.commit_us_max);
+               (unsigned long long)ss.commit_us_max, m ? all[m / 2] : 0, m ? all[m * 99 / 100] : 0,
+               m ? all[m - 1] : 0);
+        free(all);
+        g_bench_ts = NULL;
+        g_bench_lat = NULL;
         store_close(st);
         rmtree(dir);
     }
+    g_gc_rate = 0;
+    g_tick_ms = 50;
     return 0;
 }
 
