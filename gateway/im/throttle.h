@@ -1,0 +1,83 @@
+/* throttle.h - failed-login throttling: per shard, no locks, bounded memory.
+ *
+ * A throttle is a fixed-size set-associative table (THROTTLE_WAYS slots per set, sets a power of
+ * two) of records keyed by a 64-bit keyed hash (XXH3 with a per-table random seed, so a peer cannot
+ * aim many keys at one set). A record counts failures; after policy.free_fails failures, each further
+ * failure blocks the key for base_delay_ms << (failures beyond the free ones), capped at max_delay_ms.
+ * A record whose last failure is older than window_ms is forgotten; a success (throttle_ok) clears
+ * it. When a set is full the least recently failed record is overwritten (counted in `evictions`).
+ *
+ * One table is owned by one shard thread; time is the caller's monotonic milliseconds (s->now_ms).
+ * login_throttle pairs a table keyed by app+username with one keyed by the peer's IPv4 address. */
+#ifndef AU_IM_THROTTLE_H
+#define AU_IM_THROTTLE_H
+
+#include "core/common.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define THROTTLE_WAYS            4       /* slots per set */
+#define THROTTLE_SLOTS_MIN       THROTTLE_WAYS
+#define THROTTLE_SLOTS_MAX       (1u << 24)
+#define THROTTLE_SHIFT_MAX       30      /* delay doubling stops here (the cap applies long before) */
+
+/* Defaults of login_throttle (per shard). */
+#define LOGIN_USER_SLOTS         16384u  /* app+username records: 16384 * 40 B = 640 KiB per shard */
+#define LOGIN_USER_FREE_FAILS    5u      /* failures before the first delay */
+#define LOGIN_IP_SLOTS           4096u   /* IPv4 records: 160 KiB per shard */
+#define LOGIN_IP_FREE_FAILS      50u     /* higher: many users may share one NAT address */
+#define LOGIN_BASE_DELAY_MS      1000u   /* first delay; doubles with each further failure */
+#define LOGIN_MAX_DELAY_MS       300000u /* 5 min cap */
+#define LOGIN_WINDOW_MS          900000u /* 15 min without a failure forgets the record */
+
+struct throttle_policy {
+    uint32_t free_fails;     /* failures allowed before delays start (>= 1) */
+    uint32_t base_delay_ms;  /* first delay (>= 1) */
+    uint32_t max_delay_ms;   /* cap (>= base_delay_ms) */
+    uint32_t window_ms;      /* a record is forgotten this long after its last failure (>= max_delay_ms) */
+};
+
+struct throttle_slot {
+    uint64_t tag;            /* keyed hash | 1; 0 = empty */
+    uint64_t last_fail_ms;
+    uint64_t blocked_until_ms;
+    uint32_t fails;
+    uint32_t _pad;
+};
+
+struct throttle {
+    struct throttle_slot *slots;
+    uint32_t set_mask;       /* sets - 1 */
+    uint64_t seed;
+    struct throttle_policy pol;
+    uint64_t evictions;      /* records overwritten while still remembered */
+};
+
+/* nslots: a power of two in THROTTLE_SLOTS_MIN..THROTTLE_SLOTS_MAX; allocates once. 0 or -1. */
+int throttle_init(struct throttle *t, uint32_t nslots, const struct throttle_policy *pol);
+void throttle_free(struct throttle *t);
+/* 0 = the key may try now; otherwise the milliseconds it must wait. */
+uint32_t throttle_check(const struct throttle *t, const void *key, size_t len, uint64_t now_ms);
+/* Record a failure; returns the wait it now imposes (0 while within free_fails). */
+uint32_t throttle_fail(struct throttle *t, const void *key, size_t len, uint64_t now_ms);
+/* Record a success: the key's record is cleared. */
+void throttle_ok(struct throttle *t, const void *key, size_t len);
+/* Failures currently remembered for the key (tests, metrics). */
+uint32_t throttle_fails(const struct throttle *t, const void *key, size_t len, uint64_t now_ms);
+
+/* ---- login pair ---- */
+struct login_throttle {
+    struct throttle user;    /* key: "<appkey>:<username>" (the CONNECT username as is) */
+    struct throttle ip;      /* key: peer IPv4 (network order u32); skipped when 0 */
+};
+int login_throttle_init(struct login_throttle *lt);
+void login_throttle_free(struct login_throttle *lt);
+/* max of both tables' waits */
+uint32_t login_throttle_check(const struct login_throttle *lt, const void *key, size_t len, uint32_t ip4,
+                              uint64_t now_ms);
+void login_throttle_fail(struct login_throttle *lt, const void *key, size_t len, uint32_t ip4, uint64_t now_ms);
+/* Clears the user record only: a success on one account must not wash an address's failures on others. */
+void login_throttle_ok(struct login_throttle *lt, const void *key, size_t len, uint32_t ip4);
+
+#endif
