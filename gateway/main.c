@@ -4,6 +4,8 @@
 #include "core/loop.h"
 #include "gateway/mqtt/broker.h"
 #include "gateway/http/http_gw.h"
+#include "gateway/mqtt/persist.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -63,6 +65,14 @@ int main(int argc, char **argv)
     ls[nl].name = "http";
     nl++;
 
+    /* The embedded store: LevelDB in <data>/db behind group-committing store threads. */
+    struct store *st = NULL;
+    struct store_opts so = { .dir = cfg.data_dir, .readers = 1, .sync = true };
+    if (store_open(&st, &so, err, sizeof err) != 0) {
+        fprintf(stderr, "aurora: store: %s\n", err);
+        return 1;
+    }
+    persist_set_store(st);
     broker_set_config(&cfg);
     http_gw_init(&cfg);
 
@@ -76,6 +86,7 @@ int main(int argc, char **argv)
         .nlisteners = nl,
         .hooks = &broker_hooks,
         .drain_ms = 3000,
+        .n_ext = (int)store_threads(&so),
     };
     struct au_shard **shards;
     r = au_loop_start(&lo, &shards);
@@ -83,6 +94,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "aurora: cannot start: %s\n", strerror(-r));
         return 1;
     }
+    store_start(st, shards, (int)nshards, 0);
     http_gw_set_shards(shards, (int)nshards);
     au_info("aurora started shards=%u mqtt=%s http=%s data=%s fixed_files_per_shard=%u", nshards, cfg.mqtt_listen,
             cfg.http_listen, cfg.data_dir, au_loop_fixed_files());
@@ -90,7 +102,8 @@ int main(int argc, char **argv)
     int sig = 0;
     sigwait(&set, &sig);
     au_info("signal %d: shutting down", sig);
-    au_loop_stop(shards, (int)nshards);
+    au_loop_stop(shards, (int)nshards); /* shard_fini detaches each shard from the store */
+    store_close(st);
     au_info("stopped");
     au_config_free(&cfg);
     return 0;

@@ -1,6 +1,7 @@
 /* broker.c - per-shard broker state, messages, cross-shard fan-out and the shard hooks. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/persist.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -60,7 +61,17 @@ struct msg *msg_new(uint32_t app, const uint8_t *topic, uint16_t topic_len, cons
         while (vlen < 4 && (w[vlen - 1] & 0x80)) vlen++;
         inner = (uint32_t)n - vlen;
     }
-    struct msg *m = malloc(sizeof *m + topic_len + inner + payload_len);
+    struct msg *m = msg_new_raw(app, topic, topic_len, inner ? w + vlen : NULL, inner, payload, payload_len, qos, retain, origin,
+                                expire_at);
+    if (w != tmp) free(w);
+    return m;
+}
+
+struct msg *msg_new_raw(uint32_t app, const uint8_t *topic, uint16_t topic_len, const uint8_t *props,
+                        uint32_t props_len, const uint8_t *payload, uint32_t payload_len, uint8_t qos, bool retain,
+                        uint64_t origin, uint64_t expire_at)
+{
+    struct msg *m = malloc(sizeof *m + topic_len + props_len + payload_len);
     AU_ASSERT(m != NULL);
     atomic_init(&m->refs, 1);
     m->app = app;
@@ -68,15 +79,15 @@ struct msg *msg_new(uint32_t app, const uint8_t *topic, uint16_t topic_len, cons
     m->expire_at = expire_at;
     m->seq = 0;
     m->picks = NULL;
+    m->ticket = NULL;
     m->payload_len = payload_len;
-    m->props_len = inner;
+    m->props_len = props_len;
     m->topic_len = topic_len;
     m->qos = qos;
     m->retain = retain;
     memcpy(m->data, topic, topic_len);
-    if (inner) memcpy(m->data + topic_len, w + vlen, inner);
-    if (w != tmp) free(w);
-    if (payload_len) memcpy(m->data + topic_len + inner, payload, payload_len);
+    if (props_len) memcpy(m->data + topic_len, props, props_len);
+    if (payload_len) memcpy(m->data + topic_len + props_len, payload, payload_len);
     return m;
 }
 
@@ -190,8 +201,78 @@ static void on_share(void *ctx, const uint8_t *share, size_t share_len, const ui
     add_target(mc->b, mc->m, &members[start]);
 }
 
+/* ------------------------------------------------------------------ durable acknowledgements */
+
+void ack_flush(struct session *s)
+{
+    while (s->ack_head && s->ack_head->ready) {
+        struct pend_ack *a = s->ack_head;
+        s->ack_head = a->next;
+        if (!s->ack_head) s->ack_tail = NULL;
+        if (s->mc && s->mc->state == MC_CONNECTED)
+            send_ack(s->mc, a->type, a->pid, a->reason, a->reason >= 0x80 ? "not authorized" : NULL);
+        free(a);
+    }
+}
+
+void ack_release_all(struct session *s)
+{
+    struct pend_ack *a = s->ack_head;
+    while (a) {
+        struct pend_ack *n = a->next;
+        if (a->ready) free(a);
+        else a->s = NULL; /* its ticket frees it */
+        a = n;
+    }
+    s->ack_head = s->ack_tail = NULL;
+}
+
+struct ticket_x {
+    struct au_xmsg x;
+    struct pub_ticket *t;
+};
+
+static void ticket_fire(struct pub_ticket *t)
+{
+    struct pend_ack *a = t->ack;
+    free(t);
+    a->ready = 1;
+    if (!a->s) free(a);
+    else ack_flush(a->s);
+}
+
+static void ticket_x_handler(struct au_shard *self, struct au_xmsg *x)
+{
+    (void)self;
+    struct ticket_x *tx = (struct ticket_x *)x;
+    ticket_fire(tx->t);
+    free(tx);
+}
+
+void ticket_done(struct broker *b, struct pub_ticket *t)
+{
+    if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) != 1) return;
+    if (t->origin == b->shard->id) {
+        ticket_fire(t);
+        return;
+    }
+    struct ticket_x *tx = malloc(sizeof *tx);
+    AU_ASSERT(tx != NULL);
+    tx->x.handler = ticket_x_handler;
+    tx->t = t;
+    au_shard_post(b->shard, t->origin, &tx->x);
+}
+
+static void ticket_store_done(struct au_shard *s, void *arg, int err)
+{
+    if (err) au_error("store write failed (%d): acknowledging anyway is not possible; the ack is withheld", err);
+    if (!err) ticket_done(broker_of(s), arg);
+}
+
 void broker_deliver_local(struct broker *b, struct msg *m)
 {
+    b->in_pass = true;
+    if (m->retain && (int)(m->seq >> 48) == b->shard->id) persist_retained(b, &b->pbatch, m); /* the origin writes it once */
     if (m->retain) {
         /* Every shard keeps a replica of the retained store: apply the update here. */
         int r = retained_set(&b->retained, m->app, msg_topic(m), m->topic_len, m->payload_len ? msg_ref(m) : NULL);
@@ -201,7 +282,14 @@ void broker_deliver_local(struct broker *b, struct msg *m)
         }
         __atomic_store_n(&b->stats.retained, b->retained.msgs, __ATOMIC_RELAXED);
     }
-    if (m->expire_at && m->expire_at <= b->shard->now_ms) return;
+    if (m->expire_at && m->expire_at <= b->shard->now_ms) {
+        b->in_pass = false;
+        struct store_batch *sb = b->pbatch;
+        b->pbatch = NULL;
+        if (sb) store_write(persist_store(), b->shard->id, sb, m->ticket ? ticket_store_done : NULL, m->ticket);
+        else if (m->ticket) ticket_done(b, m->ticket);
+        return;
+    }
     b->fan_n = 0;
     struct match_ctx mc = { b, m };
     sub_match(&b->subs, m->app, msg_topic(m), m->topic_len, on_sub, on_share, &mc);
@@ -213,6 +301,11 @@ void broker_deliver_local(struct broker *b, struct msg *m)
     }
     deliver_end(b);
     b->fan_n = 0;
+    b->in_pass = false;
+    struct store_batch *sb = b->pbatch;
+    b->pbatch = NULL;
+    if (sb) store_write(persist_store(), b->shard->id, sb, m->ticket ? ticket_store_done : NULL, m->ticket);
+    else if (m->ticket) ticket_done(b, m->ticket);
 }
 
 /* ------------------------------------------------------------------ shard hooks */
@@ -229,6 +322,7 @@ static void shard_init(struct au_shard *s)
     au_timer_wheel_init(&b->timers, 16, s->now_ms);
     shared_init(b);
     s->app = b;
+    persist_load(b);
     au_info("shard ready max_conns=%u", s->max_conns);
 }
 
@@ -256,6 +350,7 @@ static int shard_tick(struct au_shard *s, uint64_t now_ms)
 static void shard_fini(struct au_shard *s)
 {
     struct broker *b = broker_of(s);
+    if (persist_store()) store_shard_detach(persist_store(), s->id); /* completions run here, before freeing */
     struct au_hash_iter it;
     au_hash_iter_init(&b->sessions, &it);
     while (au_hash_next(&b->sessions, &it)) {

@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "gateway/mqtt/codec.h"
 #include "gateway/mqtt/topic.h"
+#include "store/store.h"
 
 #include <stdatomic.h>
 
@@ -32,6 +33,7 @@ struct msg {
     uint64_t expire_at;         /* CLOCK_MONOTONIC ms, 0 = never */
     uint64_t seq;               /* process-unique (origin shard << 48 | counter) */
     struct share_picks *picks;  /* shared subscriptions: which shard serves which group (origin decides) */
+    struct pub_ticket *ticket;  /* PUBACK/PUBREC waiting until every shard made its part durable, or NULL */
     uint32_t payload_len;
     uint32_t props_len;
     uint16_t topic_len;
@@ -51,6 +53,10 @@ static inline struct msg *msg_ref(struct msg *m)
     atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
     return m;
 }
+/* Same with the forwarded properties already encoded (no length prefix); expire_at absolute (0 = never). */
+struct msg *msg_new_raw(uint32_t app, const uint8_t *topic, uint16_t topic_len, const uint8_t *props,
+                        uint32_t props_len, const uint8_t *payload, uint32_t payload_len, uint8_t qos, bool retain,
+                        uint64_t origin, uint64_t expire_at);
 void msg_unref(struct msg *m);
 
 /* Outgoing QoS 1/2 message awaiting acknowledgement, or queued behind the window. */
@@ -58,6 +64,7 @@ enum { OUT_QUEUED = 0, OUT_WAIT_PUBACK, OUT_WAIT_PUBREC, OUT_WAIT_PUBCOMP };
 struct outmsg {
     struct outmsg *next;
     struct msg *m;
+    uint64_t store_seq;         /* key of its record in the store (persistent sessions), 0 = not stored */
     uint32_t *sub_ids;          /* malloc'd when n_sub_ids > 0 */
     uint16_t pid;
     uint8_t qos, state, retain, n_sub_ids;
@@ -96,6 +103,7 @@ struct session {
     uint16_t cid_len;
     uint8_t version;
     uint8_t persistent;
+    uint8_t stored;              /* has records in the store */
     char *key;                   /* hash key: 4-byte app id + client id */
     char *client_id;             /* NUL-terminated, inside key */
     char *username;
@@ -114,12 +122,32 @@ struct session {
     struct outmsg *q_head, *q_tail;
     uint32_t inflight, queued;
     uint16_t next_pid;
+    uint64_t out_seq;            /* last store sequence given to an outgoing message */
+    struct pend_ack *ack_head, *ack_tail; /* PUBACK/PUBREC in publish order, some waiting for durability */
     uint16_t qos2_in_n;          /* incoming QoS 2 ids received, awaiting PUBREL (session state) */
     uint16_t qos2_in_cap;
     uint16_t *qos2_in;
     /* fan-out de-duplication of overlapping subscriptions */
     uint64_t mark_seq;
     uint32_t mark_idx;
+};
+
+/* An acknowledgement owed to a publisher. Acks leave in the order the PUBLISH packets came (MQTT
+ * 4.6), each once the message is durable everywhere (its ticket completed). */
+struct pend_ack {
+    struct pend_ack *next;
+    struct session *s;           /* NULL once the session ended (the ticket then frees this) */
+    uint16_t pid;
+    uint8_t type;                /* MQTT_PUBACK / MQTT_PUBREC */
+    uint8_t reason;
+    uint8_t ready;
+};
+
+/* Counts the shards that still have to make their part of a publish durable. */
+struct pub_ticket {
+    atomic_int pending;
+    int origin;
+    struct pend_ack *ack;
 };
 
 struct sess_sub {
@@ -168,7 +196,9 @@ struct broker {
     struct fan_target *fan;
     uint32_t fan_n, fan_cap;
     struct deliver_cache dc;
+    struct store_batch *pbatch;  /* store writes of the fan-out pass in progress */
     bool stopping;               /* graceful shutdown: wills are not published */
+    bool in_pass;                /* inside broker_deliver_local: store writes collect in pbatch */
     struct shared_state *shared;
     struct broker_stats stats;
 };
@@ -192,6 +222,11 @@ void session_drop_subs(struct broker *b, struct session *s);
 void mqtt_send_disconnect(struct mqtt_conn *mc, uint8_t reason, const char *why);
 void mqtt_protocol_close(struct mqtt_conn *mc, uint8_t reason, const char *why);
 void broker_publish_will(struct broker *b, struct session *s);
+
+/* durability of publishes (broker.c) */
+void ticket_done(struct broker *b, struct pub_ticket *t);
+void ack_flush(struct session *s);
+void ack_release_all(struct session *s);
 
 /* packet handlers (one file each) */
 int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);

@@ -1,5 +1,6 @@
 /* deliver.c - PUBLISH encoding (once per variant per shard), session queues and in-flight windows. */
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/persist.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -199,6 +200,7 @@ void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t
     else s->q_head = om;
     s->q_tail = om;
     s->queued++;
+    persist_out_add(b, b->in_pass ? &b->pbatch : NULL, s, om);
     if (online) session_pump(b, s);
 }
 
@@ -231,12 +233,14 @@ void session_pump(struct broker *b, struct session *s)
         s->queued--;
         if (expired(om->m, b->shard->now_ms)) {
             BS_INC(b, dropped_expired);
+            persist_out_del(b, s, om);
             outmsg_free(om);
             continue;
         }
         om->pid = next_pid(s);
         om->state = om->qos == 1 ? OUT_WAIT_PUBACK : OUT_WAIT_PUBREC;
         if (!send_publish(b, mc, om->m, om->qos, om->retain, false, om->pid, om->sub_ids, om->n_sub_ids)) {
+            persist_out_del(b, s, om);
             outmsg_free(om);
             continue;
         }

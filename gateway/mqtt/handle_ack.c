@@ -1,6 +1,7 @@
 /* handle_ack.c - PUBACK, PUBREC, PUBREL, PUBCOMP from clients, and DISCONNECT. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/persist.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -32,20 +33,28 @@ int handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet 
     switch (p->type) {
     case MQTT_PUBACK:
         o = inflight_find(s, pid, OUT_WAIT_PUBACK, true);
-        if (o) outmsg_free(o); /* an unknown id is ignored (it may be a late duplicate) */
+        if (o) { /* an unknown id is ignored (it may be a late duplicate) */
+            persist_out_del(b, s, o);
+            outmsg_free(o);
+        }
         break;
     case MQTT_PUBREC:
         if (p->u.ack.reason >= 0x80) {
             o = inflight_find(s, pid, OUT_WAIT_PUBREC, true); /* the receiver refused it: done */
-            if (o) outmsg_free(o);
+            if (o) {
+                persist_out_del(b, s, o);
+                outmsg_free(o);
+            }
             break;
         }
         o = inflight_find(s, pid, OUT_WAIT_PUBREC, false);
         if (!o) o = inflight_find(s, pid, OUT_WAIT_PUBCOMP, false); /* duplicate PUBREC */
         if (o) {
+            bool first = o->state == OUT_WAIT_PUBREC;
             o->state = OUT_WAIT_PUBCOMP;
             msg_unref(o->m); /* the payload is delivered; only the id is kept until PUBCOMP */
             o->m = NULL;
+            if (first) persist_out_pubrec(b, s, o);
             send_ack(mc, MQTT_PUBREL, pid, MQTT_RC_SUCCESS, NULL);
         } else {
             send_ack(mc, MQTT_PUBREL, pid, MQTT_RC_PACKET_ID_NOT_FOUND, "unknown packet id");
@@ -53,10 +62,14 @@ int handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet 
         break;
     case MQTT_PUBCOMP:
         o = inflight_find(s, pid, OUT_WAIT_PUBCOMP, true);
-        if (o) outmsg_free(o);
+        if (o) {
+            persist_out_del(b, s, o);
+            outmsg_free(o);
+        }
         break;
     case MQTT_PUBREL: {
         bool found = qos2_release(s, pid);
+        if (found) persist_qos2in(b, NULL, s, pid, true);
         send_ack(mc, MQTT_PUBCOMP, pid, found ? MQTT_RC_SUCCESS : MQTT_RC_PACKET_ID_NOT_FOUND,
                  found ? NULL : "unknown packet id");
         return 0;
@@ -80,6 +93,7 @@ int handle_disconnect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_
         s->expiry = d->props.session_expiry > b->cfg->max_session_expiry ? b->cfg->max_session_expiry
                                                                           : d->props.session_expiry;
         s->persistent = s->expiry != 0;
+        if (!s->persistent) persist_session_delete(b, s);
     }
     if (!(mc->version == MQTT_V5 && d->reason == MQTT_RC_DISCONNECT_WITH_WILL) && s->will.m) {
         msg_unref(s->will.m); /* normal disconnect: the will is discarded */

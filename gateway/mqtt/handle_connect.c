@@ -2,6 +2,7 @@
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/session.h"
+#include "gateway/mqtt/persist.h"
 #include "core/log.h"
 
 #include <stdio.h>
@@ -154,6 +155,11 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     s->will.delay = will_delay;
     s->will_expiry = (ver == MQTT_V5 && (c->will_props.present & MQTT_PBIT(MQTT_PROP_MESSAGE_EXPIRY))) ? c->will_props.message_expiry : 0;
 
+    if (s->persistent) {
+        persist_session(b, s);
+    } else if (s->stored) {
+        persist_session_delete(b, s); /* resumed with expiry 0: no longer kept */
+    }
     mc->sess = s;
     s->mc = mc;
     mc->state = MC_CONNECTED;

@@ -1,6 +1,8 @@
 /* handle_publish.c - PUBLISH from a client: topic aliases, limits, ACL, fan-out, PUBACK/PUBREC. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/persist.h"
+#include "gateway/mqtt/persist.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -97,20 +99,41 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         }
     }
     bool allowed = au_acl_check(cfg, AU_ACL_PUBLISH, s->username, s->client_id, (const char *)topic.p, topic.len);
-    uint8_t reason = MQTT_RC_SUCCESS;
+    uint8_t reason = allowed ? MQTT_RC_SUCCESS : MQTT_RC_NOT_AUTHORIZED; /* 3.1.1: a normal ack, message dropped */
+    uint8_t ack_type = pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+    struct pend_ack *pa = NULL;
+    if (pub->qos && (persist_on() || s->ack_head)) {
+        /* Acks leave in PUBLISH order; with a store, each once its message is durable on every shard. */
+        pa = calloc(1, sizeof *pa);
+        AU_ASSERT(pa != NULL);
+        pa->s = s;
+        pa->pid = pub->packet_id;
+        pa->type = ack_type;
+        pa->reason = reason;
+        pa->ready = !(allowed && persist_on());
+        if (s->ack_tail) s->ack_tail->next = pa;
+        else s->ack_head = pa;
+        s->ack_tail = pa;
+    }
     if (allowed) {
         struct msg *m = msg_new(s->app, topic.p, topic.len, mc->version == MQTT_V5 ? &pub->props : NULL,
                                 pub->payload.p, pub->payload.len, pub->qos, pub->retain, s->uid, b->shard->now_ms);
+        if (pub->qos == 2) {
+            qos2_add(s, pub->packet_id);
+            persist_qos2in(b, &b->pbatch, s, pub->packet_id, false); /* durable with the message (same batch) */
+        }
+        if (pa && !pa->ready) {
+            struct pub_ticket *t = malloc(sizeof *t);
+            AU_ASSERT(t != NULL);
+            atomic_init(&t->pending, b->shard->nshards);
+            t->origin = b->shard->id;
+            t->ack = pa;
+            m->ticket = t;
+        }
         broker_publish(b, m);
         msg_unref(m);
-    } else {
-        reason = MQTT_RC_NOT_AUTHORIZED; /* 3.1.1 has no negative acks: the client sees a normal ack */
     }
-    if (pub->qos == 1) {
-        send_ack(mc, MQTT_PUBACK, pub->packet_id, reason, allowed ? NULL : "not authorized");
-    } else if (pub->qos == 2) {
-        send_ack(mc, MQTT_PUBREC, pub->packet_id, reason, allowed ? NULL : "not authorized");
-        if (allowed) qos2_add(s, pub->packet_id);
-    }
+    if (pa) ack_flush(s);
+    else if (pub->qos) send_ack(mc, ack_type, pub->packet_id, reason, allowed ? NULL : "not authorized");
     return 0;
 }

@@ -1,6 +1,7 @@
 /* handle_subscribe.c - SUBSCRIBE and UNSUBSCRIBE: validation, ACL, quotas, retained delivery. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/persist.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -83,6 +84,7 @@ int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_p
                         if (ts.share) shared_member(b, s->app, ts.share, ts.share_len, ts.filter, ts.filter_len, +1);
                     }
                     ss->opts = o;
+                    persist_sub(b, s, ss->filter, ss->len, &o, false);
                     code = e.qos;
                     /* MQTT 5 3.3.1.3: never retained messages for shared subscriptions. */
                     if (!ts.share && (e.retain_handling == 0 || (e.retain_handling == 1 && is_new)))
@@ -134,6 +136,7 @@ int handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt
         } else if (ss) {
             if (sub_remove(&b->subs, s->app, ts.filter, ts.filter_len, s, ts.share, ts.share_len) == 1 && ts.share)
                 shared_member(b, s->app, ts.share, ts.share_len, ts.filter, ts.filter_len, -1);
+            persist_sub(b, s, ss->filter, ss->len, NULL, true);
             free(ss->filter);
             *ss = s->subs[--s->nsubs];
             BS_ADD(b, subscriptions, (uint64_t)-1);

@@ -1,6 +1,7 @@
 /* session.c - session lifecycle (see session.h) and wills. */
 #include "gateway/mqtt/session.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/persist.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -73,6 +74,7 @@ void session_free(struct broker *b, struct session *s)
 {
     AU_ASSERT(s->mc == NULL);
     au_timer_cancel(&b->timers, &s->exp_timer);
+    ack_release_all(s);
     session_drop_subs(b, s);
     free_list(s->if_head);
     free_list(s->q_head);
@@ -102,6 +104,7 @@ void broker_publish_will(struct broker *b, struct session *s)
 void session_end(struct broker *b, struct session *s)
 {
     if (s->will.m) broker_publish_will(b, s);
+    persist_session_delete(b, s);
     void *v = au_hash_del(&b->sessions, s->key, 4u + s->cid_len);
     AU_ASSERT(v == s);
     session_free(b, s);
@@ -153,5 +156,6 @@ void session_detach(struct broker *b, struct session *s, bool send_will)
         else s->will_at = now + (uint64_t)s->will.delay * 1000u;
     }
     s->expire_at = s->expiry == UINT32_MAX ? 0 : now + (uint64_t)s->expiry * 1000u;
+    persist_session(b, s); /* last seen now: the expiry counts from here, across restarts too */
     arm_exp(b, s);
 }
