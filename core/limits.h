@@ -11,6 +11,7 @@
 #define AU_FIXED_FILES_MAX         20000   /* ceiling of the sparse direct-descriptor table per ring */
 #define AU_FIXED_FILES_RESERVE     64      /* slots kept free: accept pauses when fewer remain */
 #define AU_LISTEN_BACKLOG          4096
+#define AU_LISTEN_PROBE_MS         10000   /* wait for a previous instance's listening sockets to go */
 
 /* ---- receive buffers (provided-buffer ring, multishot recv) ---- */
 #define AU_RECV_BUF_SIZE           4096    /* bytes per provided buffer */

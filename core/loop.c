@@ -940,8 +940,34 @@ static void *shard_main(void *arg)
     return NULL;
 }
 
+/* Every shard binds its own socket with SO_REUSEPORT, which would also let a second process (another
+ * instance, or the listening sockets of a killed one that its io_uring teardown still holds) share the
+ * port silently. So first prove the address is free with a plain bind, waiting a bounded time for a
+ * previous instance's sockets to go away. */
+static int probe_listen_addr(const struct au_listener_spec *l)
+{
+    uint64_t deadline = au_now_ms() + AU_LISTEN_PROBE_MS;
+    for (;;) {
+        int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return -errno;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        int r = bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) == 0 ? 0 : -errno;
+        close(fd);
+        if (r != -EADDRINUSE || au_now_ms() >= deadline) {
+            if (r) au_error("listen %s: %s", l->name, strerror(-r));
+            return r;
+        }
+        usleep(50 * 1000);
+    }
+}
+
 int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out)
 {
+    for (uint32_t i = 0; i < o->nlisteners; i++) {
+        int r = probe_listen_addr(&o->listeners[i]);
+        if (r) return r;
+    }
     int n = o->nshards;
     AU_ASSERT(n >= 1 && n <= AU_MAX_SHARDS);
     AU_ASSERT(o->nlisteners <= 8);

@@ -236,6 +236,15 @@ class Broker:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+            # A killed io_uring process's listening sockets can outlive it briefly (the ring's teardown runs
+            # asynchronously); wait until the port is really free so a restart does not talk to them.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection((self.host, self.port), timeout=0.2).close()
+                    time.sleep(0.05)
+                except OSError:
+                    break
         self._expected_exit = True
         self._close_log()
 
