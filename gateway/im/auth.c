@@ -120,7 +120,8 @@ bool auth_username_ok(const char *u, size_t len)
 
 bool auth_password_ok(const void *pw, size_t len)
 {
-    return pw && len >= AUTH_PASSWORD_MIN && len <= AUTH_PASSWORD_MAX;
+    /* NUL is refused: HMAC zero-pads its key, so PBKDF2 would equate "pass" and "pass\0". */
+    return pw && len >= AUTH_PASSWORD_MIN && len <= AUTH_PASSWORD_MAX && !memchr(pw, 0, len);
 }
 
 /* ------------------------------------------------------------------ passwords */

@@ -55,14 +55,15 @@
 /* ---- syntax (spec §1) ---- */
 /* username: 4..128 bytes, first an ASCII letter or digit, then letters, digits, '_', '.', '-', '@'. */
 bool auth_username_ok(const char *u, size_t len);
-/* password: 4..128 bytes, any bytes. */
+/* password: 4..128 bytes, any bytes but NUL (HMAC zero-pads its key: "pass" and "pass\0" would be
+ * the same PBKDF2 password). */
 bool auth_password_ok(const void *pw, size_t len);
 
 /* ---- passwords ----
  * hash: writes a NUL-terminated stored string into out (AUTH_HASH_STR_MAX bytes); returns its length
- * or -1 (password length outside 4..128, RNG or KDF failure). _iter takes the iteration count
+ * or -1 (password not auth_password_ok, RNG or KDF failure). _iter takes the iteration count
  * (AUTH_PBKDF2_ITER_MIN..AUTH_PBKDF2_ITER_MAX), for tests and cost migrations.
- * verify: 1 = matches, 0 = does not (or password length outside 4..128), -1 = stored string malformed.
+ * verify: 1 = matches, 0 = does not (or password not auth_password_ok), -1 = stored string malformed.
  * Constant time in the password and the hash (CRYPTO_memcmp). */
 int auth_password_hash(const void *pw, size_t len, char *out);
 int auth_password_hash_iter(const void *pw, size_t len, uint32_t iter, char *out);
