@@ -205,6 +205,16 @@ int auth_password_verify(const char *stored, size_t stored_len, const void *pw, 
     return ok;
 }
 
+int auth_password_dummy(char *out)
+{
+    /* salt and hash all zero: matching it would need a PBKDF2 preimage of 32 zero bytes */
+    int n = snprintf(out, AUTH_HASH_STR_MAX, PW_SCHEME "%u$%.*s$%.*s", AUTH_PBKDF2_ITER, SALT_B64,
+                     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", HASH_B64,
+                     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    AU_ASSERT(n > 0 && n < AUTH_HASH_STR_MAX);
+    return n;
+}
+
 bool auth_password_stored_ok(const char *stored, size_t stored_len)
 {
     struct pw_parsed p;

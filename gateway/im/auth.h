@@ -68,6 +68,9 @@ bool auth_password_ok(const void *pw, size_t len);
 int auth_password_hash(const void *pw, size_t len, char *out);
 int auth_password_hash_iter(const void *pw, size_t len, uint32_t iter, char *out);
 int auth_password_verify(const char *stored, size_t stored_len, const void *pw, size_t len);
+/* A well-formed stored string at today's cost that no password matches: verify against it when the
+ * username does not exist, so the answer takes as long as for a real user. Returns its length. */
+int auth_password_dummy(char *out);
 /* true when `stored` parses (cheap: no hashing). */
 bool auth_password_stored_ok(const char *stored, size_t stored_len);
 /* true when `stored` is well-formed but weaker than today's AUTH_PBKDF2_ITER. */

@@ -173,6 +173,15 @@ TEST(password_cost_measured)
            AUTH_PBKDF2_ITER, best_cpu, best_wall, v1 - v0);
     CHECK(!auth_password_needs_rehash(h, (size_t)n));
     CHECK(strncmp(h, "pbkdf2-sha256$100000$", 21) == 0 || AUTH_PBKDF2_ITER != 100000);
+    /* the dummy for unknown usernames: well-formed, full cost, matches nothing */
+    char d[AUTH_HASH_STR_MAX];
+    int dn = auth_password_dummy(d);
+    CHECK(auth_password_stored_ok(d, (size_t)dn));
+    CHECK(!auth_password_needs_rehash(d, (size_t)dn));
+    double d0 = now_ms_f(CLOCK_THREAD_CPUTIME_ID);
+    CHECK_EQ(auth_password_verify(d, (size_t)dn, "measure-me", 10), 0);
+    double d1 = now_ms_f(CLOCK_THREAD_CPUTIME_ID);
+    printf("  dummy verify (unknown user) %.1f ms CPU\n", d1 - d0);
 }
 
 /* ------------------------------------------------------------------ app credentials */
