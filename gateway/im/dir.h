@@ -23,7 +23,7 @@
 #define IM_SECRET_HASH_MAX 128
 #define IM_PW_HASH_MAX 160
 
-struct im_app {
+struct dir_app {
     uint32_t id;
     char key[IM_APPKEY_LEN + 1];
     char secret_hash[IM_SECRET_HASH_MAX];
@@ -31,9 +31,9 @@ struct im_app {
     uint64_t ctime_ms;
 };
 
-struct im_group;
+struct dir_group;
 
-struct im_user {
+struct dir_user {
     uint32_t app;
     uint16_t name_len;
     uint8_t forbidden;
@@ -44,13 +44,13 @@ struct im_user {
     uint32_t ngids, cap_gids;
     char *key;                           /* app u32 + name: the hash key; name NUL-terminated at key + 4 */
 };
-static inline const char *im_user_name(const struct im_user *u) { return u->key + 4; }
+static inline const char *im_user_name(const struct dir_user *u) { return u->key + 4; }
 
-struct im_group {
+struct dir_group {
     uint32_t app;
     uint64_t gid;
-    struct im_user *owner;
-    struct im_user **members;
+    struct dir_user *owner;
+    struct dir_user **members;
     uint32_t nmembers, cap_members;
     uint32_t max_members;
     char name[65];
@@ -65,11 +65,11 @@ struct im_dir {
 };
 
 /* ---- lookups (any shard, its own replica) ---- */
-struct im_app *im_dir_app(struct im_dir *d, uint32_t id);
-struct im_app *im_dir_app_by_key(struct im_dir *d, const char *key, size_t len);
-struct im_user *im_dir_user(struct im_dir *d, uint32_t app, const char *name, size_t len);
-struct im_group *im_dir_group(struct im_dir *d, uint32_t app, uint64_t gid);
-bool im_dir_is_member(const struct im_group *g, const struct im_user *u);
+struct dir_app *im_dir_app(struct im_dir *d, uint32_t id);
+struct dir_app *im_dir_app_by_key(struct im_dir *d, const char *key, size_t len);
+struct dir_user *im_dir_user(struct im_dir *d, uint32_t app, const char *name, size_t len);
+struct dir_group *im_dir_group(struct im_dir *d, uint32_t app, uint64_t gid);
+bool im_dir_is_member(const struct dir_group *g, const struct dir_user *u);
 
 /* ---- changes (what a transaction does to every replica) ---- */
 enum im_change_type {

@@ -2,6 +2,7 @@
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
+#include "gateway/im/im.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -80,6 +81,9 @@ struct msg *msg_new_raw(uint32_t app, const uint8_t *topic, uint16_t topic_len, 
     m->seq = 0;
     m->picks = NULL;
     m->ticket = NULL;
+    m->wire_topic = NULL;
+    m->wire_len = 0;
+    m->im_conv = m->im_seq = 0;
     m->payload_len = payload_len;
     m->props_len = props_len;
     m->topic_len = topic_len;
@@ -316,12 +320,13 @@ static void shard_init(struct au_shard *s)
     AU_ASSERT(b != NULL);
     b->shard = s;
     b->cfg = g_cfg;
-    AU_ASSERT(au_hash_init(&b->sessions, 1024) == 0);
+    AU_ASSERT(au_hash_init(&b->sessions, 1024) == 0 && au_hash_init(&b->by_uid, 1024) == 0);
     sub_index_init(&b->subs);
     retained_init(&b->retained, retained_release, b, g_cfg ? g_cfg->max_retained : 0);
     au_timer_wheel_init(&b->timers, 16, s->now_ms);
     shared_init(b);
     s->app = b;
+    im_shard_init(s);   /* the IM directory first: restored IM sessions refer to it */
     persist_load(b);
     au_info("shard ready max_conns=%u", s->max_conns);
 }
@@ -360,6 +365,8 @@ static void shard_fini(struct au_shard *s)
         se->mc = NULL;
         session_free(b, se);
     }
+    im_shard_fini(s);
+    au_hash_free(&b->by_uid);
     sub_index_free(&b->subs);
     retained_free(&b->retained);
     shared_fini(b);

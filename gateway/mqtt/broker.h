@@ -34,6 +34,9 @@ struct msg {
     uint64_t seq;               /* process-unique (origin shard << 48 | counter) */
     struct share_picks *picks;  /* shared subscriptions: which shard serves which group (origin decides) */
     struct pub_ticket *ticket;  /* PUBACK/PUBREC waiting until every shard made its part durable, or NULL */
+    const char *wire_topic;     /* topic sent to subscribers when it differs from the matched one (IM: im/inbox) */
+    uint16_t wire_len;
+    uint64_t im_conv, im_seq;   /* IM message: conversation and sequence (the device's ack moves its cursor) */
     uint32_t payload_len;
     uint32_t props_len;
     uint16_t topic_len;
@@ -42,6 +45,11 @@ struct msg {
     uint8_t data[];
 };
 static inline const uint8_t *msg_topic(const struct msg *m) { return m->data; }
+static inline const uint8_t *msg_wire_topic(const struct msg *m)
+{
+    return m->wire_topic ? (const uint8_t *)m->wire_topic : m->data;
+}
+static inline uint16_t msg_wire_len(const struct msg *m) { return m->wire_topic ? m->wire_len : m->topic_len; }
 static inline const uint8_t *msg_props(const struct msg *m) { return m->data + m->topic_len; }
 static inline const uint8_t *msg_payload(const struct msg *m) { return m->data + m->topic_len + m->props_len; }
 
@@ -92,8 +100,11 @@ struct mqtt_conn {
     uint8_t state;              /* MC_* */
     uint8_t req_problem_info;
     uint8_t disconnect_will;    /* DISCONNECT 0x04: publish the will */
+    uint8_t auth_ok;            /* the password of the pending CONNECT was verified off the loop */
+    struct auth_wait *auth;     /* verification in flight (cleared if the connection goes first) */
+    uint32_t app;               /* app resolved from the username at CONNECT */
 };
-enum { MC_NEW = 0, MC_CONNECTED, MC_CLOSING };
+enum { MC_NEW = 0, MC_CONNECTED, MC_CLOSING, MC_AUTH /* CONNECT waiting for its password check */ };
 
 /* A session: survives disconnects when persistent (clean start 0 + expiry > 0). */
 struct session {
@@ -107,6 +118,8 @@ struct session {
     char *key;                   /* hash key: 4-byte app id + client id */
     char *client_id;             /* NUL-terminated, inside key */
     char *username;
+    char *im_user;               /* IM login (<appkey>:<user>): the user; NULL for plain MQTT / push-only */
+    struct im_sess *im;          /* IM state: inbox registration, replay (gateway/im/im.c) */
     struct mqtt_conn *mc;        /* NULL while offline */
     uint32_t expiry;             /* session expiry interval, seconds (UINT32_MAX = never) */
     struct au_timer exp_timer;   /* session expiry / will delay while offline */
@@ -200,6 +213,9 @@ struct broker {
     bool stopping;               /* graceful shutdown: wills are not published */
     bool in_pass;                /* inside broker_deliver_local: store writes collect in pbatch */
     struct shared_state *shared;
+    void *im;                    /* IM directory replica of this shard (gateway/im/dir.c) */
+    void *imsvc;                 /* IM message service state of this shard (gateway/im/im.c) */
+    struct au_hash by_uid;       /* session uid -> session */
     struct broker_stats stats;
 };
 
@@ -217,6 +233,7 @@ void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t
 void session_pump(struct broker *b, struct session *s);               /* send queued within the window */
 void session_resend_inflight(struct broker *b, struct session *s);
 void session_free(struct broker *b, struct session *s);
+struct session *session_by_uid(struct broker *b, uint64_t uid);
 void session_detach(struct broker *b, struct session *s, bool send_will);
 void session_drop_subs(struct broker *b, struct session *s);
 void mqtt_send_disconnect(struct mqtt_conn *mc, uint8_t reason, const char *why);

@@ -28,10 +28,10 @@ static struct au_buf *encode_publish(const struct msg *m, bool v5, uint8_t qos, 
     }
     uint32_t block = v5 ? (uint32_t)mqtt_varint_size(inner) + inner : 0;
     uint32_t tail = (qos ? 2u : 0u) + block + m->payload_len;
-    size_t hsz = mqtt_publish_head_size(m->topic_len, tail);
+    size_t hsz = mqtt_publish_head_size(msg_wire_len(m), tail);
     struct au_buf *b = au_buf_new((uint32_t)hsz + tail);
     uint8_t *p = b->data;
-    size_t h = mqtt_enc_publish_head(p, hsz, qos, retain, dup, msg_topic(m), m->topic_len, tail);
+    size_t h = mqtt_enc_publish_head(p, hsz, qos, retain, dup, msg_wire_topic(m), msg_wire_len(m), tail);
     AU_ASSERT(h == hsz);
     p += h;
     if (qos) {
@@ -200,7 +200,7 @@ void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t
     else s->q_head = om;
     s->q_tail = om;
     s->queued++;
-    persist_out_add(b, b->in_pass ? &b->pbatch : NULL, s, om);
+    if (!m->im_conv) persist_out_add(b, b->in_pass ? &b->pbatch : NULL, s, om); /* IM: replayed from the store */
     if (online) session_pump(b, s);
 }
 

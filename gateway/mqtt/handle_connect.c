@@ -3,6 +3,7 @@
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/session.h"
 #include "gateway/mqtt/persist.h"
+#include "gateway/im/imconn.h"
 #include "core/log.h"
 
 #include <stdio.h>
@@ -72,6 +73,15 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         cid = (const uint8_t *)cidbuf;
         assigned = true;
     }
+    /* Which app (and IM user) this is: client ids are unique per app. */
+    struct im_login login;
+    int lr = imconn_resolve(b, mc, c, &login);
+    if (lr < 0) return refuse(b, mc, ver, (uint8_t)-lr, "bad user name or password");
+    if (login.app != app && assigned) {
+        cid_len = assign_client_id(b, login.app, cidbuf, sizeof cidbuf);
+        cid = (const uint8_t *)cidbuf;
+    }
+    app = login.app;
     /* The session lives on the shard that owns the identity: move the connection there first. */
     int owner = broker_owner_shard(b, app, cid, cid_len);
     if (owner != sh->id) {
@@ -84,6 +94,9 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         return refuse(b, mc, ver, MQTT_RC_BAD_AUTH_METHOD, "no enhanced authentication methods are supported");
     if (!c->has_username && !cfg->allow_anonymous)
         return refuse(b, mc, ver, MQTT_RC_NOT_AUTHORIZED, "anonymous connections are not allowed");
+    int ar = imconn_authenticate(b, mc, c, &login);
+    if (ar == IMCONN_PENDING) return IMCONN_PENDING;
+    if (ar < 0) return refuse(b, mc, ver, (uint8_t)-ar, ar == -MQTT_RC_BANNED ? "user is forbidden" : "bad user name or password");
     if (c->will_flag) {
         if (!topic_name_valid(c->will_topic.p, c->will_topic.len))
             return refuse(b, mc, ver, MQTT_RC_TOPIC_NAME_INVALID, "invalid will topic");
@@ -149,6 +162,8 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     s->persistent = expiry != 0;
     free(s->username);
     s->username = c->has_username ? strndup((const char *)c->username.p, c->username.len) : NULL;
+    free(s->im_user);
+    s->im_user = login.kind == IM_LOGIN_USER ? strndup(login.user, login.user_len) : NULL;
     uint32_t will_delay;
     if (s->will.m) msg_unref(s->will.m);
     s->will.m = make_will(c, app, s->uid, sh->now_ms, &will_delay);
@@ -204,5 +219,8 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
 
     if (present) session_resend_inflight(b, s);
     session_pump(b, s);
+    if (s->im_user)
+        for (uint32_t i = 0; i < s->nsubs; i++)
+            if (s->subs[i].len == 8 && memcmp(s->subs[i].filter, "im/inbox", 8) == 0) im_session_inbox(b, s);
     return 0;
 }

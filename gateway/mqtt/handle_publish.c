@@ -2,6 +2,7 @@
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
+#include "gateway/im/imconn.h"
 #include "gateway/mqtt/persist.h"
 #include "core/log.h"
 
@@ -98,7 +99,12 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
             return -1;
         }
     }
-    bool allowed = au_acl_check(cfg, AU_ACL_PUBLISH, s->username, s->client_id, (const char *)topic.p, topic.len);
+    if (s->im_user && topic.len == 7 && memcmp(topic.p, "im/send", 7) == 0) {
+        if (pub->qos == 2) qos2_add(s, pub->packet_id);
+        return imconn_send(b, mc, pub);
+    }
+    bool allowed = !imconn_reserved_topic(topic.p, topic.len) &&
+                   au_acl_check(cfg, AU_ACL_PUBLISH, s->username, s->client_id, (const char *)topic.p, topic.len);
     uint8_t reason = allowed ? MQTT_RC_SUCCESS : MQTT_RC_NOT_AUTHORIZED; /* 3.1.1: a normal ack, message dropped */
     uint8_t ack_type = pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
     struct pend_ack *pa = NULL;

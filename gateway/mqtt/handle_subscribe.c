@@ -2,6 +2,7 @@
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
+#include "gateway/im/imconn.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -45,12 +46,32 @@ int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_p
     AU_ASSERT(want_retained != NULL);
 
     uint32_t off = 0, i = 0;
+    bool want_inbox = false;
     struct mqtt_sub_entry e;
     while (mqtt_sub_next(sub, mc->version, false, &off, &e)) {
         struct topic_sub ts;
         uint8_t code;
-        if (!topic_sub_parse(e.filter.p, e.filter.len, &ts)) {
+        bool inbox = s->im_user && e.filter.len == 8 && memcmp(e.filter.p, "im/inbox", 8) == 0;
+        if (inbox) {
+            /* The user's IM inbox: not a topic of the trie; delivered by the IM service (im.c). */
+            struct sess_sub *ss = sess_sub_find(s, e.filter.p, e.filter.len);
+            if (!ss) {
+                s->subs = realloc(s->subs, sizeof *s->subs * (s->nsubs + 1));
+                AU_ASSERT(s->subs != NULL);
+                ss = &s->subs[s->nsubs++];
+                ss->filter = malloc(8);
+                AU_ASSERT(ss->filter != NULL);
+                memcpy(ss->filter, "im/inbox", 8);
+                ss->len = 8;
+            }
+            ss->opts = (struct sub_opts){ .qos = 1 };
+            persist_sub(b, s, ss->filter, ss->len, &ss->opts, false);
+            want_inbox = true;
+            code = e.qos ? 1 : 0;
+        } else if (!topic_sub_parse(e.filter.p, e.filter.len, &ts)) {
             code = v5 ? MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
+        } else if (imconn_reserved_topic(ts.filter, ts.filter_len)) {
+            code = v5 ? MQTT_RC_NOT_AUTHORIZED : 0x80;
         } else if (ts.share && e.no_local) {
             free(want_retained);
             if (rc != codes) free(rc);
@@ -115,6 +136,7 @@ int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_p
     }
     free(want_retained);
     if (rc != codes) free(rc);
+    if (want_inbox) im_session_inbox(b, s); /* after the SUBACK: offline messages follow it */
     return 0;
 }
 
@@ -131,7 +153,13 @@ int handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt
         struct topic_sub ts;
         uint8_t code = MQTT_RC_NO_SUBSCRIPTION_EXISTED;
         struct sess_sub *ss = sess_sub_find(s, e.filter.p, e.filter.len);
-        if (!topic_sub_parse(e.filter.p, e.filter.len, &ts)) {
+        if (ss && s->im_user && ss->len == 8 && memcmp(ss->filter, "im/inbox", 8) == 0) {
+            im_session_offline(b, s);
+            persist_sub(b, s, ss->filter, ss->len, NULL, true);
+            free(ss->filter);
+            *ss = s->subs[--s->nsubs];
+            code = MQTT_RC_SUCCESS;
+        } else if (!topic_sub_parse(e.filter.p, e.filter.len, &ts)) {
             code = MQTT_RC_TOPIC_FILTER_INVALID;
         } else if (ss) {
             if (sub_remove(&b->subs, s->app, ts.filter, ts.filter_len, s, ts.share, ts.share_len) == 1 && ts.share)

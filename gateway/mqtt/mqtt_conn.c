@@ -1,6 +1,7 @@
 /* mqtt_conn.c - the MQTT protocol on a connection: framing, dispatch, keep-alive, close. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/im/imconn.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -89,6 +90,7 @@ static void mc_close(struct au_conn *c)
     if (!mc) return;
     struct broker *b = broker_of(c->shard);
     au_timer_cancel(&b->timers, &mc->ka_timer);
+    imconn_conn_gone(mc);
     mc->state = MC_CLOSING;
     if (mc->sess) {
         struct session *s = mc->sess;
@@ -164,7 +166,7 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
     struct mqtt_conn *mc = c->proto_state;
     struct broker *b = broker_of(c->shard);
     size_t off = 0;
-    while (off < len && mc->state != MC_CLOSING) {
+    while (off < len && mc->state != MC_CLOSING && mc->state != MC_AUTH) {
         uint32_t total;
         int r = mqtt_frame(data + off, len - off, b->cfg->max_packet, &total);
         if (r == 0) break;
@@ -189,6 +191,7 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
         }
         int h = dispatch(b, mc, &p);
         if (h == HANDOFF_RC) return (ssize_t)off; /* the CONNECT travels unconsumed to its owner shard */
+        if (h == IMCONN_PENDING) return (ssize_t)off; /* kept: run again when the password check answers */
         off += total;
         if (h < 0) return -1;
     }

@@ -317,7 +317,11 @@ static bool load_session_key(void *arg, const uint8_t *k, size_t kl, const uint8
         uint16_t ul;
         const uint8_t *u = ks_r_str16(&vr, &ul);
         if (vr.err) break;
-        if (has_user) s->username = strndup((const char *)u, ul);
+        if (has_user) {
+            s->username = strndup((const char *)u, ul);
+            const char *colon = memchr(s->username, ':', ul);
+            if (colon) s->im_user = strdup(colon + 1); /* an IM login: <appkey>:<user> */
+        }
         /* Offline since it was last seen: the expiry runs from then. */
         uint64_t now = au_wall_ms(), gone = now > last_seen ? now - last_seen : 0;
         uint64_t left = s->expiry == UINT32_MAX ? 0 : (uint64_t)s->expiry * 1000u;
@@ -352,8 +356,9 @@ static bool load_session_key(void *arg, const uint8_t *k, size_t kl, const uint8
         o.retain_handling = ks_r_u8(&vr);
         o.sub_id = ks_r_u32(&vr);
         struct topic_sub ts;
-        if (vr.err || !topic_sub_parse(f, fl, &ts)) break;
-        if (sub_add(&b->subs, app, ts.filter, ts.filter_len, s, &o, ts.share, ts.share_len) < 0) break;
+        bool inbox = fl == 8 && memcmp(f, "im/inbox", 8) == 0; /* the IM inbox is not in the trie */
+        if (vr.err || (!inbox && !topic_sub_parse(f, fl, &ts))) break;
+        if (!inbox && sub_add(&b->subs, app, ts.filter, ts.filter_len, s, &o, ts.share, ts.share_len) < 0) break;
         s->subs = realloc(s->subs, sizeof *s->subs * (s->nsubs + 1));
         AU_ASSERT(s->subs != NULL);
         struct sess_sub *ss = &s->subs[s->nsubs++];
@@ -363,7 +368,7 @@ static bool load_session_key(void *arg, const uint8_t *k, size_t kl, const uint8
         ss->len = (uint16_t)fl;
         ss->opts = o;
         BS_INC(b, subscriptions);
-        if (ts.share) shared_member(b, app, ts.share, ts.share_len, ts.filter, ts.filter_len, +1);
+        if (!inbox && ts.share) shared_member(b, app, ts.share, ts.share_len, ts.filter, ts.filter_len, +1);
         lc->subs++;
         break;
     }

@@ -2,6 +2,7 @@
 #include "gateway/mqtt/session.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
+#include "gateway/im/imconn.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -16,6 +17,8 @@ static size_t make_key(char *out, uint32_t app, const uint8_t *cid, size_t len)
     out[4 + len] = 0;
     return 4 + len;
 }
+
+struct session *session_by_uid(struct broker *b, uint64_t uid) { return au_hash_get_u64(&b->by_uid, uid); }
 
 struct session *session_find(struct broker *b, uint32_t app, const uint8_t *cid, size_t len)
 {
@@ -40,6 +43,7 @@ struct session *session_create(struct broker *b, uint32_t app, const uint8_t *ci
     au_timer_init(&s->exp_timer, exp_fire);
     void *prev = au_hash_put(&b->sessions, s->key, 4 + len, s);
     AU_ASSERT(prev == NULL);
+    au_hash_put_u64(&b->by_uid, s->uid, s);
     BS_ADD(b, sessions, 1);
     return s;
 }
@@ -74,6 +78,8 @@ void session_free(struct broker *b, struct session *s)
 {
     AU_ASSERT(s->mc == NULL);
     au_timer_cancel(&b->timers, &s->exp_timer);
+    au_hash_del_u64(&b->by_uid, s->uid);
+    im_session_free(b, s);
     ack_release_all(s);
     session_drop_subs(b, s);
     free_list(s->if_head);
@@ -81,6 +87,7 @@ void session_free(struct broker *b, struct session *s)
     msg_unref(s->will.m);
     free(s->qos2_in);
     free(s->username);
+    free(s->im_user);
     free(s->key);
     free(s);
     BS_ADD(b, sessions, (uint64_t)-1);
@@ -142,6 +149,7 @@ static void exp_fire(struct au_timer *t)
 void session_detach(struct broker *b, struct session *s, bool send_will)
 {
     uint64_t now = b->shard->now_ms;
+    im_session_offline(b, s); /* offline devices get IM messages by replay at their next login */
     s->owner = b;
     if (!send_will && s->will.m) {
         msg_unref(s->will.m);

@@ -1,0 +1,764 @@
+/* im.c - IM messages: sequencing on the conversation's owner shard, durable storage, delivery to every
+ * online device of the recipients, offline replay from per-device cursors (see im.h for the records).
+ *
+ * The path of one message:
+ *   1. im/send PUBLISH (or POST /v1/messages) on shard X: validated there (imsend.c / REST).
+ *   2. im_send posts it to the conversation's owner shard Y (conv % shards), which gives it the next
+ *      sequence number, a msgid and a time, renders the JSON the devices get, and writes message, msgid
+ *      index, conversation head, participants and client-msg-id in one batch (group commit).
+ *   3. Once durable, Y posts one immutable `struct msg` to every shard; each delivers it as QoS 1 on
+ *      im/inbox to the local online devices of the recipients (the inbox index), and Y answers X (PUBACK /
+ *      HTTP 201). Devices that were away get it at their next login by replay from the store.
+ *   4. A device's PUBACK moves its cursor (KS_IM_CURSOR) for that conversation. */
+#include "gateway/im/im.h"
+#include "gateway/im/dir.h"
+#include "gateway/im/imconn.h"
+#include "gateway/mqtt/broker.h"
+#include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/persist.h"
+#include "store/keyspace.h"
+#include "core/log.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+static const char k_inbox[] = "im/inbox";
+
+/* ------------------------------------------------------------------ per-shard state */
+
+struct inbox_entry {             /* the online IM sessions of one user on this shard */
+    struct session **v;
+    uint32_t n, cap;
+    char key[];                  /* app u32 + username */
+};
+
+struct conv_state {              /* owner shard: sequence of a conversation */
+    uint64_t conv;
+    uint64_t last_seq;
+    bool loaded, loading;
+    struct send_job *waiting, *waiting_tail;
+};
+
+struct im_shard {
+    struct au_hash inbox;        /* app + user -> inbox_entry */
+    struct au_hash convs;        /* conv -> conv_state (this shard owns them) */
+    uint32_t msgid_counter;
+    uint64_t msgid_ms;
+};
+
+struct im_sess {                 /* per IM session */
+    bool registered;             /* in the inbox index */
+    bool replaying;
+    uint32_t pending;            /* replay reads in flight */
+    struct msg **held;           /* live messages that arrived during replay */
+    uint32_t nheld, capheld;
+    struct au_hash done_seq;     /* replay: conv -> highest seq sent (u64 keys, value = seq + 1 cast) */
+    uint64_t gen;                /* replay generation (a new login restarts it) */
+};
+
+static struct im_shard *ims(struct au_shard *s) { return broker_of(s)->imsvc; }
+
+uint64_t im_conv_single(uint32_t app, const char *a, size_t al, const char *b, size_t bl)
+{
+    if (al > bl || (al == bl && memcmp(a, b, al) > 0)) {
+        const char *t = a;
+        a = b;
+        b = t;
+        size_t tl = al;
+        al = bl;
+        bl = tl;
+    }
+    uint8_t buf[4 + 1 + 129 + 1 + 129];
+    size_t n = 0;
+    memcpy(buf, &app, 4);
+    n = 4;
+    buf[n++] = 's';
+    memcpy(buf + n, a, al);
+    n += al;
+    buf[n++] = 0;
+    memcpy(buf + n, b, bl);
+    n += bl;
+    return XXH3_64bits_withSeed(buf, n, 0x1a2b3c4dull) & ~IM_CONV_GROUP_BIT;
+}
+
+static size_t user_key(char *out, uint32_t app, const char *u, size_t ul)
+{
+    memcpy(out, &app, 4);
+    memcpy(out + 4, u, ul);
+    return 4 + ul;
+}
+
+/* ------------------------------------------------------------------ the inbox index */
+
+static void inbox_add(struct au_shard *sh, struct session *s)
+{
+    struct im_shard *st = ims(sh);
+    char key[4 + 129];
+    size_t ul = strlen(s->im_user), kl = user_key(key, s->app, s->im_user, ul);
+    struct inbox_entry *e = au_hash_get(&st->inbox, key, kl);
+    if (!e) {
+        e = calloc(1, sizeof *e + kl);
+        AU_ASSERT(e != NULL);
+        memcpy(e->key, key, kl);
+        au_hash_put(&st->inbox, e->key, kl, e);
+    }
+    for (uint32_t i = 0; i < e->n; i++)
+        if (e->v[i] == s) return;
+    if (e->n == e->cap) {
+        e->cap = e->cap ? e->cap * 2 : 2;
+        e->v = realloc(e->v, sizeof *e->v * e->cap);
+        AU_ASSERT(e->v != NULL);
+    }
+    e->v[e->n++] = s;
+}
+
+static void inbox_del(struct au_shard *sh, struct session *s)
+{
+    struct im_shard *st = ims(sh);
+    char key[4 + 129];
+    size_t kl = user_key(key, s->app, s->im_user, strlen(s->im_user));
+    struct inbox_entry *e = au_hash_get(&st->inbox, key, kl);
+    if (!e) return;
+    for (uint32_t i = 0; i < e->n; i++)
+        if (e->v[i] == s) {
+            e->v[i] = e->v[--e->n];
+            break;
+        }
+    if (!e->n) {
+        au_hash_del(&st->inbox, e->key, kl);
+        free(e->v);
+        free(e);
+    }
+}
+
+int im_user_online_devices_local(struct au_shard *sh, uint32_t app, const char *user)
+{
+    char key[4 + 129];
+    size_t ul = strlen(user);
+    if (ul > 128) return 0;
+    struct inbox_entry *e = au_hash_get(&ims(sh)->inbox, key, user_key(key, app, user, ul));
+    return e ? (int)e->n : 0;
+}
+
+/* ------------------------------------------------------------------ delivery */
+
+static void deliver_to_session(struct broker *b, struct session *s, struct msg *m)
+{
+    struct im_sess *is = s->im;
+    if (!is || !is->registered) return;
+    if (is->replaying) {
+        /* Held until the replay of stored messages is done, so a conversation stays in order. */
+        if (is->nheld == is->capheld) {
+            is->capheld = is->capheld ? is->capheld * 2 : 8;
+            is->held = realloc(is->held, sizeof *is->held * is->capheld);
+            AU_ASSERT(is->held != NULL);
+        }
+        is->held[is->nheld++] = msg_ref(m);
+        return;
+    }
+    session_deliver(b, s, m, 1, false, NULL, 0);
+}
+
+static void deliver_user(struct broker *b, struct msg *m, const char *user, size_t ul)
+{
+    char key[4 + 129];
+    if (ul > 128) return;
+    struct inbox_entry *e = au_hash_get(&ims(b->shard)->inbox, key, user_key(key, m->app, user, ul));
+    if (!e) return;
+    for (uint32_t i = 0; i < e->n; i++) deliver_to_session(b, e->v[i], m);
+}
+
+struct deliver_x {
+    struct au_xmsg x;
+    struct msg *m;
+    uint64_t gid;                /* group conversation: members from the local directory replica */
+    char *users;                 /* NUL-separated recipients (single chat, event extras) */
+    size_t users_len;
+    atomic_uint refs;            /* users is shared by the copies */
+};
+
+static void deliver_handler(struct au_shard *self, struct au_xmsg *x)
+{
+    struct deliver_x *d = (struct deliver_x *)x;
+    struct broker *b = broker_of(self);
+    struct msg *m = d->m;
+    deliver_begin(b, m);
+    if (d->gid) {
+        struct dir_group *g = im_dir_group(im_dir_of(self), m->app, d->gid);
+        if (g)
+            for (uint32_t i = 0; i < g->nmembers; i++)
+                deliver_user(b, m, im_user_name(g->members[i]), g->members[i]->name_len);
+    }
+    for (size_t off = 0; off < d->users_len;) {
+        size_t l = strlen(d->users + off);
+        if (l) deliver_user(b, m, d->users + off, l);
+        off += l + 1;
+    }
+    deliver_end(b);
+    msg_unref(m);
+    free(d->users);
+    free(d);
+}
+
+static void broadcast_delivery(struct au_shard *sh, struct msg *m, uint64_t gid, const char *users, size_t ulen)
+{
+    for (int i = 0; i < sh->nshards; i++) {
+        struct deliver_x *d = calloc(1, sizeof *d);
+        AU_ASSERT(d != NULL);
+        d->x.handler = deliver_handler;
+        d->m = msg_ref(m);
+        d->gid = gid;
+        if (ulen) {
+            d->users = malloc(ulen);
+            AU_ASSERT(d->users != NULL);
+            memcpy(d->users, users, ulen);
+            d->users_len = ulen;
+        }
+        if (i == sh->id) deliver_handler(sh, &d->x);
+        else au_shard_post(sh, i, &d->x);
+    }
+}
+
+/* ------------------------------------------------------------------ sending */
+
+struct send_job {
+    struct au_xmsg x;
+    struct send_job *next;       /* waiting for the conversation's sequence to load */
+    struct im_send_req *req;
+    uint64_t conv;
+    int from;
+    im_send_done_fn done;
+    void *arg;
+    /* result */
+    int err;
+    uint64_t msgid, ctime_ms, seq;
+    struct msg *m;
+    char *users;
+    size_t users_len;
+};
+
+static void req_free(struct im_send_req *r)
+{
+    if (!r) return;
+    free(r->json);
+    free(r->extra_recipients);
+    free(r);
+}
+
+static void job_reply_handler(struct au_shard *self, struct au_xmsg *x)
+{
+    struct send_job *j = (struct send_job *)x;
+    if (j->done) j->done(self, j->arg, j->err, j->msgid, j->ctime_ms);
+    req_free(j->req);
+    free(j);
+}
+
+static void job_reply(struct au_shard *owner, struct send_job *j)
+{
+    j->x.handler = job_reply_handler;
+    if (j->from == owner->id) job_reply_handler(owner, &j->x);
+    else au_shard_post(owner, j->from, &j->x);
+}
+
+static uint64_t next_msgid(struct au_shard *sh)
+{
+    struct im_shard *st = ims(sh);
+    uint64_t ms = au_wall_ms();
+    if (ms <= st->msgid_ms) {
+        if (++st->msgid_counter > 0xffff) { /* 65536 per ms per shard: borrow the next millisecond */
+            st->msgid_ms++;
+            st->msgid_counter = 0;
+        }
+        ms = st->msgid_ms;
+    } else {
+        st->msgid_ms = ms;
+        st->msgid_counter = 0;
+    }
+    return (ms << 22) | ((uint64_t)(sh->id & 0x3f) << 16) | st->msgid_counter;
+}
+
+static void job_committed(struct au_shard *sh, void *arg, int err)
+{
+    struct send_job *j = arg;
+    if (err) {
+        j->err = IM_ESTORE;
+        msg_unref(j->m);
+        j->m = NULL;
+        free(j->users);
+        j->users = NULL;
+        job_reply(sh, j);
+        return;
+    }
+    broadcast_delivery(sh, j->m, j->req->target_group ? j->req->gid : 0, j->users, j->users_len);
+    msg_unref(j->m);
+    j->m = NULL;
+    free(j->users);
+    j->users = NULL;
+    job_reply(sh, j);
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    au_wr32(p, (uint32_t)(v >> 32));
+    au_wr32(p + 4, (uint32_t)v);
+}
+
+/* Runs on the owner shard with the conversation's sequence loaded. */
+static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send_job *j)
+{
+    struct im_send_req *r = j->req;
+    j->seq = ++cs->last_seq;
+    j->msgid = next_msgid(sh);
+    j->ctime_ms = au_wall_ms();
+
+    /* The JSON devices get: the validated object plus the server's fields. */
+    json_t *o = json_loadb(r->json, r->json_len, 0, NULL);
+    if (!o) o = json_object();
+    json_object_set_new(o, "msgid", json_integer((json_int_t)j->msgid));
+    json_object_set_new(o, "msg_ctime", json_integer((json_int_t)j->ctime_ms));
+    json_object_set_new(o, "create_time", json_integer((json_int_t)(j->ctime_ms / 1000)));
+    json_object_set_new(o, "sequence", json_integer((json_int_t)j->seq));
+    if (r->kind == IM_KIND_EVENT) json_object_set_new(o, "kind", json_string("event"));
+    if (r->client_msg_id[0]) json_object_set_new(o, "client_msg_id", json_string(r->client_msg_id));
+    char *out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    AU_ASSERT(out != NULL);
+    size_t outl = strlen(out);
+
+    uint8_t key[KS_KEY_MAX];
+    struct store_batch *batch = store_batch_new();
+    size_t fl = strlen(r->from);
+    size_t vcap = 32 + fl + outl;
+    uint8_t *v = malloc(vcap);
+    AU_ASSERT(v != NULL);
+    struct ks_w w = ks_w_init(v, vcap);
+    ks_w_u8(&w, KS_V1);
+    ks_w_u64(&w, j->ctime_ms);
+    ks_w_u64(&w, j->msgid);
+    ks_w_u8(&w, r->kind);
+    ks_w_str16(&w, r->from, fl);
+    ks_w_bytes(&w, out, outl);
+    AU_ASSERT(!w.err);
+    store_batch_put(batch, key, ks_im_msg(key, r->app, j->conv, j->seq), v, w.len);
+    free(v);
+    uint8_t cs16[16];
+    put_u64(cs16, j->conv);
+    put_u64(cs16 + 8, j->seq);
+    store_batch_put(batch, key, ks_im_id(key, KS_IM_MSGID, r->app, j->msgid), cs16, 16);
+    /* conversation head */
+    uint8_t cv[32 + 2 * 130];
+    struct ks_w cw = ks_w_init(cv, sizeof cv);
+    ks_w_u8(&cw, KS_V1);
+    ks_w_u8(&cw, r->target_group ? 2 : 1);
+    ks_w_u64(&cw, j->seq);
+    if (r->target_group) {
+        ks_w_u64(&cw, r->gid);
+    } else {
+        ks_w_str16(&cw, r->from, fl);
+        ks_w_str16(&cw, r->target, strlen(r->target));
+    }
+    AU_ASSERT(!cw.err);
+    store_batch_put(batch, key, ks_im_id(key, KS_IM_CONV, r->app, j->conv), cv, cw.len);
+    if (!r->target_group) {
+        store_batch_put(batch, key, ks_im_str_id(key, KS_IM_UCONV, r->app, r->from, fl, true, j->conv), "", 0);
+        store_batch_put(batch, key,
+                        ks_im_str_id(key, KS_IM_UCONV, r->app, r->target, strlen(r->target), true, j->conv), "", 0);
+    }
+    if (r->client_msg_id[0] && fl) {
+        uint8_t mid[8];
+        put_u64(mid, j->msgid);
+        store_batch_put(batch, key,
+                        ks_im_str_tail(key, KS_IM_CLIMSG, r->app, r->from, fl, r->client_msg_id, strlen(r->client_msg_id)),
+                        mid, 8);
+    }
+
+    /* The delivered message and its recipients (single chat: both users, so the sender's other devices
+     * get it too; group: the members, resolved on each shard; events: listed extras as well). */
+    struct msg *m = msg_new_raw(r->app, (const uint8_t *)k_inbox, sizeof k_inbox - 1, NULL, 0, (const uint8_t *)out,
+                                (uint32_t)outl, 1, false, 0, 0);
+    free(out);
+    m->im_conv = j->conv;
+    m->im_seq = j->seq;
+    m->seq = ((uint64_t)sh->id << 48) | (j->msgid & 0xffffffffffffull);
+    j->m = m;
+    size_t tl = strlen(r->target);
+    size_t ul = (r->target_group ? 0 : fl + 1 + tl + 1) + r->extra_len;
+    if (ul) {
+        j->users = malloc(ul);
+        AU_ASSERT(j->users != NULL);
+        size_t o2 = 0;
+        if (!r->target_group) {
+            memcpy(j->users, r->from, fl + 1);
+            o2 = fl + 1;
+            memcpy(j->users + o2, r->target, tl + 1);
+            o2 += tl + 1;
+        }
+        if (r->extra_len) memcpy(j->users + o2, r->extra_recipients, r->extra_len);
+        j->users_len = ul;
+    }
+    store_write(persist_store(), sh->id, batch, job_committed, j);
+}
+
+static void conv_loaded(struct au_shard *sh, void *arg, int err, const void *v, size_t vl)
+{
+    struct conv_state *cs = arg;
+    cs->loading = false;
+    cs->loaded = true;
+    if (!err && vl >= 10) {
+        struct ks_r r = ks_r_init(v, vl);
+        (void)ks_r_u8(&r);
+        (void)ks_r_u8(&r);
+        cs->last_seq = ks_r_u64(&r);
+    } else if (err && err != STORE_ENOTFOUND) {
+        au_error("conversation %llx: cannot read its head (%d)", (unsigned long long)cs->conv, err);
+    }
+    while (cs->waiting) {
+        struct send_job *j = cs->waiting;
+        cs->waiting = j->next;
+        job_sequence(sh, cs, j);
+    }
+    cs->waiting_tail = NULL;
+}
+
+/* A resend with a client message id seen before: answer with the original msgid, store nothing. */
+static void climsg_checked(struct au_shard *sh, void *arg, int err, const void *v, size_t vl);
+
+static void job_run_owner(struct au_shard *sh, struct send_job *j)
+{
+    struct im_shard *st = ims(sh);
+    struct conv_state *cs = au_hash_get_u64(&st->convs, j->conv);
+    if (!cs) {
+        cs = calloc(1, sizeof *cs);
+        AU_ASSERT(cs != NULL);
+        cs->conv = j->conv;
+        au_hash_put_u64(&st->convs, j->conv, cs);
+    }
+    if (cs->loaded) {
+        job_sequence(sh, cs, j);
+        return;
+    }
+    j->next = NULL;
+    if (cs->waiting_tail) cs->waiting_tail->next = j;
+    else cs->waiting = j;
+    cs->waiting_tail = j;
+    if (!cs->loading) {
+        cs->loading = true;
+        uint8_t key[KS_KEY_MAX];
+        store_get(persist_store(), sh->id, key, ks_im_id(key, KS_IM_CONV, j->req->app, j->conv), conv_loaded, cs);
+    }
+}
+
+static void climsg_checked(struct au_shard *sh, void *arg, int err, const void *v, size_t vl)
+{
+    struct send_job *j = arg;
+    if (!err && vl == 8) {
+        const uint8_t *p = v;
+        j->msgid = ((uint64_t)au_rd32(p) << 32) | au_rd32(p + 4);
+        j->ctime_ms = j->msgid >> 22;
+        j->err = IM_EDUP;
+        job_reply(sh, j);
+        return;
+    }
+    job_run_owner(sh, j);
+}
+
+static void job_arrive(struct au_shard *self, struct au_xmsg *x)
+{
+    struct send_job *j = (struct send_job *)x;
+    struct im_send_req *r = j->req;
+    if (r->client_msg_id[0] && r->from[0]) {
+        uint8_t key[KS_KEY_MAX];
+        size_t kl = ks_im_str_tail(key, KS_IM_CLIMSG, r->app, r->from, strlen(r->from), r->client_msg_id,
+                                   strlen(r->client_msg_id));
+        store_get(persist_store(), self->id, key, kl, climsg_checked, j);
+        return;
+    }
+    job_run_owner(self, j);
+}
+
+void im_send(struct au_shard *from, struct im_send_req *req, im_send_done_fn done, void *arg)
+{
+    struct send_job *j = calloc(1, sizeof *j);
+    AU_ASSERT(j != NULL);
+    j->req = req;
+    j->done = done;
+    j->arg = arg;
+    j->from = from->id;
+    j->conv = req->target_group ? im_conv_group(req->gid)
+                                : im_conv_single(req->app, req->from, strlen(req->from), req->target, strlen(req->target));
+    if (!persist_store()) {
+        j->err = IM_ESTORE;
+        job_reply(from, j);
+        return;
+    }
+    int owner = (int)(j->conv % (uint64_t)from->nshards);
+    j->x.handler = job_arrive;
+    if (owner == from->id) job_arrive(from, &j->x);
+    else au_shard_post(from, owner, &j->x);
+}
+
+/* ------------------------------------------------------------------ cursors */
+
+void im_cursor_ack(struct broker *b, struct session *s, const struct msg *m)
+{
+    if (!persist_store() || !m->im_conv) return;
+    uint8_t key[KS_KEY_MAX], v[8];
+    size_t kl = ks_im_str_id(key, KS_IM_CURSOR, s->app, s->client_id, s->cid_len, true, m->im_conv);
+    put_u64(v, m->im_seq);
+    struct store_batch *sb = store_batch_new();
+    store_batch_put(sb, key, kl, v, 8);
+    store_write(persist_store(), b->shard->id, sb, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ replay (offline messages) */
+
+struct replay_ctx {
+    struct session *s;
+    uint64_t gen;
+    uint64_t uid;                /* the session's uid when started: a freed-and-reused pointer does not match */
+    uint64_t conv;
+    uint64_t cursor;
+};
+
+static void replay_finish(struct broker *b, struct session *s)
+{
+    struct im_sess *is = s->im;
+    is->replaying = false;
+    /* Live messages that came during the replay, minus what the replay already sent. */
+    for (uint32_t i = 0; i < is->nheld; i++) {
+        struct msg *m = is->held[i];
+        uint64_t sent = (uint64_t)(uintptr_t)au_hash_get_u64(&is->done_seq, m->im_conv);
+        if (!sent || m->im_seq + 1 > sent) session_deliver(b, s, m, 1, false, NULL, 0);
+        msg_unref(m);
+    }
+    is->nheld = 0;
+    au_hash_clear(&is->done_seq);
+}
+
+static bool replay_alive(struct broker *b, struct replay_ctx *rc)
+{
+    struct session *s = session_by_uid(b, rc->uid);
+    return s == rc->s && s->im && s->im->gen == rc->gen && s->im->replaying;
+}
+
+static void replay_step_done(struct broker *b, struct session *s)
+{
+    if (--s->im->pending == 0) replay_finish(b, s);
+}
+
+static void replay_msgs(struct au_shard *sh, void *arg, int err, const struct store_kv *kv, uint32_t n, bool more)
+{
+    (void)more;
+    struct replay_ctx *rc = arg;
+    struct broker *b = broker_of(sh);
+    if (!replay_alive(b, rc)) {
+        free(rc);
+        return;
+    }
+    struct session *s = rc->s;
+    const struct au_config *cfg = b->cfg;
+    uint64_t now = au_wall_ms();
+    uint64_t msg_keep = (uint64_t)cfg->im_offline_days * 86400000ull;
+    uint64_t evt_keep = (uint64_t)cfg->im_event_days * 86400000ull;
+    /* kv is newest first (reverse scan): deliver oldest first. */
+    uint64_t maxseq = 0;
+    for (uint32_t k = n; !err && k-- > 0;) {
+        if (kv[k].kl < 21) continue;
+        uint64_t seq = ((uint64_t)au_rd32(kv[k].k + 13) << 32) | au_rd32(kv[k].k + 17);
+        if (seq <= rc->cursor) continue;
+        struct ks_r r = ks_r_init(kv[k].v, kv[k].vl);
+        if (ks_r_u8(&r) != KS_V1) continue;
+        uint64_t ctime = ks_r_u64(&r);
+        (void)ks_r_u64(&r);
+        uint8_t kind = ks_r_u8(&r);
+        uint16_t fl;
+        (void)ks_r_str16(&r, &fl);
+        size_t jl;
+        const uint8_t *js = ks_r_rest(&r, &jl);
+        if (r.err) continue;
+        uint64_t keep = kind == IM_KIND_EVENT ? evt_keep : msg_keep;
+        if (now > ctime && now - ctime > keep) continue;
+        struct msg *m = msg_new_raw(s->app, (const uint8_t *)k_inbox, sizeof k_inbox - 1, NULL, 0, js, (uint32_t)jl, 1,
+                                    false, 0, 0);
+        m->im_conv = rc->conv;
+        m->im_seq = seq;
+        session_deliver(b, s, m, 1, false, NULL, 0);
+        msg_unref(m);
+        if (seq > maxseq) maxseq = seq;
+    }
+    if (maxseq) au_hash_put_u64(&s->im->done_seq, rc->conv, (void *)(uintptr_t)(maxseq + 1));
+    replay_step_done(b, s);
+    free(rc);
+}
+
+static void replay_conv(struct broker *b, struct session *s, uint64_t conv, uint64_t cursor)
+{
+    struct replay_ctx *rc = malloc(sizeof *rc);
+    AU_ASSERT(rc != NULL);
+    *rc = (struct replay_ctx){ s, s->im->gen, s->uid, conv, cursor };
+    uint8_t start[KS_KEY_MAX], end[KS_KEY_MAX];
+    size_t sl = ks_im_msg(start, s->app, conv, cursor + 1);
+    size_t el = ks_im_msg(end, s->app, conv, UINT64_MAX);
+    s->im->pending++;
+    store_scan(persist_store(), b->shard->id, start, sl, end, el, b->cfg->im_offline_msgs, STORE_SCAN_REVERSE,
+               replay_msgs, rc);
+}
+
+struct cursor_ctx {
+    struct replay_ctx rc;
+    uint64_t *convs;
+    uint32_t nconvs;
+};
+
+static void replay_cursors(struct au_shard *sh, void *arg, int err, const struct store_kv *kv, uint32_t n, bool more)
+{
+    (void)more;
+    struct cursor_ctx *cc = arg;
+    struct broker *b = broker_of(sh);
+    if (!replay_alive(b, &cc->rc)) {
+        free(cc->convs);
+        free(cc);
+        return;
+    }
+    struct session *s = cc->rc.s;
+    for (uint32_t i = 0; i < cc->nconvs; i++) {
+        uint64_t conv = cc->convs[i], cursor = 0;
+        for (uint32_t k = 0; !err && k < n; k++) {
+            if (kv[k].kl < 8 || kv[k].vl != 8) continue;
+            const uint8_t *ck = kv[k].k + kv[k].kl - 8;
+            uint64_t c = ((uint64_t)au_rd32(ck) << 32) | au_rd32(ck + 4);
+            if (c == conv) cursor = ((uint64_t)au_rd32(kv[k].v) << 32) | au_rd32(kv[k].v + 4);
+        }
+        replay_conv(b, s, conv, cursor);
+    }
+    replay_step_done(b, s);
+    free(cc->convs);
+    free(cc);
+}
+
+static void replay_uconvs(struct au_shard *sh, void *arg, int err, const struct store_kv *kv, uint32_t n, bool more)
+{
+    (void)more;
+    struct cursor_ctx *cc = arg;
+    struct broker *b = broker_of(sh);
+    if (!replay_alive(b, &cc->rc)) {
+        free(cc);
+        return;
+    }
+    struct session *s = cc->rc.s;
+    /* Single chats from the store, group chats from the directory. */
+    struct dir_user *u = im_dir_user(im_dir_of(sh), s->app, s->im_user, strlen(s->im_user));
+    uint32_t ng = u ? u->ngids : 0;
+    cc->convs = malloc(sizeof(uint64_t) * (n + ng + 1));
+    AU_ASSERT(cc->convs != NULL);
+    for (uint32_t k = 0; !err && k < n; k++) {
+        if (kv[k].kl < 8) continue;
+        const uint8_t *ck = kv[k].k + kv[k].kl - 8;
+        cc->convs[cc->nconvs++] = ((uint64_t)au_rd32(ck) << 32) | au_rd32(ck + 4);
+    }
+    for (uint32_t g = 0; g < ng; g++) cc->convs[cc->nconvs++] = im_conv_group(u->gids[g]);
+    uint8_t start[KS_KEY_MAX], end[KS_KEY_MAX];
+    size_t sl = ks_im_str_id(start, KS_IM_CURSOR, s->app, s->client_id, s->cid_len, false, 0);
+    size_t el = store_prefix_end(start, sl, end);
+    store_scan(persist_store(), sh->id, start, sl, end, el, 0, 0, replay_cursors, cc);
+}
+
+static void replay_start(struct broker *b, struct session *s)
+{
+    struct im_sess *is = s->im;
+    if (!persist_store()) return;
+    is->gen++;
+    is->replaying = true;
+    is->pending = 1;
+    struct cursor_ctx *cc = calloc(1, sizeof *cc);
+    AU_ASSERT(cc != NULL);
+    cc->rc = (struct replay_ctx){ s, is->gen, s->uid, 0, 0 };
+    uint8_t start[KS_KEY_MAX], end[KS_KEY_MAX];
+    size_t ul = strlen(s->im_user);
+    size_t sl = ks_im_str_id(start, KS_IM_UCONV, s->app, s->im_user, ul, false, 0);
+    size_t el = store_prefix_end(start, sl, end);
+    store_scan(persist_store(), b->shard->id, start, sl, end, el, 0, 0, replay_uconvs, cc);
+}
+
+/* ------------------------------------------------------------------ sessions */
+
+void im_session_inbox(struct broker *b, struct session *s)
+{
+    if (!s->im_user) return;
+    if (!s->im) {
+        s->im = calloc(1, sizeof *s->im);
+        AU_ASSERT(s->im != NULL);
+        AU_ASSERT(au_hash_init(&s->im->done_seq, 8) == 0);
+    }
+    if (s->im->registered) return;
+    s->im->registered = true;
+    inbox_add(b->shard, s);
+    replay_start(b, s);
+}
+
+void im_session_offline(struct broker *b, struct session *s)
+{
+    struct im_sess *is = s->im;
+    if (!is || !is->registered) return;
+    inbox_del(b->shard, s);
+    is->registered = false;
+    is->replaying = false;
+    is->gen++;
+    for (uint32_t i = 0; i < is->nheld; i++) msg_unref(is->held[i]);
+    is->nheld = 0;
+    au_hash_clear(&is->done_seq);
+}
+
+bool im_session_online(const struct session *s) { return s->im && s->im->registered; }
+
+void im_session_free(struct broker *b, struct session *s)
+{
+    if (!s->im) return;
+    im_session_offline(b, s);
+    free(s->im->held);
+    au_hash_free(&s->im->done_seq);
+    free(s->im);
+    s->im = NULL;
+}
+
+/* ------------------------------------------------------------------ shard hooks */
+
+void im_shard_init(struct au_shard *sh)
+{
+    struct im_shard *st = calloc(1, sizeof *st);
+    AU_ASSERT(st != NULL);
+    AU_ASSERT(au_hash_init(&st->inbox, 256) == 0 && au_hash_init(&st->convs, 256) == 0);
+    broker_of(sh)->imsvc = st;
+    im_dir_init(sh, persist_store());
+}
+
+void im_shard_fini(struct au_shard *sh)
+{
+    struct im_shard *st = ims(sh);
+    if (!st) return;
+    struct au_hash_iter it;
+    au_hash_iter_init(&st->inbox, &it);
+    while (au_hash_next(&st->inbox, &it)) {
+        struct inbox_entry *e = it.value;
+        free(e->v);
+        free(e);
+    }
+    au_hash_iter_init(&st->convs, &it);
+    while (au_hash_next(&st->convs, &it)) {
+        struct conv_state *cs = it.value;
+        while (cs->waiting) { /* the store was detached: these never got a sequence */
+            struct send_job *j = cs->waiting;
+            cs->waiting = j->next;
+            req_free(j->req);
+            free(j);
+        }
+        free(cs);
+    }
+    au_hash_free(&st->inbox);
+    au_hash_free(&st->convs);
+    free(st);
+    broker_of(sh)->imsvc = NULL;
+    im_dir_fini(sh);
+}

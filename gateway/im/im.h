@@ -1,0 +1,59 @@
+/* im.h - the IM service: conversations, messages, delivery, offline replay. Record layouts shared by the
+ * MQTT side (im.c) and the REST side (rest_*.c); keys in store/keyspace.h, all documented in docs/storage.md.
+ *
+ * Conversations: a single chat between users a and b of an app has the id
+ *   conv = XXH3_64(app | "s" | min(a,b) | 0 | max(a,b)) & ~(1 << 63)       (IM_CONV_SINGLE)
+ * and a group chat conv = (1 << 63) | gid                                   (IM_CONV_GROUP).
+ * Each conversation has one owner shard (conv % shards) that assigns its sequence numbers 1, 2, 3, ...
+ *
+ * Records (values):
+ *   KS_IM_MSG    | app | conv | seq   -> v1 u8 | ctime_ms u64 | msgid u64 | kind u8 (0 message, 1 event)
+ *                                        | from str16 | rendered JSON (rest): exactly what im/inbox delivers
+ *   KS_IM_MSGID  | app | msgid        -> conv u64 | seq u64
+ *   KS_IM_CONV   | app | conv         -> v1 u8 | type u8 | last_seq u64 | a str16 | b str16 (single) / gid u64 (group)
+ *   KS_IM_UCONV  | app | user | conv  -> (empty)       conversations a user takes part in (single chats)
+ *   KS_IM_CURSOR | app | device | conv -> seq u64     last sequence the device acknowledged
+ *   KS_IM_CLIMSG | app | user | client_msg_id -> msgid u64   (de-duplication of resends)
+ * msgid = (unix ms << 22) | (shard << 16) | counter: unique, roughly time ordered. */
+#ifndef AU_IM_H
+#define AU_IM_H
+
+#include "core/common.h"
+#include "core/loop.h"
+
+#define IM_CONV_GROUP_BIT (1ull << 63)
+static inline bool im_conv_is_group(uint64_t conv) { return (conv & IM_CONV_GROUP_BIT) != 0; }
+static inline uint64_t im_conv_group(uint64_t gid) { return IM_CONV_GROUP_BIT | gid; }
+uint64_t im_conv_single(uint32_t app, const char *a, size_t al, const char *b, size_t bl);
+
+enum im_msg_kind { IM_KIND_MESSAGE = 0, IM_KIND_EVENT = 1 };
+
+/* A message to store and deliver, from a device (im/send) or the REST API (POST /v1/messages), or an event. */
+struct im_send_req {
+    uint32_t app;
+    uint8_t kind;               /* enum im_msg_kind */
+    uint8_t target_group;       /* 1: conv is a group */
+    uint64_t gid;               /* group target */
+    char from[129];             /* sender username ("" for system events) */
+    char target[129];           /* single-chat peer */
+    char client_msg_id[65];     /* "" = none */
+    char *json;                 /* the validated message object as JSON (server fields are added) */
+    size_t json_len;
+    char *extra_recipients;     /* events: NUL-separated usernames that also get it (e.g. removed members) */
+    size_t extra_len;
+};
+
+/* Result of a send. err = 0, or a negative code (IM_E* below). */
+typedef void (*im_send_done_fn)(struct au_shard *s, void *arg, int err, uint64_t msgid, uint64_t ctime_ms);
+enum { IM_EDUP = 1 /* not an error: a resend; msgid is the original's */ };
+enum { IM_ESTORE = -1, IM_ENOCONV = -2 };
+
+/* Store durably and deliver to every online device of the recipients; done runs on `from` once durable.
+ * The request is consumed (json and extra_recipients freed). */
+void im_send(struct au_shard *from, struct im_send_req *req, im_send_done_fn done, void *arg);
+
+/* Per-shard start/stop, called by the broker's shard hooks. */
+void im_shard_init(struct au_shard *s);
+void im_shard_fini(struct au_shard *s);
+
+#endif

@@ -1,0 +1,305 @@
+/* imconn.c - the IM service on a device connection: login at CONNECT, `im/send`, reserved topics.
+ *
+ * CONNECT username forms:
+ *   "<appkey>:<username>"  IM login: the user's password (verified on an auth worker thread, never on
+ *                          the loop) or a login token (au1.…, an HMAC checked in microseconds).
+ *   "<appkey>"             push-only device of that app: no IM topics.
+ *   anything else / none   plain MQTT in the default app (anonymous only where allow_anonymous).
+ * While a password is being verified the connection reads nothing further; when the answer comes the
+ * CONNECT (kept unconsumed in the connection's input) is processed again with the verdict. */
+#include "gateway/im/imconn.h"
+#include "gateway/im/dir.h"
+#include "gateway/im/im.h"
+#include "gateway/im/auth.h"
+#include "gateway/im/authpool.h"
+#include "gateway/im/throttle.h"
+#include "gateway/im/imjson.h"
+#include "gateway/im/errors.h"
+#include "gateway/mqtt/deliver.h"
+#include "core/log.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct authpool *g_pool;
+static struct auth_token_key g_tkey;
+static bool g_tkey_ok;
+
+void imconn_setup(struct authpool *pool, const struct auth_token_key *key)
+{
+    g_pool = pool;
+    if (key) {
+        g_tkey = *key;
+        g_tkey_ok = true;
+    }
+}
+
+struct auth_wait {
+    struct mqtt_conn *mc;        /* NULL once the connection went away */
+};
+
+static _Thread_local struct login_throttle *t_throttle;
+
+static struct login_throttle *throttle_of(void)
+{
+    if (!t_throttle) {
+        t_throttle = calloc(1, sizeof *t_throttle);
+        AU_ASSERT(t_throttle != NULL && login_throttle_init(t_throttle) == 0);
+    }
+    return t_throttle;
+}
+
+void imconn_conn_gone(struct mqtt_conn *mc)
+{
+    if (mc->auth) {
+        mc->auth->mc = NULL;
+        mc->auth = NULL;
+    }
+}
+
+static void verified(struct au_shard *s, void *arg, int ok)
+{
+    struct auth_wait *w = arg;
+    struct mqtt_conn *mc = w->mc;
+    free(w);
+    if (!mc) return;
+    mc->auth = NULL;
+    mc->auth_ok = ok == 1 ? 1 : 2; /* 2 = refused */
+    mc->state = MC_NEW;
+    (void)s;
+    au_conn_kick(mc->conn); /* runs the kept CONNECT again, now with the verdict */
+}
+
+int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct im_login *out)
+{
+    memset(out, 0, sizeof *out);
+    out->app = AU_DEFAULT_APP;
+    if (!c->has_username) return 0;
+    const char *u = (const char *)c->username.p;
+    size_t ul = c->username.len;
+    const char *colon = memchr(u, ':', ul);
+    struct im_dir *d = im_dir_of(b->shard);
+    if (!colon) {
+        struct dir_app *a = ul == IM_APPKEY_LEN ? im_dir_app_by_key(d, u, ul) : NULL;
+        if (a) {
+            out->app = a->id;
+            out->kind = IM_LOGIN_PUSH;
+        }
+        return 0;
+    }
+    struct dir_app *a = im_dir_app_by_key(d, u, (size_t)(colon - u));
+    if (!a) return -MQTT_RC_BAD_USER_PASS;
+    out->app = a->id;
+    out->kind = IM_LOGIN_USER;
+    out->user = colon + 1;
+    out->user_len = ul - (size_t)(colon - u) - 1;
+    if (!auth_username_ok(out->user, out->user_len)) return -MQTT_RC_BAD_USER_PASS;
+    return 0;
+}
+
+int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, const struct im_login *l)
+{
+    if (l->kind != IM_LOGIN_USER) return 0;
+    struct im_dir *d = im_dir_of(b->shard);
+    struct dir_app *a = im_dir_app(d, l->app);
+    struct dir_user *u = im_dir_user(d, l->app, l->user, l->user_len);
+    uint64_t now = b->shard->now_ms;
+    char tkey[4 + 129];
+    memcpy(tkey, &l->app, 4);
+    memcpy(tkey + 4, l->user, l->user_len);
+    size_t tkl = 4 + l->user_len;
+    if (mc->auth_ok == 1) { /* verified off the loop */
+        mc->auth_ok = 0;
+        if (!u) return -MQTT_RC_BAD_USER_PASS;
+        login_throttle_ok(throttle_of(), tkey, tkl, mc->conn->peer_ip4);
+        return u->forbidden ? -MQTT_RC_BANNED : 0;
+    }
+    if (mc->auth_ok == 2) {
+        mc->auth_ok = 0;
+        login_throttle_fail(throttle_of(), tkey, tkl, mc->conn->peer_ip4, now);
+        return -MQTT_RC_BAD_USER_PASS;
+    }
+    if (!a || !c->has_password) return -MQTT_RC_BAD_USER_PASS;
+    if (u && u->forbidden) return -MQTT_RC_BANNED;
+    /* A login token skips hashing (and the throttle: a guesser cannot lock out a device with a token). */
+    if (u && g_tkey_ok && auth_token_like(c->password.p, c->password.len)) {
+        int r = auth_token_verify(&g_tkey, (const char *)c->password.p, c->password.len, a->key, IM_APPKEY_LEN, l->user,
+                                  l->user_len, u->token_gen, au_wall_ms() / 1000, NULL);
+        if (r == AUTH_TOKEN_OK) return 0;
+        if (r != AUTH_TOKEN_NOT_TOKEN) return -MQTT_RC_BAD_USER_PASS;
+    }
+    if (login_throttle_check(throttle_of(), tkey, tkl, mc->conn->peer_ip4, now)) return -MQTT_RC_CONNECTION_RATE_EXCEEDED;
+    /* Unknown users are verified against a dummy hash too, so timing does not tell who exists. */
+    static _Thread_local char dummy[AUTH_HASH_STR_MAX];
+    if (!dummy[0]) auth_password_dummy(dummy);
+    const char *stored = u ? u->pw_hash : dummy;
+    struct auth_wait *w = calloc(1, sizeof *w);
+    AU_ASSERT(w != NULL);
+    w->mc = mc;
+    int r = authpool_verify(g_pool, b->shard->id, stored, strlen(stored), c->password.p, c->password.len, verified, w);
+    if (r == -EAGAIN) {
+        free(w);
+        return -MQTT_RC_SERVER_BUSY;
+    }
+    if (r != 0) {
+        free(w);
+        return -MQTT_RC_BAD_USER_PASS;
+    }
+    if (!g_pool) return -MQTT_RC_BAD_USER_PASS; /* unreachable: no pool means the callback ran already */
+    mc->auth = w;
+    mc->state = MC_AUTH;
+    return IMCONN_PENDING;
+}
+
+/* After CONNACK: a login token for reconnects, as an MQTT 5 user property is not possible on CONNACK in
+ * every client; devices get it on request instead (im/token, see docs/protocol.md). */
+
+/* ------------------------------------------------------------------ reserved topics */
+
+bool imconn_reserved_topic(const uint8_t *t, size_t len)
+{
+    return (len >= 3 && memcmp(t, "im/", 3) == 0) || (len >= 5 && memcmp(t, "push/", 5) == 0) ||
+           (len == 2 && memcmp(t, "im", 2) == 0) || (len == 4 && memcmp(t, "push", 4) == 0);
+}
+
+/* ------------------------------------------------------------------ im/send */
+
+struct send_ctx {
+    struct pend_ack *pa;         /* NULL for QoS 0 */
+    uint64_t suid;               /* session uid, to send an error event */
+};
+
+static void error_event(struct broker *b, struct session *s, int code, const char *detail, const char *client_msg_id)
+{
+    if (!s->mc || !im_session_online(s)) return;
+    json_t *o = json_pack("{s:s,s:i,s:s}", "event", "send_error", "code", code, "message",
+                          detail && detail[0] ? detail : im_err_message(code));
+    if (client_msg_id && client_msg_id[0]) json_object_set_new(o, "client_msg_id", json_string(client_msg_id));
+    char *js = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    static const char inbox[] = "im/inbox";
+    struct msg *m = msg_new_raw(s->app, (const uint8_t *)inbox, sizeof inbox - 1, NULL, 0, (const uint8_t *)js,
+                                (uint32_t)strlen(js), 1, false, 0, 0);
+    free(js);
+    session_deliver(b, s, m, 1, false, NULL, 0);
+    msg_unref(m);
+}
+
+static void send_done(struct au_shard *sh, void *arg, int err, uint64_t msgid, uint64_t ctime_ms)
+{
+    (void)msgid;
+    (void)ctime_ms;
+    struct send_ctx *x = arg;
+    struct broker *b = broker_of(sh);
+    if (x->pa) {
+        x->pa->ready = 1;
+        if (err < 0) x->pa->reason = im_err_mqtt_reason(IM_E_SEND_STORE);
+        if (!x->pa->s) free(x->pa);
+        else ack_flush(x->pa->s);
+    }
+    if (err < 0) {
+        struct session *s = session_by_uid(b, x->suid);
+        if (s) error_event(b, s, IM_E_SEND_STORE, NULL, NULL);
+    }
+    free(x);
+}
+
+static int refuse(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publish *pub, int code, const char *detail,
+                  const char *cmid)
+{
+    struct session *s = mc->sess;
+    if (pub->qos) {
+        uint8_t rc = im_err_mqtt_reason(code);
+        char why[96];
+        snprintf(why, sizeof why, "%d %s", code, detail && detail[0] ? detail : im_err_message(code));
+        struct pend_ack *pa = calloc(1, sizeof *pa);
+        AU_ASSERT(pa != NULL);
+        pa->s = s;
+        pa->pid = pub->packet_id;
+        pa->type = pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+        pa->reason = rc;
+        pa->ready = 1;
+        if (s->ack_tail) s->ack_tail->next = pa;
+        else s->ack_head = pa;
+        s->ack_tail = pa;
+        ack_flush(s);
+    }
+    error_event(b, s, code, detail, cmid);
+    return 0;
+}
+
+int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publish *pub)
+{
+    struct session *s = mc->sess;
+    struct im_msg *m = malloc(sizeof *m);
+    AU_ASSERT(m != NULL);
+    struct im_err e;
+    if (im_msg_parse((const char *)pub->payload.p, pub->payload.len, IM_SRC_DEVICE, m, &e) != 0) {
+        int r = refuse(b, mc, pub, e.code, e.msg, NULL);
+        free(m);
+        return r;
+    }
+    struct im_dir *d = im_dir_of(b->shard);
+    struct dir_user *me = im_dir_user(d, s->app, s->im_user, strlen(s->im_user));
+    int code = 0;
+    if (!me) code = IM_E_SEND_NOT_PERMITTED;
+    else if (me->forbidden) code = IM_E_SEND_SILENCED;
+    else if (m->from_id[0] && strcmp(m->from_id, s->im_user) != 0) code = IM_E_SEND_NOT_PERMITTED;
+    struct dir_group *g = NULL;
+    if (!code && m->target_type == IM_TARGET_GROUP) {
+        g = im_dir_group(d, s->app, m->target_gid);
+        if (!g) code = IM_E_SEND_NO_GROUP;
+        else if (!im_dir_is_member(g, me)) code = IM_E_SEND_NOT_MEMBER;
+    } else if (!code && !im_dir_user(d, s->app, m->target_id, strlen(m->target_id))) {
+        code = IM_E_SEND_NO_USER;
+    }
+    if (code) {
+        int r = refuse(b, mc, pub, code, NULL, m->client_msg_id);
+        free(m);
+        return r;
+    }
+    /* The stored/delivered object: what the device sent, with the sender made explicit. */
+    if (!m->from_id[0]) memcpy(m->from_id, s->im_user, strlen(s->im_user) + 1);
+    m->from_type = IM_FROM_USER;
+    struct im_send_req *req = calloc(1, sizeof *req);
+    AU_ASSERT(req != NULL);
+    req->app = s->app;
+    req->kind = IM_KIND_MESSAGE;
+    req->target_group = g != NULL;
+    req->gid = g ? g->gid : 0;
+    memcpy(req->from, s->im_user, strlen(s->im_user) + 1);
+    if (!g) memcpy(req->target, m->target_id, strlen(m->target_id) + 1);
+    memcpy(req->client_msg_id, m->client_msg_id, sizeof req->client_msg_id - 1);
+    json_t *o = json_loadb((const char *)pub->payload.p, pub->payload.len, 0, NULL);
+    if (o) {
+        json_object_set_new(o, "from_type", json_string("user"));
+        json_object_set_new(o, "from_id", json_string(s->im_user));
+        json_object_set_new(o, "version", json_integer(1));
+        req->json = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+    }
+    free(m);
+    if (!req->json) {
+        free(req);
+        return refuse(b, mc, pub, IM_E_SEND_JSON, NULL, NULL);
+    }
+    req->json_len = strlen(req->json);
+    struct send_ctx *x = calloc(1, sizeof *x);
+    AU_ASSERT(x != NULL);
+    x->suid = s->uid;
+    if (pub->qos) {
+        /* Acknowledged once stored durably, in PUBLISH order with the session's other acks. */
+        struct pend_ack *pa = calloc(1, sizeof *pa);
+        AU_ASSERT(pa != NULL);
+        pa->s = s;
+        pa->pid = pub->packet_id;
+        pa->type = pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+        if (s->ack_tail) s->ack_tail->next = pa;
+        else s->ack_head = pa;
+        s->ack_tail = pa;
+        x->pa = pa;
+    }
+    im_send(b->shard, req, send_done, x);
+    return 0;
+}

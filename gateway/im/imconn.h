@@ -1,0 +1,43 @@
+/* imconn.h - the IM service on device connections: login at CONNECT, im/send, reserved topics. */
+#ifndef AU_IM_IMCONN_H
+#define AU_IM_IMCONN_H
+
+#include "gateway/mqtt/broker.h"
+
+struct authpool;
+struct auth_token_key;
+
+#define IMCONN_PENDING 2          /* handler result: waiting for the password check */
+
+enum im_login_kind { IM_LOGIN_NONE = 0, IM_LOGIN_PUSH, IM_LOGIN_USER };
+struct im_login {
+    uint32_t app;
+    uint8_t kind;
+    const char *user;             /* IM_LOGIN_USER: points into the CONNECT */
+    size_t user_len;
+};
+
+/* Process-wide: the password worker pool and the login-token key (main, before shards start). */
+void imconn_setup(struct authpool *pool, const struct auth_token_key *key);
+/* Which app / user a CONNECT is for (no verification yet). 0 or -(reason code). */
+int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct im_login *out);
+/* Verify an IM login: 0 = accepted, IMCONN_PENDING = the verdict comes later (the CONNECT is run again),
+ * -(reason code) = refused. */
+int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, const struct im_login *l);
+/* The connection is going away: forget a pending verification. */
+void imconn_conn_gone(struct mqtt_conn *mc);
+/* Topics reserved to the service: clients may not publish or subscribe to them directly
+ * (except im/send, im/sync and im/inbox through the IM handlers). */
+bool imconn_reserved_topic(const uint8_t *t, size_t len);
+/* A PUBLISH on im/send from an IM session. */
+int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publish *pub);
+
+/* IM sessions (im.c) */
+void im_session_inbox(struct broker *b, struct session *s);     /* subscribed to im/inbox: register + replay */
+void im_session_offline(struct broker *b, struct session *s);   /* connection gone: unregister */
+void im_session_free(struct broker *b, struct session *s);
+bool im_session_online(const struct session *s);          /* registered for im/inbox */
+void im_cursor_ack(struct broker *b, struct session *s, const struct msg *m);
+int im_user_online_devices_local(struct au_shard *sh, uint32_t app, const char *user);
+
+#endif
