@@ -500,9 +500,10 @@ TEST(part_counts)
     CHECK_EQ(parse(buf, k, "b"), MP_MAX_PARTS);
     /* a caller array smaller than the body's part count */
     struct mp_part two[2];
-    const uint8_t *g = guarded("--b\r\n\r\n1\r\n--b\r\n\r\n2\r\n--b\r\n\r\n3\r\n--b--", 37);
-    CHECK_EQ(mp_parse(g, 37, "b", 1, two, 2, NULL), MP_ETOO_MANY_PARTS);
-    CHECK_EQ(mp_parse(g, 37, "b", 1, parts, 3, NULL), 3);
+    static const char three[] = "--b\r\n\r\n1\r\n--b\r\n\r\n2\r\n--b\r\n\r\n3\r\n--b--";
+    const uint8_t *g = guarded(three, sizeof three - 1);
+    CHECK_EQ(mp_parse(g, sizeof three - 1, "b", 1, two, 2, NULL), MP_ETOO_MANY_PARTS);
+    CHECK_EQ(mp_parse(g, sizeof three - 1, "b", 1, parts, 3, NULL), 3);
     free(buf);
 }
 
