@@ -6,6 +6,10 @@
 #include "gateway/http/http_gw.h"
 #include "gateway/mqtt/persist.h"
 #include "store/store.h"
+#include "gateway/im/apps.h"
+#include "gateway/im/auth.h"
+#include "gateway/im/authpool.h"
+#include "gateway/im/imconn.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -73,6 +77,18 @@ int main(int argc, char **argv)
         return 1;
     }
     persist_set_store(st);
+    if (im_apps_bootstrap(st, cfg.data_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "aurora: %s\n", err);
+        return 1;
+    }
+    /* Password hashing runs on its own threads; login tokens are HMACs with a key kept in the data dir. */
+    static struct auth_token_key tkey;
+    if (auth_token_key_load(cfg.data_dir, &tkey, err, sizeof err) != 0) {
+        fprintf(stderr, "aurora: %s\n", err);
+        return 1;
+    }
+    struct authpool *pool = authpool_new(NULL);
+    imconn_setup(pool, &tkey);
     broker_set_config(&cfg);
     http_gw_init(&cfg);
 
@@ -86,7 +102,7 @@ int main(int argc, char **argv)
         .nlisteners = nl,
         .hooks = &broker_hooks,
         .drain_ms = 3000,
-        .n_ext = (int)store_threads(&so),
+        .n_ext = (int)(store_threads(&so) + authpool_threads(pool)),
     };
     struct au_shard **shards;
     r = au_loop_start(&lo, &shards);
@@ -95,6 +111,7 @@ int main(int argc, char **argv)
         return 1;
     }
     store_start(st, shards, (int)nshards, 0);
+    authpool_start(pool, shards, (int)nshards, (int)store_threads(&so));
     http_gw_set_shards(shards, (int)nshards);
     au_info("aurora started shards=%u mqtt=%s http=%s data=%s fixed_files_per_shard=%u", nshards, cfg.mqtt_listen,
             cfg.http_listen, cfg.data_dir, au_loop_fixed_files());
@@ -103,6 +120,7 @@ int main(int argc, char **argv)
     sigwait(&set, &sig);
     au_info("signal %d: shutting down", sig);
     au_loop_stop(shards, (int)nshards); /* shard_fini detaches each shard from the store */
+    authpool_stop(pool);
     store_close(st);
     au_info("stopped");
     au_config_free(&cfg);

@@ -50,6 +50,16 @@ static struct login_throttle *throttle_of(void)
     return t_throttle;
 }
 
+void imconn_shard_detach(struct au_shard *s)
+{
+    if (g_pool) authpool_shard_detach(g_pool, s->id); /* pending verifications complete (or cancel) here */
+    if (t_throttle) {
+        login_throttle_free(t_throttle);
+        free(t_throttle);
+        t_throttle = NULL;
+    }
+}
+
 void imconn_conn_gone(struct mqtt_conn *mc)
 {
     if (mc->auth) {

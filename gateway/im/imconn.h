@@ -26,6 +26,8 @@ int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_con
 int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, const struct im_login *l);
 /* The connection is going away: forget a pending verification. */
 void imconn_conn_gone(struct mqtt_conn *mc);
+/* shard_fini: finish or cancel this shard's password checks, free its throttle. */
+void imconn_shard_detach(struct au_shard *s);
 /* Topics reserved to the service: clients may not publish or subscribe to them directly
  * (except im/send, im/sync and im/inbox through the IM handlers). */
 bool imconn_reserved_topic(const uint8_t *t, size_t len);

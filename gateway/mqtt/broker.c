@@ -3,6 +3,7 @@
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/im/im.h"
+#include "gateway/im/imconn.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -356,6 +357,7 @@ static void shard_fini(struct au_shard *s)
 {
     struct broker *b = broker_of(s);
     if (persist_store()) store_shard_detach(persist_store(), s->id); /* completions run here, before freeing */
+    imconn_shard_detach(s);
     struct au_hash_iter it;
     au_hash_iter_init(&b->sessions, &it);
     while (au_hash_next(&b->sessions, &it)) {
