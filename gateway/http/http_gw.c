@@ -13,6 +13,11 @@ struct http_gw_conn {
     struct http_conn h;
     struct au_conn *conn;
     struct au_timer idle;
+    struct http_gw_defer *pending; /* the deferred response's handle, or NULL */
+};
+
+struct http_gw_defer {
+    struct http_gw_conn *g;        /* NULL once the connection closed */
 };
 
 static struct au_shard **g_shards;
@@ -57,6 +62,7 @@ static void gw_close(struct au_conn *c)
     struct http_gw_conn *g = c->proto_state;
     if (!g) return;
     au_timer_cancel(&broker_of(c->shard)->timers, &g->idle);
+    if (g->pending) g->pending->g = NULL; /* nobody finishes this response any more */
     http_conn_free(&g->h);
     free(g);
     c->proto_state = NULL;
@@ -68,6 +74,33 @@ const struct au_proto http_gw_proto = {
     .on_data = gw_data,
     .on_close = gw_close,
 };
+
+/* ------------------------------------------------------------------ deferred responses */
+
+struct http_gw_defer *http_gw_defer(struct http_resp *resp)
+{
+    struct http_gw_conn *g = AU_CONTAINER_OF(resp->conn, struct http_gw_conn, h);
+    AU_ASSERT(g->h.io == g->conn && g->pending == NULL);
+    struct http_gw_defer *d = malloc(sizeof *d);
+    AU_ASSERT(d != NULL);
+    d->g = g;
+    g->pending = d;
+    http_resp_defer(resp);
+    return d;
+}
+
+struct http_resp *http_gw_defer_resp(struct http_gw_defer *d) { return d->g ? &d->g->h.resp : NULL; }
+
+void http_gw_defer_finish(struct http_gw_defer *d)
+{
+    struct http_gw_conn *g = d->g;
+    free(d);
+    if (!g) return;
+    g->pending = NULL;
+    bool in_handler = g->h.in_handler;
+    if (http_resp_finish(&g->h.resp) < 0) au_conn_close(g->conn);
+    else if (!in_handler) au_conn_kick(g->conn); /* pipelined requests kept while deferred */
+}
 
 /* ------------------------------------------------------------------ endpoints */
 

@@ -12,4 +12,16 @@ void http_gw_init(const struct au_config *cfg);
 /* Give the endpoints the shard table (for process-wide counters). */
 void http_gw_set_shards(struct au_shard **shards, int n);
 
+/* Deferred responses that may outlive their connection. Inside a handler running on a gateway
+ * connection, http_gw_defer() defers the response (http_resp_defer) and returns a handle. Later, on
+ * the same shard: http_gw_defer_resp() gives the response to fill, or NULL when the connection went
+ * away meanwhile (the handle is then only freed); http_gw_defer_finish() sends it, lets the
+ * connection go on with pipelined requests it kept (au_conn_kick) or closes it, and frees the
+ * handle. Exactly one finish per handle. Finishing inside the handler itself is allowed. */
+struct http_resp;
+struct http_gw_defer;
+struct http_gw_defer *http_gw_defer(struct http_resp *resp);
+struct http_resp *http_gw_defer_resp(struct http_gw_defer *d);
+void http_gw_defer_finish(struct http_gw_defer *d);
+
 #endif
