@@ -17,6 +17,8 @@
 #include "gateway/im/errors.h"
 #include "gateway/mqtt/deliver.h"
 #include "core/log.h"
+#include "store/keyspace.h"
+#include "gateway/mqtt/persist.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -180,20 +182,135 @@ struct send_ctx {
     uint64_t suid;               /* session uid, to send an error event */
 };
 
-static void error_event(struct broker *b, struct session *s, int code, const char *detail, const char *client_msg_id)
+/* Deliver a server-made JSON object on the session's im/inbox (events: send errors, tokens, sync ends). */
+static void inbox_json(struct broker *b, struct session *s, json_t *o)
 {
-    if (!s->mc || !im_session_online(s)) return;
-    json_t *o = json_pack("{s:s,s:i,s:s}", "event", "send_error", "code", code, "message",
-                          detail && detail[0] ? detail : im_err_message(code));
-    if (client_msg_id && client_msg_id[0]) json_object_set_new(o, "client_msg_id", json_string(client_msg_id));
     char *js = json_dumps(o, JSON_COMPACT);
     json_decref(o);
+    if (!js) return;
     static const char inbox[] = "im/inbox";
     struct msg *m = msg_new_raw(s->app, (const uint8_t *)inbox, sizeof inbox - 1, NULL, 0, (const uint8_t *)js,
                                 (uint32_t)strlen(js), 1, false, 0, 0);
     free(js);
     session_deliver(b, s, m, 1, false, NULL, 0);
     msg_unref(m);
+}
+
+static void error_event(struct broker *b, struct session *s, int code, const char *detail, const char *client_msg_id)
+{
+    if (!s->mc || !im_session_online(s)) return;
+    json_t *o = json_pack("{s:s,s:i,s:s}", "event", "send_error", "code", code, "message",
+                          detail && detail[0] ? detail : im_err_message(code));
+    if (client_msg_id && client_msg_id[0]) json_object_set_new(o, "client_msg_id", json_string(client_msg_id));
+    inbox_json(b, s, o);
+}
+
+/* ------------------------------------------------------------------ im/token */
+
+#define IM_TOKEN_TTL_S (30u * 86400u) /* login tokens last 30 days (revoked earlier by password change / ban) */
+
+void imconn_token(struct broker *b, struct mqtt_conn *mc)
+{
+    struct session *s = mc->sess;
+    struct dir_user *u = im_dir_user(im_dir_of(b->shard), s->app, s->im_user, strlen(s->im_user));
+    struct dir_app *a = im_dir_app(im_dir_of(b->shard), s->app);
+    if (!u || !a || !g_tkey_ok) return;
+    uint64_t now = au_wall_ms() / 1000;
+    struct auth_token_claims c = { .app = a->key, .app_len = IM_APPKEY_LEN, .user = s->im_user,
+                                   .user_len = strlen(s->im_user), .iat = now, .exp = now + IM_TOKEN_TTL_S,
+                                   .gen = u->token_gen };
+    char tok[AUTH_TOKEN_MAX];
+    if (auth_token_issue(&g_tkey, &c, tok, sizeof tok) < 0) return;
+    inbox_json(b, s, json_pack("{s:s,s:s,s:I}", "event", "token", "token", tok, "expires", (json_int_t)c.exp));
+}
+
+/* ------------------------------------------------------------------ im/sync */
+
+struct sync_ctx {
+    uint64_t suid;
+    uint64_t conv;
+};
+
+static void sync_read(struct au_shard *sh, void *arg, int err, const struct store_kv *kv, uint32_t n, bool more)
+{
+    struct sync_ctx *x = arg;
+    struct broker *b = broker_of(sh);
+    struct session *s = session_by_uid(b, x->suid);
+    uint64_t last = 0;
+    if (s && s->mc) {
+        static const char inbox[] = "im/inbox";
+        for (uint32_t k = 0; !err && k < n; k++) {
+            struct ks_r r = ks_r_init(kv[k].v, kv[k].vl);
+            if (ks_r_u8(&r) != KS_V1 || kv[k].kl < 21) continue;
+            (void)ks_r_u64(&r);
+            (void)ks_r_u64(&r);
+            (void)ks_r_u8(&r);
+            uint16_t fl;
+            (void)ks_r_str16(&r, &fl);
+            size_t jl;
+            const uint8_t *js = ks_r_rest(&r, &jl);
+            if (r.err) continue;
+            uint64_t seq = ((uint64_t)au_rd32(kv[k].k + 13) << 32) | au_rd32(kv[k].k + 17);
+            struct msg *m = msg_new_raw(s->app, (const uint8_t *)inbox, sizeof inbox - 1, NULL, 0, js, (uint32_t)jl, 1,
+                                        false, 0, 0);
+            session_deliver(b, s, m, 1, false, NULL, 0); /* not a cursor move: history, not new mail */
+            msg_unref(m);
+            last = seq;
+        }
+        inbox_json(b, s, json_pack("{s:s,s:I,s:b,s:I}", "event", "sync_end", "last_seq", (json_int_t)last, "more",
+                                   more, "conversation", (json_int_t)(x->conv & 0x7fffffffffffffffull)));
+    }
+    free(x);
+}
+
+/* {"target_type":"single","target_id":"bob"} or {"target_type":"group","target_id":"10001"}, plus
+ * "since_seq" (default 0) and "limit" (default and maximum im_offline_msgs): stored messages of that
+ * conversation after since_seq, oldest first, then a sync_end event. */
+int imconn_sync(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publish *pub)
+{
+    struct session *s = mc->sess;
+    json_t *o = json_loadb((const char *)pub->payload.p, pub->payload.len, JSON_REJECT_DUPLICATES, NULL);
+    const char *tt = json_string_value(json_object_get(o, "target_type"));
+    const char *tid = json_string_value(json_object_get(o, "target_id"));
+    json_int_t since = json_integer_value(json_object_get(o, "since_seq"));
+    json_int_t limit = json_integer_value(json_object_get(o, "limit"));
+    int code = 0;
+    uint64_t conv = 0;
+    struct im_dir *d = im_dir_of(b->shard);
+    if (!o || !tt || !tid || since < 0 || limit < 0) {
+        code = IM_E_SEND_JSON;
+    } else if (strcmp(tt, "group") == 0) {
+        uint64_t gid = strtoull(tid, NULL, 10);
+        struct dir_group *g = im_dir_group(d, s->app, gid);
+        struct dir_user *me = im_dir_user(d, s->app, s->im_user, strlen(s->im_user));
+        if (!g) code = IM_E_SEND_NO_GROUP;
+        else if (!me || !im_dir_is_member(g, me)) code = IM_E_SEND_NOT_MEMBER;
+        else conv = im_conv_group(gid);
+    } else if (strcmp(tt, "single") == 0) {
+        if (!im_dir_user(d, s->app, tid, strlen(tid))) code = IM_E_SEND_NO_USER;
+        else conv = im_conv_single(s->app, s->im_user, strlen(s->im_user), tid, strlen(tid));
+    } else {
+        code = IM_E_SEND_JSON;
+    }
+    json_decref(o);
+    if (pub->qos) send_ack(mc, pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, pub->packet_id,
+                           code ? im_err_mqtt_reason(code) : MQTT_RC_SUCCESS, code ? im_err_message(code) : NULL);
+    if (code) {
+        error_event(b, s, code, NULL, NULL);
+        return 0;
+    }
+    if (!persist_store()) return 0;
+    uint32_t lim = b->cfg->im_offline_msgs;
+    if (limit > 0 && (uint64_t)limit < lim) lim = (uint32_t)limit;
+    struct sync_ctx *x = malloc(sizeof *x);
+    AU_ASSERT(x != NULL);
+    x->suid = s->uid;
+    x->conv = conv;
+    uint8_t start[KS_KEY_MAX], end[KS_KEY_MAX];
+    size_t sl = ks_im_msg(start, s->app, conv, (uint64_t)since + 1);
+    size_t el = ks_im_msg(end, s->app, conv, UINT64_MAX);
+    store_scan(persist_store(), b->shard->id, start, sl, end, el, lim, 0, sync_read, x);
+    return 0;
 }
 
 static void send_done(struct au_shard *sh, void *arg, int err, uint64_t msgid, uint64_t ctime_ms)

@@ -33,6 +33,10 @@ void imconn_shard_detach(struct au_shard *s);
 bool imconn_reserved_topic(const uint8_t *t, size_t len);
 /* A PUBLISH on im/send from an IM session. */
 int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publish *pub);
+/* im/sync: history of one conversation after a sequence (a new device catching up). */
+int imconn_sync(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publish *pub);
+/* im/token: a login token for reconnects, delivered on im/inbox. */
+void imconn_token(struct broker *b, struct mqtt_conn *mc);
 
 /* IM sessions (im.c) */
 void im_session_inbox(struct broker *b, struct session *s);     /* subscribed to im/inbox: register + replay */

@@ -103,6 +103,16 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         if (pub->qos == 2) qos2_add(s, pub->packet_id);
         return imconn_send(b, mc, pub);
     }
+    if (s->im_user && topic.len == 7 && memcmp(topic.p, "im/sync", 7) == 0) {
+        if (pub->qos == 2) qos2_add(s, pub->packet_id);
+        return imconn_sync(b, mc, pub);
+    }
+    if (s->im_user && topic.len == 8 && memcmp(topic.p, "im/token", 8) == 0) {
+        if (pub->qos) send_ack(mc, pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS, NULL);
+        if (pub->qos == 2) qos2_add(s, pub->packet_id);
+        imconn_token(b, mc);
+        return 0;
+    }
     bool allowed = !imconn_reserved_topic(topic.p, topic.len) &&
                    au_acl_check(cfg, AU_ACL_PUBLISH, s->username, s->client_id, (const char *)topic.p, topic.len);
     uint8_t reason = allowed ? MQTT_RC_SUCCESS : MQTT_RC_NOT_AUTHORIZED; /* 3.1.1: a normal ack, message dropped */
