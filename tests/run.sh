@@ -12,6 +12,7 @@
 cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 export BUILD
+export PYTHONDONTWRITEBYTECODE=1
 FUZZ_TIME=${FUZZ_TIME:-10}
 PY=/usr/bin/python3
 TMP=$(mktemp -d /tmp/aurora-tests.XXXXXX)
