@@ -10,6 +10,7 @@
 #include "gateway/im/auth.h"
 #include "gateway/im/authpool.h"
 #include "gateway/im/imconn.h"
+#include "gateway/im/im.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -91,6 +92,7 @@ int main(int argc, char **argv)
     imconn_setup(pool, &tkey);
     broker_set_config(&cfg);
     http_gw_init(&cfg);
+    rest_messages_init();
 
     uint32_t nshards = au_config_shards(&cfg);
     uint32_t per_shard = 0;

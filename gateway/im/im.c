@@ -133,7 +133,7 @@ static void inbox_del(struct au_shard *sh, struct session *s)
     }
 }
 
-int im_user_online_devices_local(struct au_shard *sh, uint32_t app, const char *user)
+int im_user_online_devices(struct au_shard *sh, uint32_t app, const char *user)
 {
     char key[4 + 129];
     size_t ul = strlen(user);

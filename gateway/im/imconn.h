@@ -44,6 +44,6 @@ void im_session_offline(struct broker *b, struct session *s);   /* connection go
 void im_session_free(struct broker *b, struct session *s);
 bool im_session_online(const struct session *s);          /* registered for im/inbox */
 void im_cursor_ack(struct broker *b, struct session *s, const struct msg *m);
-int im_user_online_devices_local(struct au_shard *sh, uint32_t app, const char *user);
+int im_user_online_devices(struct au_shard *sh, uint32_t app, const char *user);
 
 #endif
