@@ -1,0 +1,256 @@
+"""test_im.py - the IM service end to end: REST registration -> MQTT login on several devices -> single chat ->
+group chat -> offline replay in order -> kill -9 after acknowledgements -> app isolation -> errors.
+
+Devices are real MQTT clients (paho for the happy paths, raw sockets where reason codes matter); the app server
+side is plain HTTP with Basic appKey:masterSecret, as JMessage's server SDKs send it.
+"""
+import base64
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Aurora, client, on_aurora, run_tests, wait_until, ConnectRefused  # noqa: E402
+from mqtt5_util import Raw5, publish_packet, subscribe_packet, sub_opts, ack_packet, P  # noqa: E402
+
+
+def app_creds(b):
+    with open(os.path.join(b.data_dir, "default-app.json")) as f:
+        d = json.load(f)
+    return d["appkey"], d["master_secret"]
+
+
+def rest(b, method, path, body=None, creds=None):
+    key, secret = creds or app_creds(b)
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (b.http_port, path), data=data, method=method)
+    req.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % (key, secret)).encode()).decode())
+    if data is not None:
+        req.add_header("Content-Type", "application/json; charset=utf-8")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, (json.loads(raw) if raw else None)
+
+
+def register(b, *names, password="secret-pw", creds=None):
+    st, body = rest(b, "POST", "/v1/users/", [{"username": n, "password": password} for n in names], creds)
+    assert st == 201, (st, body)
+    return body
+
+
+def device(b, user, cid, password="secret-pw", clean=True, version=4, creds=None, subscribe=True):
+    key, _ = creds or app_creds(b)
+    c = client(b, client_id=cid, version=version, clean=clean, username="%s:%s" % (key, user), password=password)
+    if subscribe:
+        c.subscribe("im/inbox", qos=1)
+    return c
+
+
+def text(target, body, target_type="single", **extra):
+    m = {"version": 1, "target_type": target_type, "target_id": str(target), "msg_type": "text",
+         "msg_body": {"text": body}}
+    m.update(extra)
+    return json.dumps(m).encode()
+
+
+def inbox(c, n=1, timeout=5):
+    return [json.loads(m.payload) for m in c.messages(n, timeout)]
+
+
+@on_aurora
+def login_refusals(b):
+    register(b, "alice")
+    key, _ = app_creds(b)
+    for user, pw, why in (("alice", "wrong-pw", "password"), ("nobody", "secret-pw", "user"),
+                          ("alice", "secret-pw", "appkey")):
+        username = ("X" * 24 if why == "appkey" else key) + ":" + user
+        try:
+            client(b, client_id="x-" + why, username=username, password=pw, version=5)
+            assert False, "login with a bad %s was accepted" % why
+        except ConnectRefused as e:
+            assert e.connack.reason_code == 0x86, (why, e.connack.reason_code)
+
+
+@on_aurora
+def single_chat_reaches_every_device(b):
+    register(b, "alice", "bob")
+    a1 = device(b, "alice", "alice-phone")
+    a2 = device(b, "alice", "alice-pad")
+    b1 = device(b, "bob", "bob-phone")
+    a1.publish("im/send", text("bob", "hi bob", client_msg_id="c-1"), qos=1, wait=True)
+    got = inbox(b1)[0]
+    assert got["from_id"] == "alice" and got["target_id"] == "bob" and got["msg_body"]["text"] == "hi bob"
+    assert got["sequence"] == 1 and got["msgid"] > 0 and got["msg_ctime"] > 0
+    # the sender's devices get it too (the sending one correlates by client_msg_id)
+    for d in (a1, a2):
+        echo = inbox(d)[0]
+        assert echo["msgid"] == got["msgid"] and echo["client_msg_id"] == "c-1"
+    b1.publish("im/send", text("alice", "hi alice"), qos=1, wait=True)
+    assert inbox(a2)[0]["sequence"] == 2  # one conversation, one sequence
+
+
+@on_aurora
+def resend_with_client_msg_id_is_not_duplicated(b):
+    register(b, "alice", "bob")
+    a1 = device(b, "alice", "a1")
+    b1 = device(b, "bob", "b1")
+    for _ in range(3):
+        a1.publish("im/send", text("bob", "once", client_msg_id="same-id"), qos=1, wait=True)
+    got = inbox(b1)
+    assert len(got) == 1
+    b1.expect_none(1.0)
+
+
+@on_aurora
+def group_chat_and_offline_member(b):
+    register(b, "alice", "bob", "carol")
+    st, g = rest(b, "POST", "/v1/groups/", {"owner_username": "alice", "name": "team",
+                                            "members_username": ["bob", "carol"], "desc": "d"})
+    assert st == 201, (st, g)
+    gid = g["gid"]
+    a1 = device(b, "alice", "a1")
+    b1 = device(b, "bob", "b1")
+    wait_until(lambda: True, 0.2)
+    for i in range(3):
+        a1.publish("im/send", text(gid, "g%d" % i, target_type="group"), qos=1, wait=True)
+    msgs = [m for m in inbox(b1, 3) if m.get("target_type") == "group"]
+    assert [m["msg_body"]["text"] for m in msgs] == ["g0", "g1", "g2"]
+    # carol was never online: she gets the group's history on her first login, in order
+    c1 = device(b, "carol", "c1")
+    got = [m for m in inbox(c1, 3, timeout=8) if m.get("msg_type") == "text"]
+    assert [m["msg_body"]["text"] for m in got] == ["g0", "g1", "g2"]
+    assert [m["sequence"] for m in got] == sorted(m["sequence"] for m in got)
+    # a non-member is refused with 803005
+    register(b, "dave")
+    r = Raw5(b)
+    key, _ = app_creds(b)
+    r.connect("d1", True, username="%s:dave" % key, password=b"secret-pw")
+    r.send(subscribe_packet(1, [("im/inbox", sub_opts(1))]))
+    r.expect("SUBACK")
+    r.send(publish_packet("im/send", text(gid, "let me in", target_type="group"), qos=1, pid=7))
+    ack = r.expect("PUBACK")
+    assert ack.reason >= 0x80
+    ev = json.loads(r.expect("PUBLISH").payload)
+    assert ev["event"] == "send_error" and ev["code"] == 803005, ev
+
+
+@on_aurora
+def offline_device_gets_exactly_what_it_missed_in_order(b):
+    register(b, "alice", "bob")
+    a1 = device(b, "alice", "a1")
+    b1 = device(b, "bob", "bob-phone", clean=False)
+    a1.publish("im/send", text("bob", "seen"), qos=1, wait=True)
+    assert inbox(b1)[0]["msg_body"]["text"] == "seen"   # acknowledged by paho: cursor moves
+    time.sleep(0.3)
+    b1.disconnect()
+    for i in range(20):
+        a1.publish("im/send", text("bob", "missed %d" % i), qos=1, wait=True)
+    b1 = device(b, "bob", "bob-phone", clean=False, subscribe=False)  # resumed session keeps im/inbox
+    got = inbox(b1, 20, timeout=10)
+    assert [m["msg_body"]["text"] for m in got] == ["missed %d" % i for i in range(20)], got[:3]
+    b1.expect_none(1.0)
+
+
+@on_aurora
+def acknowledged_messages_survive_kill9(b):
+    register(b, "alice", "bob")
+    a1 = device(b, "alice", "a1")
+    for i in range(50):
+        a1.publish("im/send", text("bob", "durable %d" % i), qos=1, wait=True)   # PUBACK = on disk
+    b.kill()
+    b.restart()
+    b1 = device(b, "bob", "b-new")
+    got = inbox(b1, 50, timeout=10)
+    assert [m["msg_body"]["text"] for m in got] == ["durable %d" % i for i in range(50)]
+    st, hist = rest(b, "GET", "/v2/users/alice/messages?peer=bob&count=100")
+    assert st == 200 and len(hist["messages"]) == 50, (st, hist)
+
+
+@on_aurora
+def rest_message_from_admin(b):
+    register(b, "bob")
+    st, body = rest(b, "POST", "/v1/admins/", {"username": "admin1", "password": "secret-pw"})
+    assert st == 201, (st, body)
+    b1 = device(b, "bob", "b1")
+    st, body = rest(b, "POST", "/v1/messages", {"version": 1, "target_type": "single", "target_id": "bob",
+                                                "from_type": "admin", "from_id": "admin1", "msg_type": "text",
+                                                "msg_body": {"text": "from the server"}})
+    assert st == 201 and body["msg_id"] > 0 and body["msg_ctime"] > 0, (st, body)
+    m = inbox(b1)[0]
+    assert m["msg_body"]["text"] == "from the server" and m["msgid"] == body["msg_id"]
+    st, body = rest(b, "POST", "/v1/messages", {"version": 1, "target_type": "single", "target_id": "nobody",
+                                                "from_type": "admin", "from_id": "admin1", "msg_type": "text",
+                                                "msg_body": {"text": "x"}})
+    assert st >= 400 and body["error"]["code"] == 899002, (st, body)
+    st, body = rest(b, "POST", "/v1/messages", {"version": 1}, creds=("A" * 24, "B" * 24))
+    assert st == 401 or body["error"]["code"] in (899008, 899009), (st, body)
+
+
+@on_aurora
+def bad_messages_get_jmessage_codes(b):
+    register(b, "alice")
+    key, _ = app_creds(b)
+    r = Raw5(b)
+    r.connect("a-raw", True, username="%s:alice" % key, password=b"secret-pw")
+    r.send(subscribe_packet(1, [("im/inbox", sub_opts(1))]))
+    r.expect("SUBACK")
+    cases = [(b"{not json", 803011), (text("nobody", "x"), 803003),
+             (text("alice", "x" * 5000), 803007)]
+    pid = 10
+    for payload, code in cases:
+        r.send(publish_packet("im/send", payload, qos=1, pid=pid))
+        ack = r.expect("PUBACK")
+        assert ack.pid == pid and ack.reason >= 0x80, (code, ack.reason)
+        ev = json.loads(r.expect("PUBLISH").payload)
+        assert ev["event"] == "send_error" and ev["code"] == code, (code, ev)
+        pid += 1
+    # the IM topics are the service's: plain publishes and subscriptions to them are refused
+    r.send(publish_packet("im/inbox", b"spoof", qos=1, pid=99))
+    assert r.expect("PUBACK").reason == 0x87
+    r.send(subscribe_packet(2, [("im/#", sub_opts(1))]))
+    assert r.expect("SUBACK").body[-1] == 0x87
+
+
+@on_aurora
+def login_token_for_reconnects(b):
+    register(b, "alice")
+    a1 = device(b, "alice", "a1")
+    a1.publish("im/token", b"", qos=1, wait=True)
+    ev = inbox(a1)[0]
+    assert ev["event"] == "token" and ev["token"].startswith("au1.")
+    a1.disconnect()
+    a2 = device(b, "alice", "a2", password=ev["token"])
+    assert a2.connack.reason_code == 0
+
+
+@on_aurora
+def apps_cannot_see_each_other(b):
+    register(b, "alice", "bob")
+    # a second app through the operator API
+    tok = open(os.path.join(b.data_dir, "operator.token")).read().strip()
+    req = urllib.request.Request("http://127.0.0.1:%d/ops/v1/apps" % b.http_port, data=b'{"name":"other"}',
+                                 method="POST")
+    req.add_header("Authorization", "Bearer " + tok)
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        app2 = json.loads(r.read())
+    creds2 = (app2["appkey"], app2["master_secret"])
+    register(b, "mallory", creds=creds2)
+    st, body = rest(b, "GET", "/v1/users/alice", creds=creds2)
+    assert st == 404 or body["error"]["code"] == 899002, (st, body)
+    m = device(b, "mallory", "m1", creds=creds2)
+    m.publish("im/send", text("alice", "can you see me?"), qos=1, wait=True)
+    ev = inbox(m)[0]
+    assert ev.get("event") == "send_error" and ev["code"] == 803003
+    a1 = device(b, "alice", "a1")
+    a1.expect_none(1.0)
+
+
+run_tests(globals())
