@@ -78,7 +78,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libaurora.a
 
 # libFuzzer targets: clang, the parser sources only, ASan+UBSan.
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined
-FUZZ_DEPS := core/common.c core/log.c $(wildcard gateway/mqtt/codec*.c gateway/http/http_parse.c gateway/http/http_server.c gateway/mqtt/topic.c gateway/mqtt/subindex.c gateway/mqtt/retained.c gateway/im/errors.c gateway/im/imjson_*.c)
+FUZZ_DEPS := core/common.c core/log.c $(wildcard gateway/mqtt/codec*.c gateway/http/http_parse.c gateway/http/http_server.c gateway/mqtt/topic.c gateway/mqtt/subindex.c gateway/mqtt/retained.c gateway/im/errors.c gateway/im/imjson_*.c gateway/http/multipart.c store/media_sniff.c)
 FUZZ_LDLIBS := -ljansson -lm
 build-fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 	@mkdir -p build-fuzz
