@@ -754,6 +754,25 @@ TEST(test_user_update)
     CHECK_EQ(im_user_update_parse(zh, strlen(zh), &p, &err), -1);
 }
 
+/* profile -> user object -> PUT body: the same profile comes back */
+TEST(test_profile_roundtrip)
+{
+    const char *j = "{\"nickname\":\"N\\u00e9\",\"avatar\":\"qiniu/a\",\"birthday\":\"1960-05-06\",\"gender\":1,"
+                    "\"signature\":\"s\\n\\\"q\\\"\",\"region\":\"r\",\"address\":\"a\","
+                    "\"extras\":{\"x\":[1.5,\"y\",{\"z\":null}]}}";
+    struct im_user u;
+    memset(&u, 0, sizeof u);
+    strcpy(u.username, "javen");
+    struct im_err err;
+    CHECK_EQ(im_user_update_parse(j, strlen(j), &u.profile, &err), 0);
+    CHECK(strcmp(u.profile.birthday, "1960-05-06 00:00:00") == 0);
+    char b[2048];
+    size_t n = im_user_render(&u, -1, b, sizeof b);
+    struct im_profile q;
+    CHECK_EQ(im_user_update_parse(b, n, &q, &err), 0);
+    CHECK(memcmp(&q, &u.profile, sizeof q) == 0);
+}
+
 TEST(test_password)
 {
     char pw[AU_IM_PASSWORD_MAX + 1];
@@ -1065,6 +1084,7 @@ int main(void)
     RUN(test_users_reg);
     RUN(test_admin_reg);
     RUN(test_user_update);
+    RUN(test_profile_roundtrip);
     RUN(test_password);
     RUN(test_usernames);
     RUN(test_user_render);
