@@ -610,8 +610,15 @@ static void ring_doorbell(struct au_shard *from, struct au_shard *to)
 
 void au_shard_post(struct au_shard *self, int to, struct au_xmsg *m)
 {
+    m->dispose = NULL;
+    au_shard_post_disposable(self, to, m, NULL);
+}
+
+void au_shard_post_disposable(struct au_shard *self, int to, struct au_xmsg *m, void (*dispose)(struct au_xmsg *))
+{
     AU_ASSERT(to >= 0 && to < self->nshards);
     struct au_shard *t = self->all[to];
+    m->dispose = dispose;
     m->next = NULL;
     AU_STAT_INC(self, xmsgs_out);
     if (!self->ovf_head[to] && au_xq_push(&t->inq[self->id], m)) {
@@ -917,7 +924,7 @@ static void shard_teardown(struct au_shard *s)
         while (s->ovf_head[to]) {
             struct au_xmsg *m = s->ovf_head[to];
             s->ovf_head[to] = m->next;
-            free(m);
+            if (m->dispose) m->dispose(m);
         }
     free(s->bufs);
     if (s->br && s->br != MAP_FAILED) munmap(s->br, AU_RECV_BUF_COUNT * sizeof(struct io_uring_buf));
@@ -1035,8 +1042,9 @@ void au_loop_stop(struct au_shard **shards, int nshards)
     for (int i = 0; i < nshards; i++) {
         struct au_shard *s = shards[i];
         for (int j = 0; j < s->ninq; j++) {
-            void *m; /* messages still queued towards a stopped shard are plain allocations */
-            while ((m = au_xq_pop(&s->inq[j]))) free(m);
+            struct au_xmsg *m; /* messages still queued towards a stopped shard */
+            while ((m = au_xq_pop(&s->inq[j])))
+                if (m->dispose) m->dispose(m);
             au_xq_free(&s->inq[j]);
         }
         free(s->inq);
@@ -1095,6 +1103,7 @@ void au_ext_post(struct au_ext *e, int to, struct au_xmsg *m)
 {
     AU_ASSERT(to >= 0 && to < e->nshards);
     struct au_shard *t = e->shards[to];
+    m->dispose = NULL;
     m->next = NULL;
     if (!e->ovf_head[to] && au_xq_push(&t->inq[e->nshards + e->id], m)) {
         ext_doorbell(e, t);

@@ -93,6 +93,10 @@ struct au_conn {
 struct au_xmsg {
     struct au_xmsg *next;         /* producer-side overflow list */
     void (*handler)(struct au_shard *self, struct au_xmsg *m);
+    /* Releases a message that was never handled because its target shard stopped first (process
+     * shutdown); NULL = nothing to release beyond what the producer frees itself. Set it on messages
+     * that hold references (messages, buffers) so a graceful stop frees everything. */
+    void (*dispose)(struct au_xmsg *m);
 };
 
 struct au_listener_spec {
@@ -226,5 +230,7 @@ int au_conn_handoff(struct au_conn *c, int to, void *arg);
 /* ---- cross-shard ---- */
 /* Post a message from shard `self` to shard `to` (to may equal self: runs on the next iteration). */
 void au_shard_post(struct au_shard *self, int to, struct au_xmsg *m);
+/* The same, with a function that releases the message if the target stops before handling it. */
+void au_shard_post_disposable(struct au_shard *self, int to, struct au_xmsg *m, void (*dispose)(struct au_xmsg *));
 
 #endif

@@ -303,6 +303,13 @@ static void apply_handler(struct au_shard *self, struct au_xmsg *x)
     free(a);
 }
 
+static void apply_dispose(struct au_xmsg *x)
+{
+    struct apply_x *a = (struct apply_x *)x;
+    cs_unref(a->cs);
+    free(a);
+}
+
 static void done_handler(struct au_shard *self, struct au_xmsg *x)
 {
     struct txn *t = (struct txn *)x;
@@ -322,7 +329,7 @@ static void txn_finish(struct au_shard *writer, struct txn *t)
             a->x.handler = apply_handler;
             atomic_fetch_add_explicit(&t->cs->refs, 1, memory_order_relaxed);
             a->cs = t->cs;
-            au_shard_post(writer, i, &a->x);
+            au_shard_post_disposable(writer, i, &a->x, apply_dispose);
         }
     }
     cs_unref(t->cs);

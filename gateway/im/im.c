@@ -202,6 +202,14 @@ static void deliver_handler(struct au_shard *self, struct au_xmsg *x)
     free(d);
 }
 
+static void deliver_dispose(struct au_xmsg *x)
+{
+    struct deliver_x *d = (struct deliver_x *)x;
+    msg_unref(d->m);
+    free(d->users);
+    free(d);
+}
+
 static void broadcast_delivery(struct au_shard *sh, struct msg *m, uint64_t gid, const char *users, size_t ulen)
 {
     for (int i = 0; i < sh->nshards; i++) {
@@ -217,7 +225,7 @@ static void broadcast_delivery(struct au_shard *sh, struct msg *m, uint64_t gid,
             d->users_len = ulen;
         }
         if (i == sh->id) deliver_handler(sh, &d->x);
-        else au_shard_post(sh, i, &d->x);
+        else au_shard_post_disposable(sh, i, &d->x, deliver_dispose);
     }
 }
 

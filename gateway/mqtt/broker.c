@@ -128,6 +128,13 @@ static void fan_handler(struct au_shard *self, struct au_xmsg *x)
     free(f);
 }
 
+static void fan_dispose(struct au_xmsg *x)
+{
+    struct fan_x *f = (struct fan_x *)x;
+    msg_unref(f->m);
+    free(f);
+}
+
 void broker_publish(struct broker *b, struct msg *m)
 {
     struct au_shard *s = b->shard;
@@ -141,7 +148,7 @@ void broker_publish(struct broker *b, struct msg *m)
         AU_ASSERT(f != NULL);
         f->x.handler = fan_handler;
         f->m = msg_ref(m);
-        au_shard_post(s, i, &f->x);
+        au_shard_post_disposable(s, i, &f->x, fan_dispose);
     }
     broker_deliver_local(b, m);
 }
