@@ -28,6 +28,7 @@
 #define VERIFY_CHUNK (64u << 10)  /* bytes read per pread when verifying through an fd */
 
 _Static_assert(MEDIA_MAX_BYTES <= UINT32_MAX, "au_buf lengths are 32 bit");
+_Static_assert(MEDIA_MAX_BYTES + (64u << 10) <= AU_HTTP_MAX_BODY, "an 8 MB upload plus multipart framing must fit a body");
 _Static_assert(sizeof MEDIA_ID_PREFIX - 1 + 5 + 1 + MEDIA_HEX_LEN + 1 <= MEDIA_ID_MAX, "id buffer too small");
 
 struct media_store {
