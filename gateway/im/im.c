@@ -42,6 +42,10 @@ struct conv_state {              /* owner shard: sequence of a conversation */
 };
 
 struct im_shard {
+    struct au_timer sweep_timer; /* shard 0: retention sweep */
+    struct au_shard *shard;
+    bool sweeping;
+    uint64_t swept;              /* messages deleted by the retention sweep (total) */
     struct au_hash inbox;        /* app + user -> inbox_entry */
     struct au_hash convs;        /* conv -> conv_state (this shard owns them) */
     uint32_t msgid_counter;
@@ -731,6 +735,82 @@ void im_session_free(struct broker *b, struct session *s)
     s->im = NULL;
 }
 
+/* ------------------------------------------------------------------ retention sweep
+ * Messages older than im_offline_days and events older than im_event_days stop being delivered at once
+ * (replay filters them) and are deleted here in the background: shard 0 walks the message family in
+ * pages every IM_SWEEP_INTERVAL_MS, deleting old records and their msgid index entries. */
+
+#define IM_SWEEP_INTERVAL_MS (3600u * 1000u) /* one pass an hour */
+#define IM_SWEEP_FIRST_MS    (60u * 1000u)   /* first pass a minute after start */
+#define IM_SWEEP_PAGE        1000u           /* records read per step */
+
+struct sweep_ctx {
+    uint8_t last[KS_KEY_MAX];
+    size_t last_len;
+};
+
+static void sweep_page(struct au_shard *sh, void *arg, int err, const struct store_kv *kv, uint32_t n, bool more);
+
+static void sweep_next(struct au_shard *sh, struct sweep_ctx *x, bool first)
+{
+    uint8_t end = KS_IM_MSG + 1;
+    if (first) {
+        uint8_t start = KS_IM_MSG;
+        store_scan(persist_store(), sh->id, &start, 1, &end, 1, IM_SWEEP_PAGE, 0, sweep_page, x);
+    } else {
+        store_scan(persist_store(), sh->id, x->last, x->last_len, &end, 1, IM_SWEEP_PAGE, STORE_SCAN_AFTER, sweep_page, x);
+    }
+}
+
+static void sweep_page(struct au_shard *sh, void *arg, int err, const struct store_kv *kv, uint32_t n, bool more)
+{
+    struct sweep_ctx *x = arg;
+    struct im_shard *st = ims(sh);
+    if (err || !broker_of(sh)->cfg || broker_of(sh)->stopping) {
+        st->sweeping = false;
+        free(x);
+        return;
+    }
+    const struct au_config *cfg = broker_of(sh)->cfg;
+    uint64_t now = au_wall_ms();
+    uint64_t msg_keep = (uint64_t)cfg->im_offline_days * 86400000ull, evt_keep = (uint64_t)cfg->im_event_days * 86400000ull;
+    struct store_batch *b = NULL;
+    uint8_t key[KS_KEY_MAX];
+    for (uint32_t k = 0; k < n; k++) {
+        struct ks_r r = ks_r_init(kv[k].v, kv[k].vl);
+        if (ks_r_u8(&r) != KS_V1 || kv[k].kl < 21) continue;
+        uint64_t ctime = ks_r_u64(&r), msgid = ks_r_u64(&r);
+        uint8_t kind = ks_r_u8(&r);
+        uint64_t keep = kind == IM_KIND_EVENT ? evt_keep : msg_keep;
+        if (r.err || now <= ctime || now - ctime <= keep) continue;
+        if (!b) b = store_batch_new();
+        store_batch_del(b, kv[k].k, kv[k].kl);
+        store_batch_del(b, key, ks_im_id(key, KS_IM_MSGID, au_rd32(kv[k].k + 1), msgid));
+        st->swept++;
+    }
+    if (b) store_write(persist_store(), sh->id, b, NULL, NULL);
+    if (!more || n == 0) {
+        st->sweeping = false;
+        free(x);
+        return;
+    }
+    memcpy(x->last, kv[n - 1].k, kv[n - 1].kl);
+    x->last_len = kv[n - 1].kl;
+    sweep_next(sh, x, false);
+}
+
+static void sweep_fire(struct au_timer *t)
+{
+    struct im_shard *st = AU_CONTAINER_OF(t, struct im_shard, sweep_timer);
+    struct au_shard *sh = st->shard;
+    au_timer_arm(&broker_of(sh)->timers, t, sh->now_ms + IM_SWEEP_INTERVAL_MS);
+    if (st->sweeping || !persist_store()) return;
+    st->sweeping = true;
+    struct sweep_ctx *x = calloc(1, sizeof *x);
+    AU_ASSERT(x != NULL);
+    sweep_next(sh, x, true);
+}
+
 /* ------------------------------------------------------------------ shard hooks */
 
 void im_shard_init(struct au_shard *sh)
@@ -738,7 +818,10 @@ void im_shard_init(struct au_shard *sh)
     struct im_shard *st = calloc(1, sizeof *st);
     AU_ASSERT(st != NULL);
     AU_ASSERT(au_hash_init(&st->inbox, 256) == 0 && au_hash_init(&st->convs, 256) == 0);
+    st->shard = sh;
     broker_of(sh)->imsvc = st;
+    au_timer_init(&st->sweep_timer, sweep_fire);
+    if (sh->id == 0) au_timer_arm(&broker_of(sh)->timers, &st->sweep_timer, sh->now_ms + IM_SWEEP_FIRST_MS);
     im_dir_init(sh, persist_store());
 }
 
@@ -746,6 +829,7 @@ void im_shard_fini(struct au_shard *sh)
 {
     struct im_shard *st = ims(sh);
     if (!st) return;
+    au_timer_cancel(&broker_of(sh)->timers, &st->sweep_timer);
     struct au_hash_iter it;
     au_hash_iter_init(&st->inbox, &it);
     while (au_hash_next(&st->inbox, &it)) {
