@@ -11,6 +11,7 @@
 #include "gateway/im/authpool.h"
 #include "gateway/im/imconn.h"
 #include "gateway/im/im.h"
+#include "gateway/im/rest.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -92,6 +93,8 @@ int main(int argc, char **argv)
     imconn_setup(pool, &tkey);
     broker_set_config(&cfg);
     http_gw_init(&cfg);
+    rest_init(&cfg);            /* REST v1 users/admins/groups + operator API (gateway/im/rest.h) */
+    rest_set_authpool(pool);
     rest_messages_init();
 
     uint32_t nshards = au_config_shards(&cfg);

@@ -1,0 +1,50 @@
+/* rest.h - the JMessage-compatible REST API v1 (users, admins, groups, blacklist) and the operator API
+ * (apps). docs/rest-api.md describes the wire contract, docs/storage.md the records.
+ *
+ * Start-up (main thread, before the shards start):
+ *   http_gw_init(&cfg); rest_init(&cfg)      routes; loads or creates <data>/operator.token
+ *   rest_set_authpool(pool)                  password hashing for register / password change
+ * (im_apps_bootstrap() in apps.h creates the default app; every shard runs im_dir_init().)
+ * Handlers run on the shard that received the request; everything that waits (store reads, password
+ * hashing, directory transactions) completes on that shard and finishes a deferred HTTP response. */
+#ifndef AU_IM_REST_H
+#define AU_IM_REST_H
+
+#include "core/common.h"
+#include "core/config.h"
+#include "store/keyspace.h"
+
+struct au_shard;
+struct authpool;
+
+#define REST_OPERATOR_TOKEN_FILE "operator.token" /* <data>/operator.token: 64 hex chars, mode 0600 */
+#define REST_OPERATOR_TOKEN_LEN  64
+#define REST_APP_NAME_MAX        64                 /* operator API: app name bytes (no CR/LF) */
+
+/* Register the /v1 and /ops/v1 routes and load (or create) the operator token. Before shards start. */
+void rest_init(const struct au_config *cfg);
+/* The password-hashing pool (register, password change). Before shards serve. */
+void rest_set_authpool(struct authpool *p);
+
+/* Close the connected devices of IM user `user` of app `app` on every shard (forbidden / deleted user;
+ * user NULL: every device of the app, deleted app); MQTT 5 devices get DISCONNECT 0x98 (administrative
+ * action) first. Call on a shard thread. */
+void rest_drop_user_devices(struct au_shard *from, uint32_t app, const char *user);
+
+/* ---- blacklist records (IM reserved range 0x20..0x2f; docs/storage.md "REST API records") ----
+ *   0x20 | app u32 | ulen u16 | owner | blocked   -> (empty)  `owner` blacklisted `blocked`
+ *   0x21 | app u32 | ulen u16 | blocked | owner   -> (empty)  reverse index (cleanup on user delete)
+ * The message path refuses a single message from A to B (803008) when 0x20|app|B|A exists. */
+enum { KS_IM_BLACKLIST = 0x20, KS_IM_BLACKLIST_REV = 0x21 };
+static inline size_t ks_im_blacklist(uint8_t *buf, uint32_t app, const char *owner, size_t ol, const char *other,
+                                     size_t xl)
+{
+    return ks_im_str_tail(buf, (enum ks_prefix)KS_IM_BLACKLIST, app, owner, ol, other, xl);
+}
+static inline size_t ks_im_blacklist_rev(uint8_t *buf, uint32_t app, const char *blocked, size_t bl,
+                                         const char *owner, size_t ol)
+{
+    return ks_im_str_tail(buf, (enum ks_prefix)KS_IM_BLACKLIST_REV, app, blocked, bl, owner, ol);
+}
+
+#endif
