@@ -224,7 +224,7 @@ static void post_app(const struct http_req *req, struct http_resp *resp, void *c
     struct rest_ctx c;
     ops_ctx(ctx, &c);
     rest_defer(&ac->a, &c, resp);
-    im_txn(c.s, acreate_prepare, acreate_done, ac);
+    rest_txn(c.s, acreate_prepare, acreate_done, ac);
 }
 
 /* ------------------------------------------------------------------ list */
@@ -414,7 +414,7 @@ static void delete_app(const struct http_req *req, struct http_resp *resp, void 
     ad->id = a->id;
     memcpy(ad->key, a->key, sizeof ad->key);
     rest_defer(&ad->a, &c, resp);
-    im_txn(c.s, adel_prepare, adel_done, ad);
+    rest_txn(c.s, adel_prepare, adel_done, ad);
 }
 
 /* ------------------------------------------------------------------ routes */

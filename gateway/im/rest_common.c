@@ -305,6 +305,42 @@ void rest_get_many(struct au_shard *s, size_t n, rest_key_fn keyf, rest_got_fn g
     }
 }
 
+/* ------------------------------------------------------------------ transactions */
+
+/* A message a shard posts to itself from inside the loop's queue drain (a store or authpool callback)
+ * waits for the shard's next wake-up, up to a second: drain_inbox (core/loop.c) does not look at the
+ * shard's own queue again, and a self-post rings no doorbell. im_txn always posts to the writer, so on
+ * the writer we ask a neighbour shard to post an empty message back: its doorbell wakes us.
+ * (Remove once drain_inbox re-checks its own queue.) */
+struct wake_x {
+    struct au_xmsg x;
+    int back;
+};
+
+static void wake_noop(struct au_shard *s, struct au_xmsg *x)
+{
+    (void)s;
+    free(x);
+}
+
+static void wake_bounce(struct au_shard *s, struct au_xmsg *x)
+{
+    struct wake_x *w = (struct wake_x *)x;
+    w->x.handler = wake_noop;
+    au_shard_post(s, w->back, &w->x);
+}
+
+void rest_txn(struct au_shard *s, im_txn_prepare_fn prepare, im_txn_done_fn done, void *arg)
+{
+    im_txn(s, prepare, done, arg);
+    if (s->id != IM_DIR_WRITER || s->nshards < 2) return;
+    struct wake_x *w = malloc(sizeof *w);
+    AU_ASSERT(w != NULL);
+    w->x.handler = wake_bounce;
+    w->back = s->id;
+    au_shard_post(s, (s->id + 1) % s->nshards, &w->x);
+}
+
 /* ------------------------------------------------------------------ serialised read-modify-write */
 
 struct rmw_job {
@@ -391,7 +427,7 @@ static void rmw_got(struct au_shard *w, void *arg, int err, const void *v, size_
             return;
         }
     }
-    im_txn(w, rmw_prepare, rmw_txn_done, j);
+    rest_txn(w, rmw_prepare, rmw_txn_done, j);
 }
 
 static void rmw_read(struct au_shard *w, struct rmw_job *j) { store_get(rest_store(), w->id, j->key, j->kl, rmw_got, j); }

@@ -229,7 +229,7 @@ static void post_group(const struct http_req *req, struct http_resp *resp, void 
         return;
     }
     rest_defer(&gc->a, &c, resp);
-    im_txn(c.s, gcreate_prepare, gcreate_done, gc);
+    rest_txn(c.s, gcreate_prepare, gcreate_done, gc);
 }
 
 /* ================================================================== get */
@@ -388,7 +388,7 @@ static void delete_group(const struct http_req *req, struct http_resp *resp, voi
     AU_ASSERT(gd != NULL);
     gd->gid = gid;
     rest_defer(&gd->a, &c, resp);
-    im_txn(c.s, gdel_prepare, gdel_done, gd);
+    rest_txn(c.s, gdel_prepare, gdel_done, gd);
 }
 
 /* ================================================================== add / remove members */
@@ -470,7 +470,7 @@ static void post_members(const struct http_req *req, struct http_resp *resp, voi
     }
     gm->gid = gid;
     rest_defer(&gm->a, &c, resp);
-    im_txn(c.s, gmem_prepare, gmem_done, gm);
+    rest_txn(c.s, gmem_prepare, gmem_done, gm);
 }
 
 /* ================================================================== list members */

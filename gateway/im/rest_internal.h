@@ -87,6 +87,9 @@ bool rest_username_param(const struct http_req *req, size_t i, struct http_resp 
  * other negative value (a store error) is a system error. */
 static inline int rest_code_of(int err) { return err == 0 ? 0 : (-err >= 800000 ? -err : IM_E_SYSTEM); }
 
+/* im_txn() plus a wake-up of the writer when it submits to itself (see rest_common.c). */
+void rest_txn(struct au_shard *s, im_txn_prepare_fn prepare, im_txn_done_fn done, void *arg);
+
 /* ---- store helpers (results on the calling shard) ---- */
 typedef void (*rest_done_fn)(struct au_shard *s, void *arg, int err);
 /* Every key in [start, end) after skipping `skip` entries, at most `limit` (0 = all), paged; row()

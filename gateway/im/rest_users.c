@@ -120,7 +120,7 @@ static void reg_submit(struct reg *r)
         reg_answer(r, 0);
         return;
     }
-    im_txn(r->a.s, reg_prepare, reg_done, r);
+    rest_txn(r->a.s, reg_prepare, reg_done, r);
 }
 
 static void reg_pump(struct reg *r);
@@ -496,7 +496,7 @@ static void udel_scanned(struct au_shard *s, void *arg, int err)
         rest_scan(s, p, pl, e, el, 0, 0, udel_row, udel_scanned, u);
         return;
     }
-    im_txn(s, udel_prepare, udel_done, u);
+    rest_txn(s, udel_prepare, udel_done, u);
 }
 
 static void delete_user(const struct http_req *req, struct http_resp *resp, void *ctx)
@@ -929,7 +929,7 @@ static void blk_checked(struct au_shard *s, void *arg, int err)
             return;
         }
     }
-    im_txn(s, blk_prepare, blk_done, k);
+    rest_txn(s, blk_prepare, blk_done, k);
 }
 
 static void blacklist_change(const struct http_req *req, struct http_resp *resp, void *ctx, enum bl_op op)
