@@ -85,6 +85,8 @@ struct http_gw_defer *http_gw_defer(struct http_resp *resp)
     AU_ASSERT(d != NULL);
     d->g = g;
     g->pending = d;
+    /* not idle while the answer is being worked on (a 500-user registration hashes for seconds) */
+    au_timer_cancel(&broker_of(g->conn->shard)->timers, &g->idle);
     http_resp_defer(resp);
     return d;
 }
@@ -97,6 +99,8 @@ void http_gw_defer_finish(struct http_gw_defer *d)
     free(d);
     if (!g) return;
     g->pending = NULL;
+    struct au_shard *s = g->conn->shard;
+    au_timer_arm(&broker_of(s)->timers, &g->idle, s->now_ms + AU_HTTP_IDLE_TIMEOUT_MS);
     bool in_handler = g->h.in_handler;
     if (http_resp_finish(&g->h.resp) < 0) au_conn_close(g->conn);
     else if (!in_handler) au_conn_kick(g->conn); /* pipelined requests kept while deferred */
