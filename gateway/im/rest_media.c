@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -36,6 +37,8 @@ static struct media_store *g_ms;
 static struct iopool *g_io;
 static const struct au_config *g_cfg;
 static uint8_t g_key[REST_MEDIA_KEY_LEN];
+/* Set by rest_media_start once the pool runs (shards serve from au_loop_start on, a moment earlier). */
+static atomic_bool g_started;
 /* Per shard, touched only by that shard's thread: set by rest_media_shard_detach. */
 static bool g_detached[AU_MAX_SHARDS];
 
@@ -195,12 +198,56 @@ static int query_media_id(const struct http_req *req, char id[MEDIA_ID_MAX], cha
 
 static bool detached(const struct au_shard *s) { return g_detached[s->id]; }
 
+/* Run go(s, arg) once the pool is started: at once, or (a request in the moment between au_loop_start
+ * and rest_media_start) from the shard's next loop iterations. */
+typedef void (*go_fn)(struct au_shard *s, void *arg);
+struct start_wait {
+    struct au_xmsg x;          /* first */
+    go_fn go;
+    void *arg;
+    uint64_t since_ms;
+};
+
+static void start_wait_dispose(struct au_xmsg *x) { free(x); }
+
+static void start_wait_run(struct au_shard *s, struct au_xmsg *x)
+{
+    struct start_wait *w = (struct start_wait *)x;
+    if (!atomic_load_explicit(&g_started, memory_order_acquire)) {
+        AU_ASSERT(s->now_ms - w->since_ms < REST_MEDIA_START_WAIT_MS); /* rest_media_start never called */
+        au_shard_post_disposable(s, s->id, x, start_wait_dispose);
+        return;
+    }
+    w->go(s, w->arg);
+    free(w);
+}
+
+static void when_started(struct au_shard *s, go_fn go, void *arg)
+{
+    if (atomic_load_explicit(&g_started, memory_order_acquire)) {
+        go(s, arg);
+        return;
+    }
+    struct start_wait *w = calloc(1, sizeof *w);
+    AU_ASSERT(w != NULL);
+    w->x.handler = start_wait_run;
+    w->go = go;
+    w->arg = arg;
+    w->since_ms = s->now_ms;
+    au_shard_post_disposable(s, s->id, &w->x, start_wait_dispose);
+}
+
 /* ------------------------------------------------------------------ POST /v1/resource */
 
 struct upload {
     struct rest_async a;       /* first */
     enum im_media_kind kind;
+    enum media_type type;
     uint8_t *data;             /* our copy of the part's bytes, freed once stored */
+    size_t len;
+    bool has_name, has_ctype;
+    char fname[AU_IM_STR_MAX + 1];
+    char ctype[MEDIA_CTYPE_MAX];
     struct im_media m;         /* the answer, filled when the bytes are stored */
 };
 
@@ -301,6 +348,13 @@ static const struct mp_part *file_part(const struct mp_part *p, size_t n)
     return NULL;
 }
 
+static void upload_go(struct au_shard *s, void *arg)
+{
+    struct upload *u = arg;
+    media_put_async(g_ms, g_io, s->id, u->type, u->data, u->len, u->has_name ? u->fname : NULL,
+                    u->has_ctype ? u->ctype : NULL, upload_stored, u);
+}
+
 static void post_resource(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
     struct rest_ctx c;
@@ -339,37 +393,34 @@ static void post_resource(const struct http_req *req, struct http_resp *resp, vo
         answer(resp, 413, IM_E_PARAM, "the file is larger than 8 MB");
         return;
     }
+    /* The body lives in the connection's buffers only during this call: copy the file. */
+    struct upload *u = calloc(1, sizeof *u);
+    AU_ASSERT(u != NULL);
+    u->kind = kind;
+    u->type = kind == IM_MEDIA_IMAGE ? MEDIA_IMAGE : kind == IM_MEDIA_VOICE ? MEDIA_VOICE : MEDIA_FILE;
     /* File name: at most twice the header block (ISO-8859-1 filename* doubles when made UTF-8). Cut
      * here to what an answer (and a msg_body) carries, so the stored and the answered names agree. */
-    char fname[AU_IM_STR_MAX + 1];
-    bool has_name = false;
     if (f->filename.present || f->filename_star.present) {
         size_t cap = 2 * f->headers_len + 1;
         char *raw = malloc(cap);
         AU_ASSERT(raw != NULL);
         ssize_t fl = mp_filename(f, raw, cap);
         if (fl >= 0) {
-            media_fname_sanitize(raw, (size_t)fl, fname, sizeof fname);
-            has_name = true;
+            media_fname_sanitize(raw, (size_t)fl, u->fname, sizeof u->fname);
+            u->has_name = true;
         }
         free(raw);
     }
-    char ctype[MEDIA_CTYPE_MAX];
-    size_t cl = f->content_type_len < sizeof ctype ? f->content_type_len : sizeof ctype - 1;
-    if (cl) memcpy(ctype, f->content_type, cl);
-    ctype[cl] = 0;
-
-    /* The body lives in the connection's buffers only during this call: copy the file. */
-    struct upload *u = calloc(1, sizeof *u);
-    AU_ASSERT(u != NULL);
-    u->kind = kind;
+    size_t cl = f->content_type_len < sizeof u->ctype ? f->content_type_len : sizeof u->ctype - 1;
+    if (cl) memcpy(u->ctype, f->content_type, cl);
+    u->ctype[cl] = 0;
+    u->has_ctype = cl > 0;
+    u->len = f->len;
     u->data = malloc(f->len ? f->len : 1);
     AU_ASSERT(u->data != NULL);
     if (f->len) memcpy(u->data, f->data, f->len);
-    enum media_type type = kind == IM_MEDIA_IMAGE ? MEDIA_IMAGE : kind == IM_MEDIA_VOICE ? MEDIA_VOICE : MEDIA_FILE;
     rest_defer(&u->a, &c, resp);
-    media_put_async(g_ms, g_io, c.s->id, type, u->data, f->len, has_name ? fname : NULL, cl ? ctype : NULL,
-                    upload_stored, u);
+    when_started(c.s, upload_go, u);
 }
 
 /* ------------------------------------------------------------------ GET /v1/resource */
@@ -406,6 +457,12 @@ static void link_checked(struct au_shard *s, void *arg, int err, const struct me
     free(l);
 }
 
+static void link_go(struct au_shard *s, void *arg)
+{
+    struct link *l = arg;
+    media_get_async(g_ms, g_io, s->id, l->id, strlen(l->id), 0, link_checked, l);
+}
+
 static void link_owned(struct au_shard *s, void *arg, int err, const void *v, size_t vl)
 {
     (void)v;
@@ -418,8 +475,7 @@ static void link_owned(struct au_shard *s, void *arg, int err, const void *v, si
     } else if (detached(s)) {
         finish_error(&l->a, 503, IM_E_BUSY, NULL);
     } else {
-        /* The record says the app uploaded it; the files must still be there. */
-        media_get_async(g_ms, g_io, s->id, l->id, strlen(l->id), 0, link_checked, l);
+        when_started(s, link_go, l); /* the record says the app uploaded it; the files must still be there */
         return;
     }
     free(l);
@@ -567,6 +623,12 @@ static void raw_data(struct au_shard *s, void *arg, int err, const struct media_
     free(w);
 }
 
+static void raw_go(struct au_shard *s, void *arg)
+{
+    struct raw *w = arg;
+    media_get_async(g_ms, g_io, s->id, w->id, strlen(w->id), MEDIA_GET_DATA | MEDIA_GET_VERIFY, raw_data, w);
+}
+
 static void raw_owned(struct au_shard *s, void *arg, int err, const void *v, size_t vl)
 {
     struct raw *w = arg;
@@ -587,7 +649,7 @@ static void raw_owned(struct au_shard *s, void *arg, int err, const void *v, siz
         json_t *rec = json_loadb(v, vl, 0, NULL);
         snprintf(w->fname, sizeof w->fname, "%s", rest_json_str(rec, "fname"));
         json_decref(rec);
-        media_get_async(g_ms, g_io, s->id, w->id, strlen(w->id), MEDIA_GET_DATA | MEDIA_GET_VERIFY, raw_data, w);
+        when_started(s, raw_go, w);
         return;
     }
     free(w);
@@ -657,7 +719,11 @@ int rest_media_init(const struct au_config *cfg, char *err, size_t errlen)
 
 unsigned rest_media_threads(void) { return iopool_threads(g_io); }
 
-void rest_media_start(struct au_shard **shards, int n, int ext_base) { iopool_start(g_io, shards, n, ext_base); }
+void rest_media_start(struct au_shard **shards, int n, int ext_base)
+{
+    iopool_start(g_io, shards, n, ext_base);
+    atomic_store_explicit(&g_started, true, memory_order_release);
+}
 
 void rest_media_shard_detach(struct au_shard *s)
 {

@@ -40,6 +40,7 @@ struct au_shard;
 #define REST_MEDIA_HOST_MAX     255u          /* Host header bytes copied into a link */
 #define REST_MEDIA_URL_MAX      512u          /* a whole link */
 #define REST_MEDIA_DISP_NAME_MAX 512u         /* percent-encoded file name in Content-Disposition */
+#define REST_MEDIA_START_WAIT_MS 10000u       /* a request may wait this long for rest_media_start (else abort) */
 
 int rest_media_init(const struct au_config *cfg, char *err, size_t errlen);
 unsigned rest_media_threads(void);
