@@ -436,6 +436,31 @@ def media_and_links_survive_restart_and_kill9(b):
     assert st == 200 and data == late
 
 
+@on_aurora
+def requests_while_the_server_starts(b):
+    """Shards serve HTTP from au_loop_start on, a moment before the media pool starts: such requests wait."""
+    m = upload_ok(b, "file", b"early bird", fname="e.txt")
+    creds = app_creds(b)
+    for _ in range(scale(5)):
+        b.kill()
+        answers, stop = [], threading.Event()
+
+        def spam():
+            while not stop.is_set():
+                try:
+                    answers.append(link(b, m["media_id"], creds=creds)[0])
+                    return
+                except OSError:
+                    time.sleep(0.0005)
+        t = threading.Thread(target=spam)
+        t.start()
+        b.start()
+        t.join(20)
+        stop.set()
+        assert answers == [200], answers
+        assert b.alive()
+
+
 # ------------------------------------------------------------------------------------------------ concurrency
 
 @on_aurora
