@@ -119,8 +119,12 @@ static bool ops_auth(const struct http_req *req, struct http_resp *resp)
     const char *h = http_req_header(req, "Authorization", &hl);
     while (h && hl && (*h == ' ' || *h == '\t')) h++, hl--;
     while (h && hl && (h[hl - 1] == ' ' || h[hl - 1] == '\t')) hl--;
-    bool ok = g_token_ok && h && hl == 7 + REST_OPERATOR_TOKEN_LEN && strncasecmp(h, "Bearer ", 7) == 0 &&
-              CRYPTO_memcmp(h + 7, g_token, REST_OPERATOR_TOKEN_LEN) == 0;
+    bool ok = g_token_ok && h && hl > 7 && strncasecmp(h, "Bearer", 6) == 0 && (h[6] == ' ' || h[6] == '\t');
+    if (ok) {
+        h += 7, hl -= 7;
+        while (hl && (*h == ' ' || *h == '\t')) h++, hl--;
+        ok = hl == REST_OPERATOR_TOKEN_LEN && CRYPTO_memcmp(h, g_token, REST_OPERATOR_TOKEN_LEN) == 0;
+    }
     if (!ok) {
         http_resp_header(resp, "WWW-Authenticate", "Bearer realm=\"aurora-operator\"");
         http_resp_error(resp, 401, 401, g_token_ok ? "operator token required (Authorization: Bearer <token>)"

@@ -5,12 +5,26 @@ import base64
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import client, on_aurora, run_tests  # noqa: E402
 
+
+def http_ready(b, timeout=10):
+    """The harness waits for the MQTT port only: wait until the HTTP listener answers too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % b.http_port, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        assert time.monotonic() < deadline, "HTTP listener not ready"
+        time.sleep(0.05)
 
 def app_creds(b):
     with open(os.path.join(b.data_dir, "default-app.json")) as f:
@@ -80,6 +94,7 @@ def new_app(b, name="second"):
 
 @on_aurora
 def create_get_update_delete(b):
+    http_ready(b)
     register(b, "alice", "bobby", "carol")
     key, _ = app_creds(b)
     st, g = rest(b, "POST", "/v1/groups/", {"owner_username": "alice", "name": "Climbing",
@@ -113,6 +128,7 @@ def create_get_update_delete(b):
 
 @on_aurora
 def create_errors(b):
+    http_ready(b)
     register(b, "alice", "bobby")
     cases = [
         ({"name": "g"}, 400, 899003),                                                       # no owner
@@ -142,6 +158,7 @@ def create_errors(b):
 
 @on_aurora
 def members_add_remove(b):
+    http_ready(b)
     register(b, "alice", "bobby", "carol", "dave1", "erin1")
     gid = create(b, "alice", "g", ["bobby"])
     assert rest(b, "POST", "/v1/groups/%d/members" % gid, {"add": ["carol", "dave1"]}) == (204, None)
@@ -171,6 +188,7 @@ def members_add_remove(b):
 
 @on_aurora(aurora_config="im_max_group_members = 4\nim_max_groups_per_user = 3\n")
 def configured_limits(b):
+    http_ready(b)
     register(b, "owner", "u1234", "u2345", "u3456", "u4567", "u5678")
     # members: owner + 3 = 4 fits, owner + 4 does not
     assert err(rest(b, "POST", "/v1/groups/", {"owner_username": "owner", "name": "g",
@@ -197,6 +215,7 @@ def configured_limits(b):
 
 @on_aurora
 def default_limit_of_500_members(b):
+    http_ready(b)
     names = ["m%03d" % i for i in range(500)]
     register(b, "owner", *names)
     assert err(rest(b, "POST", "/v1/groups/", {"owner_username": "owner", "name": "big",
@@ -208,6 +227,7 @@ def default_limit_of_500_members(b):
 
 @on_aurora
 def list_groups_paging(b):
+    http_ready(b)
     register(b, "alice")
     gids = [create(b, "alice", "g%d" % i) for i in range(7)]
     st, page = rest(b, "GET", "/v1/groups/?start=0&count=5")
@@ -223,6 +243,7 @@ def list_groups_paging(b):
 
 @on_aurora
 def members_get_group_events(b):
+    http_ready(b)
     register(b, "alice", "bobby", "carol", "dave1")
     a = device(b, "alice", "a1")
     bo = device(b, "bobby", "b1")
@@ -256,6 +277,7 @@ def members_get_group_events(b):
 
 @on_aurora
 def groups_survive_restart(b):
+    http_ready(b)
     register(b, "alice", "bobby", "carol")
     g1 = create(b, "alice", "one", ["bobby"], desc="d1")
     g2 = create(b, "bobby", "two", ["carol"])
@@ -264,6 +286,7 @@ def groups_survive_restart(b):
     g3 = create(b, "carol", "three")
     assert rest(b, "DELETE", "/v1/groups/%d" % g3)[0] == 204
     b.restart()
+    http_ready(b)
     assert member_names(b, g1) == [("alice", 1), ("carol", 0)]
     assert member_names(b, g2) == [("bobby", 1), ("carol", 0)]
     assert rest(b, "GET", "/v1/groups/%d" % g2)[1]["desc"] == "changed"
@@ -274,11 +297,13 @@ def groups_survive_restart(b):
     assert create(b, "alice", "four") > g3
     b.kill()
     b.start()
+    http_ready(b)
     assert len(rest(b, "GET", "/v1/groups/?start=0&count=10")[1]["groups"]) == 3
 
 
 @on_aurora
 def apps_do_not_see_each_others_groups(b):
+    http_ready(b)
     register(b, "alice", "bobby")
     gid = create(b, "alice", "mine", ["bobby"])
     other = new_app(b)

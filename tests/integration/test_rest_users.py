@@ -17,6 +17,20 @@ from harness import ConnectRefused, client, on_aurora, run_tests, wait_until  # 
 
 # ---------------------------------------------------------------------------------------------- helpers
 
+
+def http_ready(b, timeout=10):
+    """The harness waits for the MQTT port only: wait until the HTTP listener answers too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % b.http_port, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        assert time.monotonic() < deadline, "HTTP listener not ready"
+        time.sleep(0.05)
+
 def app_creds(b):
     with open(os.path.join(b.data_dir, "default-app.json")) as f:
         d = json.load(f)
@@ -111,6 +125,7 @@ def responses(raw):
 
 @on_aurora
 def auth_failures_get_jmessage_codes(b):
+    http_ready(b)
     register(b, "alice")
     key, secret = app_creds(b)
     assert err(rest(b, "GET", "/v1/users/alice", auth="")) == (401, 899007)
@@ -138,6 +153,7 @@ def auth_failures_get_jmessage_codes(b):
 
 @on_aurora
 def register_get_and_per_item_errors(b):
+    http_ready(b)
     st, body = rest(b, "POST", "/v1/users/", [
         {"username": "tom.cat@x", "password": "secret", "nickname": "Tom", "avatar": "qiniu/image/a1",
          "birthday": "1990-01-24", "gender": 1, "signature": "hi \U0001F600", "region": "sz", "address": "road 1",
@@ -188,6 +204,7 @@ def register_get_and_per_item_errors(b):
 
 @on_aurora
 def batch_of_500_and_paging(b):
+    http_ready(b)
     names = ["bulk%03d" % i for i in range(500)]
     t0 = time.monotonic()
     # 500 PBKDF2 hashes on the authpool threads: ~8 s on an idle 2-core host; generous on a loaded one
@@ -217,6 +234,7 @@ def batch_of_500_and_paging(b):
 
 @on_aurora
 def update_profile_fields(b):
+    http_ready(b)
     register(b, "alice", nickname="Al", region="north")
     assert rest(b, "PUT", "/v1/users/alice", {"nickname": "Alice", "gender": 2, "extras": {"k": [1, 2]},
                                               "birthday": "2000-02-29 10:11:12"}) == (204, None)
@@ -246,6 +264,7 @@ def update_profile_fields(b):
 
 @on_aurora
 def delete_user_disconnects_and_frees_the_name(b):
+    http_ready(b)
     register(b, "alice", "bobby", "carol")
     st, g = rest(b, "POST", "/v1/groups/", {"owner_username": "alice", "name": "g", "members_username": ["bobby"]})
     assert st == 201
@@ -273,6 +292,7 @@ def delete_user_disconnects_and_frees_the_name(b):
 
 @on_aurora
 def password_change_revokes_the_old_one(b):
+    http_ready(b)
     register(b, "alice", password="old-password")
     d = device(b, "alice", "a-old", password="old-password")
     d.disconnect()
@@ -295,6 +315,7 @@ def password_change_revokes_the_old_one(b):
 
 @on_aurora
 def userstat_single_and_batch(b):
+    http_ready(b)
     register(b, "alice", "bobby", "carol")
     assert rest(b, "GET", "/v1/users/alice/userstat") == (200, {"login": False, "online": False})
     a1 = device(b, "alice", "alice-phone")
@@ -320,6 +341,7 @@ def userstat_single_and_batch(b):
 
 @on_aurora
 def persistent_session_counts_as_logged_in(b):
+    http_ready(b)
     register(b, "alice")
     key, _ = app_creds(b)
     d = client(b, client_id="alice-keep", version=5, clean=False, username="%s:alice" % key, password="secret-pw",
@@ -332,6 +354,7 @@ def persistent_session_counts_as_logged_in(b):
 
 @on_aurora
 def forbid_and_reenable(b):
+    http_ready(b)
     register(b, "alice")
     d = device(b, "alice", "a1")
     assert rest(b, "PUT", "/v1/users/alice/forbidden?disable=true") == (204, None)
@@ -353,6 +376,7 @@ def forbid_and_reenable(b):
 
 @on_aurora
 def admins_register_and_list(b):
+    http_ready(b)
     register(b, "alice")
     assert rest(b, "POST", "/v1/admins/", {"username": "admin1", "password": "secret-pw", "nickname": "Boss"}) \
         == (201, None)
@@ -379,6 +403,7 @@ def admins_register_and_list(b):
 
 @on_aurora
 def a_users_groups(b):
+    http_ready(b)
     register(b, "alice", "bobby")
     gids = []
     for name in ("one", "two", "three"):
@@ -400,6 +425,7 @@ def a_users_groups(b):
 
 @on_aurora
 def blacklist_put_get_delete(b):
+    http_ready(b)
     register(b, "alice", "bobby", "carol", "dave1")
     assert rest(b, "POST", "/v1/admins/", {"username": "admin1", "password": "secret-pw"})[0] == 201
     assert rest(b, "PUT", "/v1/users/alice/blacklist", ["bobby", "carol", "bobby"]) == (204, None)
@@ -427,6 +453,7 @@ def blacklist_put_get_delete(b):
 
 @on_aurora
 def lenient_http(b):
+    http_ready(b)
     register(b, "alice")
     auth = basic(app_creds(b)).encode()
     # double and trailing slashes
@@ -468,6 +495,7 @@ def lenient_http(b):
 
 @on_aurora
 def strict_json(b):
+    http_ready(b)
     register(b, "alice")
     for raw in (b'[{"username":"dup1","password":"xxxx","password":"yyyy"}]', b"[1,]", b"\xff\xfe",
                 b'[{"username":"nul\\u0000x","password":"xxxx"}]', b"[" * 40 + b"]" * 40,
@@ -486,6 +514,7 @@ def strict_json(b):
 
 @on_aurora
 def everything_survives_a_restart(b):
+    http_ready(b)
     register(b, "alice", "bobby", nickname="N")
     assert rest(b, "PUT", "/v1/users/alice", {"signature": "kept"})[0] == 204
     assert rest(b, "PUT", "/v1/users/bobby/forbidden?disable=true")[0] == 204
@@ -493,6 +522,7 @@ def everything_survives_a_restart(b):
     assert rest(b, "POST", "/v1/admins/", {"username": "admin1", "password": "secret-pw"})[0] == 201
     assert rest(b, "PUT", "/v1/users/alice/blacklist", ["bobby"])[0] == 204
     b.restart()
+    http_ready(b)
     st, u = rest(b, "GET", "/v1/users/alice")
     assert st == 200 and u["signature"] == "kept" and u["nickname"] == "N", u
     assert rest(b, "GET", "/v1/users/?start=0&count=10")[1]["total"] == 2
@@ -506,15 +536,18 @@ def everything_survives_a_restart(b):
         pass
     b.kill()          # kill -9 right after acknowledged writes: still there
     b.start()
+    http_ready(b)
     assert rest(b, "DELETE", "/v1/users/bobby")[0] == 204
     b.kill()
     b.start()
+    http_ready(b)
     assert err(rest(b, "GET", "/v1/users/bobby")) == (403, 899002)
     assert rest(b, "GET", "/v1/users/alice")[0] == 200
 
 
 @on_aurora
 def apps_do_not_see_each_others_users(b):
+    http_ready(b)
     register(b, "alice", "shared")
     other = new_app(b)
     register(b, "shared", "mallory", creds=other, password="other-pw")
