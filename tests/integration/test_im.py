@@ -64,6 +64,16 @@ def inbox(c, n=1, timeout=5):
     return [json.loads(m.payload) for m in c.messages(n, timeout)]
 
 
+def texts(c, n, timeout=8):
+    """The next n text messages on the inbox (group events and other kinds in between are skipped)."""
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        m = json.loads(c.expect(max(0.1, deadline - time.monotonic())).payload)
+        if m.get("msg_type") == "text":
+            out.append(m)
+    return out
+
+
 @on_aurora
 def login_refusals(b):
     register(b, "alice")
@@ -80,13 +90,13 @@ def login_refusals(b):
 
 @on_aurora
 def single_chat_reaches_every_device(b):
-    register(b, "alice", "bob")
+    register(b, "alice", "bobby")
     a1 = device(b, "alice", "alice-phone")
     a2 = device(b, "alice", "alice-pad")
-    b1 = device(b, "bob", "bob-phone")
-    a1.publish("im/send", text("bob", "hi bob", client_msg_id="c-1"), qos=1, wait=True)
+    b1 = device(b, "bobby", "bob-phone")
+    a1.publish("im/send", text("bobby", "hi bobby", client_msg_id="c-1"), qos=1, wait=True)
     got = inbox(b1)[0]
-    assert got["from_id"] == "alice" and got["target_id"] == "bob" and got["msg_body"]["text"] == "hi bob"
+    assert got["from_id"] == "alice" and got["target_id"] == "bobby" and got["msg_body"]["text"] == "hi bobby"
     assert got["sequence"] == 1 and got["msgid"] > 0 and got["msg_ctime"] > 0
     # the sender's devices get it too (the sending one correlates by client_msg_id)
     for d in (a1, a2):
@@ -98,11 +108,11 @@ def single_chat_reaches_every_device(b):
 
 @on_aurora
 def resend_with_client_msg_id_is_not_duplicated(b):
-    register(b, "alice", "bob")
+    register(b, "alice", "bobby")
     a1 = device(b, "alice", "a1")
-    b1 = device(b, "bob", "b1")
+    b1 = device(b, "bobby", "b1")
     for _ in range(3):
-        a1.publish("im/send", text("bob", "once", client_msg_id="same-id"), qos=1, wait=True)
+        a1.publish("im/send", text("bobby", "once", client_msg_id="same-id"), qos=1, wait=True)
     got = inbox(b1)
     assert len(got) == 1
     b1.expect_none(1.0)
@@ -110,28 +120,29 @@ def resend_with_client_msg_id_is_not_duplicated(b):
 
 @on_aurora
 def group_chat_and_offline_member(b):
-    register(b, "alice", "bob", "carol")
+    register(b, "alice", "bobby", "carol")
     st, g = rest(b, "POST", "/v1/groups/", {"owner_username": "alice", "name": "team",
-                                            "members_username": ["bob", "carol"], "desc": "d"})
+                                            "members_username": ["bobby", "carol"], "desc": "d"})
     assert st == 201, (st, g)
     gid = g["gid"]
     a1 = device(b, "alice", "a1")
-    b1 = device(b, "bob", "b1")
+    b1 = device(b, "bobby", "b1")
     wait_until(lambda: True, 0.2)
     for i in range(3):
         a1.publish("im/send", text(gid, "g%d" % i, target_type="group"), qos=1, wait=True)
-    msgs = [m for m in inbox(b1, 3) if m.get("target_type") == "group"]
-    assert [m["msg_body"]["text"] for m in msgs] == ["g0", "g1", "g2"]
+    msgs = texts(b1, 3)
+    assert [m["msg_body"]["text"] for m in msgs] == ["g0", "g1", "g2"], msgs
+    assert all(m["target_type"] == "group" and m["target_id"] == str(gid) for m in msgs)
     # carol was never online: she gets the group's history on her first login, in order
     c1 = device(b, "carol", "c1")
-    got = [m for m in inbox(c1, 3, timeout=8) if m.get("msg_type") == "text"]
+    got = texts(c1, 3)
     assert [m["msg_body"]["text"] for m in got] == ["g0", "g1", "g2"]
     assert [m["sequence"] for m in got] == sorted(m["sequence"] for m in got)
     # a non-member is refused with 803005
-    register(b, "dave")
+    register(b, "davey")
     r = Raw5(b)
     key, _ = app_creds(b)
-    r.connect("d1", True, username="%s:dave" % key, password=b"secret-pw")
+    r.connect("d1", True, username="%s:davey" % key, password=b"secret-pw")
     r.send(subscribe_packet(1, [("im/inbox", sub_opts(1))]))
     r.expect("SUBACK")
     r.send(publish_packet("im/send", text(gid, "let me in", target_type="group"), qos=1, pid=7))
@@ -143,16 +154,16 @@ def group_chat_and_offline_member(b):
 
 @on_aurora
 def offline_device_gets_exactly_what_it_missed_in_order(b):
-    register(b, "alice", "bob")
+    register(b, "alice", "bobby")
     a1 = device(b, "alice", "a1")
-    b1 = device(b, "bob", "bob-phone", clean=False)
-    a1.publish("im/send", text("bob", "seen"), qos=1, wait=True)
+    b1 = device(b, "bobby", "bob-phone", clean=False)
+    a1.publish("im/send", text("bobby", "seen"), qos=1, wait=True)
     assert inbox(b1)[0]["msg_body"]["text"] == "seen"   # acknowledged by paho: cursor moves
     time.sleep(0.3)
     b1.disconnect()
     for i in range(20):
-        a1.publish("im/send", text("bob", "missed %d" % i), qos=1, wait=True)
-    b1 = device(b, "bob", "bob-phone", clean=False, subscribe=False)  # resumed session keeps im/inbox
+        a1.publish("im/send", text("bobby", "missed %d" % i), qos=1, wait=True)
+    b1 = device(b, "bobby", "bob-phone", clean=False, subscribe=False)  # resumed session keeps im/inbox
     got = inbox(b1, 20, timeout=10)
     assert [m["msg_body"]["text"] for m in got] == ["missed %d" % i for i in range(20)], got[:3]
     b1.expect_none(1.0)
@@ -160,26 +171,26 @@ def offline_device_gets_exactly_what_it_missed_in_order(b):
 
 @on_aurora
 def acknowledged_messages_survive_kill9(b):
-    register(b, "alice", "bob")
+    register(b, "alice", "bobby")
     a1 = device(b, "alice", "a1")
     for i in range(50):
-        a1.publish("im/send", text("bob", "durable %d" % i), qos=1, wait=True)   # PUBACK = on disk
+        a1.publish("im/send", text("bobby", "durable %d" % i), qos=1, wait=True)   # PUBACK = on disk
     b.kill()
     b.restart()
-    b1 = device(b, "bob", "b-new")
+    b1 = device(b, "bobby", "b-new")
     got = inbox(b1, 50, timeout=10)
     assert [m["msg_body"]["text"] for m in got] == ["durable %d" % i for i in range(50)]
-    st, hist = rest(b, "GET", "/v2/users/alice/messages?peer=bob&count=100")
+    st, hist = rest(b, "GET", "/v2/users/alice/messages?peer=bobby&count=100")
     assert st == 200 and len(hist["messages"]) == 50, (st, hist)
 
 
 @on_aurora
 def rest_message_from_admin(b):
-    register(b, "bob")
+    register(b, "bobby")
     st, body = rest(b, "POST", "/v1/admins/", {"username": "admin1", "password": "secret-pw"})
     assert st == 201, (st, body)
-    b1 = device(b, "bob", "b1")
-    st, body = rest(b, "POST", "/v1/messages", {"version": 1, "target_type": "single", "target_id": "bob",
+    b1 = device(b, "bobby", "b1")
+    st, body = rest(b, "POST", "/v1/messages", {"version": 1, "target_type": "single", "target_id": "bobby",
                                                 "from_type": "admin", "from_id": "admin1", "msg_type": "text",
                                                 "msg_body": {"text": "from the server"}})
     assert st == 201 and body["msg_id"] > 0 and body["msg_ctime"] > 0, (st, body)
@@ -232,7 +243,7 @@ def login_token_for_reconnects(b):
 
 @on_aurora
 def apps_cannot_see_each_other(b):
-    register(b, "alice", "bob")
+    register(b, "alice", "bobby")
     # a second app through the operator API
     tok = open(os.path.join(b.data_dir, "operator.token")).read().strip()
     req = urllib.request.Request("http://127.0.0.1:%d/ops/v1/apps" % b.http_port, data=b'{"name":"other"}',
