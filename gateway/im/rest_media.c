@@ -29,6 +29,14 @@ _Static_assert(sizeof "https://" - 1 + REST_MEDIA_HOST_MAX + sizeof "/v1/resourc
                        sizeof "&app=4294967295&expires=18446744073709551615&sig=" - 1 + SIG_HEX_LEN <
                    REST_MEDIA_URL_MAX,
                "a download link fits REST_MEDIA_URL_MAX");
+/* The raw answer's header lines: Content-Type, ETag, Cache-Control, X-Content-Type-Options and
+ * Content-Disposition with the longest encoded name (each line's name, ": " and CRLF included). */
+_Static_assert(sizeof "Content-Type: \r\n" + MEDIA_CTYPE_MAX + sizeof "ETag: \"\"\r\n" + MEDIA_HEX_LEN +
+                       sizeof "Cache-Control: public, max-age=31536000, immutable\r\n" +
+                       sizeof "X-Content-Type-Options: nosniff\r\n" +
+                       sizeof "Content-Disposition: attachment; filename*=UTF-8''\r\n" + REST_MEDIA_DISP_NAME_MAX <=
+                   HTTP_RESP_HEADERS_MAX,
+               "the raw answer's headers fit the response builder");
 _Static_assert(MEDIA_ID_MAX <= AU_IM_MEDIA_ID_MAX, "media ids fit msg_body.media_id");
 _Static_assert(AU_IM_STR_MAX + 1 <= MEDIA_FNAME_MAX, "an answer's fname is a stored name");
 
@@ -608,7 +616,8 @@ static void raw_data(struct au_shard *s, void *arg, int err, const struct media_
     struct http_resp *r = http_gw_defer_resp(w->a.defer);
     if (r) {
         http_resp_status(r, 200);
-        http_resp_header(r, "Content-Type", raw_ctype(info));
+        if (http_resp_header(r, "Content-Type", raw_ctype(info)) != 0)
+            http_resp_header(r, "Content-Type", "application/octet-stream");
         raw_headers(r, w);
         if (w->type == MEDIA_FILE) {
             char disp[sizeof "attachment; filename*=UTF-8''" + REST_MEDIA_DISP_NAME_MAX + 1];
