@@ -12,6 +12,7 @@
 #include "gateway/im/imconn.h"
 #include "gateway/im/im.h"
 #include "gateway/im/rest.h"
+#include "gateway/im/rest_media.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -96,6 +97,10 @@ int main(int argc, char **argv)
     rest_init(&cfg);            /* REST v1 users/admins/groups + operator API (gateway/im/rest.h) */
     rest_set_authpool(pool);
     rest_messages_init();
+    if (rest_media_init(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "aurora: media: %s\n", err);
+        return 1;
+    }
 
     uint32_t nshards = au_config_shards(&cfg);
     uint32_t per_shard = 0;
@@ -107,7 +112,7 @@ int main(int argc, char **argv)
         .nlisteners = nl,
         .hooks = &broker_hooks,
         .drain_ms = 3000,
-        .n_ext = (int)(store_threads(&so) + authpool_threads(pool)),
+        .n_ext = (int)(store_threads(&so) + authpool_threads(pool) + rest_media_threads()),
     };
     struct au_shard **shards;
     r = au_loop_start(&lo, &shards);
@@ -117,6 +122,7 @@ int main(int argc, char **argv)
     }
     store_start(st, shards, (int)nshards, 0);
     authpool_start(pool, shards, (int)nshards, (int)store_threads(&so));
+    rest_media_start(shards, (int)nshards, (int)(store_threads(&so) + authpool_threads(pool)));
     http_gw_set_shards(shards, (int)nshards);
     au_info("aurora started shards=%u mqtt=%s http=%s data=%s fixed_files_per_shard=%u", nshards, cfg.mqtt_listen,
             cfg.http_listen, cfg.data_dir, au_loop_fixed_files());
@@ -126,6 +132,7 @@ int main(int argc, char **argv)
     au_info("signal %d: shutting down", sig);
     au_loop_stop(shards, (int)nshards); /* shard_fini detaches each shard from the store */
     authpool_stop(pool);
+    rest_media_stop();
     store_close(st);
     au_info("stopped");
     au_config_free(&cfg);

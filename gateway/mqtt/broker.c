@@ -1,5 +1,6 @@
 /* broker.c - per-shard broker state, messages, cross-shard fan-out and the shard hooks. */
 #include "gateway/mqtt/broker.h"
+#include "gateway/im/rest_media.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/im/im.h"
@@ -363,6 +364,7 @@ static int shard_tick(struct au_shard *s, uint64_t now_ms)
 static void shard_fini(struct au_shard *s)
 {
     struct broker *b = broker_of(s);
+    rest_media_shard_detach(s); /* before the store: a finished upload still writes its record */
     if (persist_store()) store_shard_detach(persist_store(), s->id); /* completions run here, before freeing */
     imconn_shard_detach(s);
     struct au_hash_iter it;
