@@ -18,6 +18,7 @@
 #include "gateway/mqtt/persist.h"
 #include "store/keyspace.h"
 #include "core/log.h"
+#include "gateway/im/rest.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -476,9 +477,37 @@ static void climsg_checked(struct au_shard *sh, void *arg, int err, const void *
     job_run_owner(sh, j);
 }
 
+static void climsg_check(struct au_shard *self, struct send_job *j);
+
+/* Single chat: the recipient may have blacklisted the sender (REST blacklist records). */
+static void blacklist_checked(struct au_shard *sh, void *arg, int err, const void *v, size_t vl)
+{
+    (void)v;
+    (void)vl;
+    struct send_job *j = arg;
+    if (err == 0) {
+        j->err = IM_EBLACKLISTED;
+        job_reply(sh, j);
+        return;
+    }
+    climsg_check(sh, j);
+}
+
 static void job_arrive(struct au_shard *self, struct au_xmsg *x)
 {
     struct send_job *j = (struct send_job *)x;
+    struct im_send_req *r = j->req;
+    if (!r->target_group && r->kind == IM_KIND_MESSAGE && r->from[0] && r->target[0]) {
+        uint8_t key[KS_KEY_MAX];
+        size_t kl = ks_im_blacklist(key, r->app, r->target, strlen(r->target), r->from, strlen(r->from));
+        store_get(persist_store(), self->id, key, kl, blacklist_checked, j);
+        return;
+    }
+    climsg_check(self, j);
+}
+
+static void climsg_check(struct au_shard *self, struct send_job *j)
+{
     struct im_send_req *r = j->req;
     if (r->client_msg_id[0] && r->from[0]) {
         uint8_t key[KS_KEY_MAX];

@@ -46,7 +46,7 @@ struct im_send_req {
 /* Result of a send. err = 0, or a negative code (IM_E* below). */
 typedef void (*im_send_done_fn)(struct au_shard *s, void *arg, int err, uint64_t msgid, uint64_t ctime_ms);
 enum { IM_EDUP = 1 /* not an error: a resend; msgid is the original's */ };
-enum { IM_ESTORE = -1, IM_ENOCONV = -2 };
+enum { IM_ESTORE = -1, IM_ENOCONV = -2, IM_EBLACKLISTED = -3 /* the recipient blacklisted the sender */ };
 
 /* Store durably and deliver to every online device of the recipients; done runs on `from` once durable.
  * The request is consumed (json and extra_recipients freed). */

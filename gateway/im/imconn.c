@@ -180,6 +180,7 @@ bool imconn_reserved_topic(const uint8_t *t, size_t len)
 struct send_ctx {
     struct pend_ack *pa;         /* NULL for QoS 0 */
     uint64_t suid;               /* session uid, to send an error event */
+    char cmid[65];               /* the client's message id, echoed in an error event */
 };
 
 /* Deliver a server-made JSON object on the session's im/inbox (events: send errors, tokens, sync ends). */
@@ -319,17 +320,39 @@ static void send_done(struct au_shard *sh, void *arg, int err, uint64_t msgid, u
     (void)ctime_ms;
     struct send_ctx *x = arg;
     struct broker *b = broker_of(sh);
+    int code = err == IM_EBLACKLISTED ? IM_E_SEND_BLACKLISTED : err < 0 ? IM_E_SEND_STORE : 0;
     if (x->pa) {
         x->pa->ready = 1;
-        if (err < 0) x->pa->reason = im_err_mqtt_reason(IM_E_SEND_STORE);
+        if (code) x->pa->reason = im_err_mqtt_reason(code);
         if (!x->pa->s) free(x->pa);
         else ack_flush(x->pa->s);
     }
-    if (err < 0) {
+    if (code) {
         struct session *s = session_by_uid(b, x->suid);
-        if (s) error_event(b, s, IM_E_SEND_STORE, NULL, NULL);
+        if (s) error_event(b, s, code, NULL, x->cmid);
     }
     free(x);
+}
+
+/* Per-device send rate: a token bucket of IM_SEND_BURST messages refilled at IM_SEND_RATE per second
+ * (generous: it stops runaway clients, not chat; 803010 beyond it). */
+#define IM_SEND_RATE  1000u
+#define IM_SEND_BURST 2000u
+
+static bool rate_ok(struct session *s, uint64_t now_ms)
+{
+    if (!s->im_tokens_ms) {
+        s->im_tokens = IM_SEND_BURST;
+        s->im_tokens_ms = now_ms;
+    }
+    uint64_t add = (now_ms - s->im_tokens_ms) * IM_SEND_RATE / 1000u;
+    if (add) {
+        s->im_tokens = (uint32_t)AU_MIN((uint64_t)IM_SEND_BURST, s->im_tokens + add);
+        s->im_tokens_ms += add * 1000u / IM_SEND_RATE;
+    }
+    if (!s->im_tokens) return false;
+    s->im_tokens--;
+    return true;
 }
 
 static int refuse(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publish *pub, int code, const char *detail,
@@ -372,6 +395,7 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     int code = 0;
     if (!me) code = IM_E_SEND_NOT_PERMITTED;
     else if (me->forbidden) code = IM_E_SEND_SILENCED;
+    else if (!rate_ok(s, b->shard->now_ms)) code = IM_E_SEND_RATE;
     else if (m->from_id[0] && strcmp(m->from_id, s->im_user) != 0) code = IM_E_SEND_NOT_PERMITTED;
     struct dir_group *g = NULL;
     if (!code && m->target_type == IM_TARGET_GROUP) {
@@ -415,6 +439,7 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     struct send_ctx *x = calloc(1, sizeof *x);
     AU_ASSERT(x != NULL);
     x->suid = s->uid;
+    memcpy(x->cmid, req->client_msg_id, sizeof x->cmid - 1);
     if (pub->qos) {
         /* Acknowledged once stored durably, in PUBLISH order with the session's other acks. */
         struct pend_ack *pa = calloc(1, sizeof *pa);

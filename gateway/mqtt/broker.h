@@ -120,6 +120,8 @@ struct session {
     char *username;
     char *im_user;               /* IM login (<appkey>:<user>): the user; NULL for plain MQTT / push-only */
     struct im_sess *im;          /* IM state: inbox registration, replay (gateway/im/im.c) */
+    uint64_t im_tokens_ms;       /* im/send rate limit: last refill */
+    uint32_t im_tokens;
     struct mqtt_conn *mc;        /* NULL while offline */
     uint32_t expiry;             /* session expiry interval, seconds (UINT32_MAX = never) */
     struct au_timer exp_timer;   /* session expiry / will delay while offline */

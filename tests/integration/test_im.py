@@ -47,7 +47,9 @@ def register(b, *names, password="secret-pw", creds=None):
 
 def device(b, user, cid, password="secret-pw", clean=True, version=4, creds=None, subscribe=True):
     key, _ = creds or app_creds(b)
-    c = client(b, client_id=cid, version=version, clean=clean, username="%s:%s" % (key, user), password=password)
+    # a password check is a slow hash on a worker thread: allow for a loaded machine
+    c = client(b, client_id=cid, version=version, clean=clean, username="%s:%s" % (key, user), password=password,
+               timeout=15)
     if subscribe:
         c.subscribe("im/inbox", qos=1)
     return c
