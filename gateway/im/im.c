@@ -619,8 +619,8 @@ static void replay_msgs(struct au_shard *sh, void *arg, int err, const struct st
         size_t jl;
         const uint8_t *js = ks_r_rest(&r, &jl);
         if (r.err) continue;
-        uint64_t keep = kind == IM_KIND_EVENT ? evt_keep : msg_keep;
-        if (now > ctime && now - ctime > keep) continue;
+        uint64_t keep = (kind & 0x7f) == IM_KIND_EVENT ? evt_keep : msg_keep;
+        if ((kind & IM_KIND_RETRACTED) || (now > ctime && now - ctime > keep)) continue;
         struct msg *m = msg_new_raw(s->app, (const uint8_t *)k_inbox, sizeof k_inbox - 1, NULL, 0, js, (uint32_t)jl, 1,
                                     false, 0, 0);
         m->im_conv = rc->conv;
@@ -810,7 +810,7 @@ static void sweep_page(struct au_shard *sh, void *arg, int err, const struct sto
         if (ks_r_u8(&r) != KS_V1 || kv[k].kl < 21) continue;
         uint64_t ctime = ks_r_u64(&r), msgid = ks_r_u64(&r);
         uint8_t kind = ks_r_u8(&r);
-        uint64_t keep = kind == IM_KIND_EVENT ? evt_keep : msg_keep;
+        uint64_t keep = (kind & 0x7f) == IM_KIND_EVENT ? evt_keep : msg_keep;
         if (r.err || now <= ctime || now - ctime <= keep) continue;
         if (!b) b = store_batch_new();
         store_batch_del(b, kv[k].k, kv[k].kl);

@@ -27,6 +27,7 @@ static inline uint64_t im_conv_group(uint64_t gid) { return IM_CONV_GROUP_BIT | 
 uint64_t im_conv_single(uint32_t app, const char *a, size_t al, const char *b, size_t bl);
 
 enum im_msg_kind { IM_KIND_MESSAGE = 0, IM_KIND_EVENT = 1 };
+#define IM_KIND_RETRACTED 0x80u /* flag on a stored message: taken back by its sender (never delivered again) */
 
 /* A message to store and deliver, from a device (im/send) or the REST API (POST /v1/messages), or an event. */
 struct im_send_req {

@@ -245,7 +245,7 @@ static void sync_read(struct au_shard *sh, void *arg, int err, const struct stor
             if (ks_r_u8(&r) != KS_V1 || kv[k].kl < 21) continue;
             (void)ks_r_u64(&r);
             (void)ks_r_u64(&r);
-            (void)ks_r_u8(&r);
+            if (ks_r_u8(&r) & IM_KIND_RETRACTED) continue;
             uint16_t fl;
             (void)ks_r_str16(&r, &fl);
             size_t jl;

@@ -323,11 +323,13 @@ static void wake_noop(struct au_shard *s, struct au_xmsg *x)
     free(x);
 }
 
+static void wake_dispose(struct au_xmsg *x) { free(x); }
+
 static void wake_bounce(struct au_shard *s, struct au_xmsg *x)
 {
     struct wake_x *w = (struct wake_x *)x;
     w->x.handler = wake_noop;
-    au_shard_post(s, w->back, &w->x);
+    au_shard_post_disposable(s, w->back, &w->x, wake_dispose);
 }
 
 void rest_txn(struct au_shard *s, im_txn_prepare_fn prepare, im_txn_done_fn done, void *arg)
@@ -338,7 +340,7 @@ void rest_txn(struct au_shard *s, im_txn_prepare_fn prepare, im_txn_done_fn done
     AU_ASSERT(w != NULL);
     w->x.handler = wake_bounce;
     w->back = s->id;
-    au_shard_post(s, (s->id + 1) % s->nshards, &w->x);
+    au_shard_post_disposable(s, (s->id + 1) % s->nshards, &w->x, wake_dispose);
 }
 
 /* ------------------------------------------------------------------ serialised read-modify-write */

@@ -266,4 +266,31 @@ def apps_cannot_see_each_other(b):
     a1.expect_none(1.0)
 
 
+@on_aurora
+def app_history_and_retract(b):
+    register(b, "alice", "bobby")
+    a1 = device(b, "alice", "a1")
+    b1 = device(b, "bobby", "b1")
+    t0 = int(time.time() * 1000) - 1000
+    for i in range(3):
+        a1.publish("im/send", text("bobby", "h%d" % i), qos=1, wait=True)
+    sent = texts(b1, 3)
+    st, body = rest(b, "GET", "/v2/messages?count=10&begin_time=%d" % t0)
+    assert st == 200 and [m["msg_body"]["text"] for m in body["messages"]] == ["h0", "h1", "h2"], (st, body)
+    victim = sent[1]["msgid"]
+    st, body = rest(b, "POST", "/v1/messages/bobby/%d/retract" % victim)
+    assert st >= 400 and body["error"]["code"] == 855002, (st, body)        # not the sender
+    st, body = rest(b, "POST", "/v1/messages/alice/%d/retract" % victim)
+    assert st == 204, (st, body)
+    ev = json.loads(b1.expect(5).payload)
+    assert ev.get("event") == "retract" and ev["retracted_msgid"] == victim, ev
+    st, body = rest(b, "POST", "/v1/messages/alice/%d/retract" % victim)
+    assert st >= 400 and body["error"]["code"] == 855004, (st, body)        # already retracted
+    st, body = rest(b, "POST", "/v1/messages/alice/999999/retract")
+    assert st >= 400 and body["error"]["code"] == 855003, (st, body)
+    st, body = rest(b, "GET", "/v2/users/alice/messages?peer=bobby&count=100")
+    texts_left = [m["msg_body"]["text"] for m in body["messages"] if m.get("msg_type") == "text"]
+    assert texts_left == ["h0", "h2"], body
+
+
 run_tests(globals())
