@@ -214,18 +214,6 @@ def configured_limits(b):
 
 
 @on_aurora
-def default_limit_of_500_members(b):
-    http_ready(b)
-    names = ["m%03d" % i for i in range(500)]
-    register(b, "owner", *names)
-    assert err(rest(b, "POST", "/v1/groups/", {"owner_username": "owner", "name": "big",
-                                               "members_username": names})) == (403, 899012)
-    gid = create(b, "owner", "big", names[:499])
-    assert len(member_names(b, gid)) == 500
-    assert err(rest(b, "POST", "/v1/groups/%d/members" % gid, {"add": [names[499]]})) == (403, 899012)
-
-
-@on_aurora
 def list_groups_paging(b):
     http_ready(b)
     register(b, "alice")
