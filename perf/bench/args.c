@@ -17,7 +17,7 @@
 void bench_usage(FILE *f)
 {
     fprintf(f,
-"usage: aurora-bench --scenario hold|storm|p2p|fanout|fanin [options]\n"
+"usage: aurora-bench --scenario hold|storm|p2p|fanout|fanin|im-single|im-group|im-replay [options]\n"
 "\n"
 "target and addresses\n"
 "  --host ADDR            broker address, loopback only: 127.0.0.0/8, ::1, localhost (127.0.0.1)\n"
@@ -49,10 +49,23 @@ void bench_usage(FILE *f)
 "  --json FILE            write the summary JSON object to FILE (it is also the last stdout line, after 'JSON: ')\n"
 "  --quiet                no per-second progress lines\n"
 "  --log-level L          debug|info|warn|error (info)\n"
-"  --help\n",
+"  --help\n"
+"IM scenarios (users registered beforehand, e.g. by perf/im-setup; MQTT 5 and QoS 1 by default)\n"
+"  --appkey K             app key: logins are <K>:<user> with --password\n"
+"  --user-prefix P        usernames are P<n> (n from --user-base; 4..128 bytes in all)\n"
+"  --user-base N          first user number (0)\n"
+"  im-single: --publishers P pairs (10): user n sends to user P+n, whose device subscribes im/inbox\n"
+"  im-group:  --groups G (1) --members M (100) --group-ids ID,... : group g's members are users g*M..g*M+M-1,\n"
+"             every member's device subscribes; --publishers (G) second devices of members post to group p%%G\n"
+"  im-replay: --publishers P (100) --messages N (100): user P's device subscribes, goes away; users 0..P-1 send\n"
+"             N each to user P; then the device returns and the replay is timed (--replay-timeout S, %u)\n"
+"  --messages N           messages per publisher, then stop (0 = until --duration ends; im-replay 100)\n"
+"  --offline-msgs N       im-replay: messages the gateway replays per conversation (%u = its im_offline_msgs)\n"
+"  --payload BYTES        IM: length of msg_body.text, %u..%u (%u)\n",
             BENCH_MIN_PAYLOAD, BENCH_MAX_PAYLOAD, BENCH_DEFAULT_WINDOW, BENCH_MAX_WINDOW,
             BENCH_DEFAULT_CONN_WIN, BENCH_DEFAULT_DURATION_S, BENCH_MAX_DURATION_S,
-            BENCH_DEFAULT_SETUP_S, BENCH_MAX_SETUP_S, BENCH_CONNS_PER_RING);
+            BENCH_DEFAULT_SETUP_S, BENCH_MAX_SETUP_S, BENCH_CONNS_PER_RING, BENCH_IM_REPLAY_TIMEOUT_S,
+            BENCH_IM_OFFLINE_MSGS, BENCH_IM_MIN_TEXT, BENCH_IM_MAX_TEXT, BENCH_IM_DEFAULT_TEXT);
 }
 
 bool bench_is_loopback(const struct sockaddr_storage *ss)
@@ -155,6 +168,7 @@ enum {
     O_SCENARIO = 256, O_HOST, O_PORT, O_SRC, O_CONNS, O_PUBS, O_SUBS, O_TOPICS, O_VERSION, O_QOS,
     O_PAYLOAD, O_KEEPALIVE, O_USER, O_PASS, O_CPREFIX, O_TPREFIX, O_RATE, O_WINDOW, O_CWINDOW,
     O_DURATION, O_SETUP, O_THREADS, O_JSON, O_QUIET, O_LOGLEVEL, O_HELP,
+    O_APPKEY, O_UPREFIX, O_UBASE, O_GROUPS, O_MEMBERS, O_GIDS, O_MESSAGES, O_OFFLINE, O_REPLAY_TO,
 };
 
 static const struct option k_opts[] = {
@@ -171,8 +185,52 @@ static const struct option k_opts[] = {
     { "setup-timeout", required_argument, NULL, O_SETUP }, { "threads", required_argument, NULL, O_THREADS },
     { "json", required_argument, NULL, O_JSON },         { "quiet", no_argument, NULL, O_QUIET },
     { "log-level", required_argument, NULL, O_LOGLEVEL }, { "help", no_argument, NULL, O_HELP },
+    { "appkey", required_argument, NULL, O_APPKEY },     { "user-prefix", required_argument, NULL, O_UPREFIX },
+    { "user-base", required_argument, NULL, O_UBASE },   { "groups", required_argument, NULL, O_GROUPS },
+    { "members", required_argument, NULL, O_MEMBERS },   { "group-ids", required_argument, NULL, O_GIDS },
+    { "messages", required_argument, NULL, O_MESSAGES }, { "offline-msgs", required_argument, NULL, O_OFFLINE },
+    { "replay-timeout", required_argument, NULL, O_REPLAY_TO },
     { NULL, 0, NULL, 0 },
 };
+
+/* A username part: first byte alphanumeric, then alphanumerics and _ . - @ (the gateway's rule). */
+static bool im_prefix_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > BENCH_IM_MAX_USER_PREFIX) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-' && c != '@'))) return false;
+    }
+    return true;
+}
+
+/* "10001,10002" -> gids (allocated). Returns the count or -1. */
+static int parse_gids(const char *spec, uint64_t **out)
+{
+    *out = NULL;
+    uint32_t n = 0;
+    uint64_t *v = calloc(BENCH_IM_MAX_GROUPS, sizeof *v);
+    if (!v) return -1;
+    const char *p = spec;
+    for (;;) {
+        char *end;
+        if (*p < '0' || *p > '9' || n == BENCH_IM_MAX_GROUPS) goto bad;
+        errno = 0;
+        unsigned long long g = strtoull(p, &end, 10);
+        if (errno || g == 0) goto bad;
+        v[n++] = g;
+        if (*end == '\0') break;
+        if (*end != ',') goto bad;
+        p = end + 1;
+    }
+    *out = v;
+    return (int)n;
+bad:
+    free(v);
+    return -1;
+}
 
 #define USAGE_ERR(...) do { fprintf(stderr, "aurora-bench: " __VA_ARGS__); fputc('\n', stderr); \
                             fprintf(stderr, "try --help\n"); return -1; } while (0)
@@ -185,6 +243,11 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
     uint64_t keepalive = 60, window = BENCH_DEFAULT_WINDOW, cwindow = BENCH_DEFAULT_CONN_WIN;
     uint64_t duration = BENCH_DEFAULT_DURATION_S, setup = BENCH_DEFAULT_SETUP_S, threads = 2;
     bool have_conns = false, have_pubs = false, have_subs = false, have_topics = false;
+    bool have_version = false, have_qos = false, have_payload = false, have_cprefix = false;
+    bool have_groups = false, have_members = false, have_messages = false;
+    uint64_t groups = 1, members = 100, messages = 0, offline = BENCH_IM_OFFLINE_MSGS, user_base = 0;
+    uint64_t replay_to = BENCH_IM_REPLAY_TIMEOUT_S;
+    const char *gids = NULL;
     double rate = 0;
     snprintf(cfg->client_prefix, sizeof cfg->client_prefix, "bench-%d", (int)getpid());
     snprintf(cfg->topic_prefix, sizeof cfg->topic_prefix, "bench/%d", (int)getpid());
@@ -213,12 +276,19 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
             if (parse_u64(a, 1, BENCH_MAX_CONNECTIONS, &topics)) USAGE_ERR("--topics: 1..%u", BENCH_MAX_CONNECTIONS);
             have_topics = true;
             break;
-        case O_VERSION: if (parse_u64(a, 4, 5, &version)) USAGE_ERR("--version: 4 or 5"); break;
-        case O_QOS: if (parse_u64(a, 0, 2, &qos)) USAGE_ERR("--qos: 0, 1 or 2"); break;
+        case O_VERSION:
+            if (parse_u64(a, 4, 5, &version)) USAGE_ERR("--version: 4 or 5");
+            have_version = true;
+            break;
+        case O_QOS:
+            if (parse_u64(a, 0, 2, &qos)) USAGE_ERR("--qos: 0, 1 or 2");
+            have_qos = true;
+            break;
         case O_PAYLOAD:
             if (parse_u64(a, BENCH_MIN_PAYLOAD, BENCH_MAX_PAYLOAD, &payload))
                 USAGE_ERR("--payload: %u..%u bytes (the first 16 carry timestamp, publisher, sequence)",
                           BENCH_MIN_PAYLOAD, BENCH_MAX_PAYLOAD);
+            have_payload = true;
             break;
         case O_KEEPALIVE: if (parse_u64(a, 0, 65535, &keepalive)) USAGE_ERR("--keepalive: 0..65535"); break;
         case O_USER: cfg->username = a; break;
@@ -226,6 +296,7 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
         case O_CPREFIX:
             if (!*a || strlen(a) > BENCH_MAX_CLIENT_PREFIX) USAGE_ERR("--client-prefix: 1..%u bytes", BENCH_MAX_CLIENT_PREFIX);
             snprintf(cfg->client_prefix, sizeof cfg->client_prefix, "%s", a);
+            have_cprefix = true;
             break;
         case O_TPREFIX:
             if (!*a || strlen(a) > BENCH_MAX_TOPIC_PREFIX || strpbrk(a, "+#"))
@@ -259,6 +330,34 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
             break;
         }
         case O_HELP: bench_usage(stdout); return 1;
+        case O_APPKEY:
+            if (!*a || strlen(a) > BENCH_IM_MAX_APPKEY || strchr(a, ':')) USAGE_ERR("--appkey: 1..%u bytes, no ':'", BENCH_IM_MAX_APPKEY);
+            snprintf(cfg->appkey, sizeof cfg->appkey, "%s", a);
+            break;
+        case O_UPREFIX:
+            if (!im_prefix_ok(a))
+                USAGE_ERR("--user-prefix: 1..%u bytes, a letter or digit first, then letters, digits, _ . - @",
+                          BENCH_IM_MAX_USER_PREFIX);
+            snprintf(cfg->user_prefix, sizeof cfg->user_prefix, "%s", a);
+            break;
+        case O_UBASE: if (parse_u64(a, 0, 1000000000u, &user_base)) USAGE_ERR("--user-base: 0..1000000000"); break;
+        case O_GROUPS:
+            if (parse_u64(a, 1, BENCH_IM_MAX_GROUPS, &groups)) USAGE_ERR("--groups: 1..%u", BENCH_IM_MAX_GROUPS);
+            have_groups = true;
+            break;
+        case O_MEMBERS:
+            if (parse_u64(a, 1, BENCH_IM_MAX_MEMBERS, &members)) USAGE_ERR("--members: 1..%u", BENCH_IM_MAX_MEMBERS);
+            have_members = true;
+            break;
+        case O_GIDS: gids = a; break;
+        case O_MESSAGES:
+            if (parse_u64(a, 0, BENCH_IM_MAX_MESSAGES, &messages)) USAGE_ERR("--messages: 0..%u", BENCH_IM_MAX_MESSAGES);
+            have_messages = true;
+            break;
+        case O_OFFLINE: if (parse_u64(a, 1, 100000, &offline)) USAGE_ERR("--offline-msgs: 1..100000"); break;
+        case O_REPLAY_TO:
+            if (parse_u64(a, 1, BENCH_IM_MAX_REPLAY_S, &replay_to)) USAGE_ERR("--replay-timeout: 1..%u seconds", BENCH_IM_MAX_REPLAY_S);
+            break;
         default: USAGE_ERR("unknown option");
         }
     }
@@ -267,6 +366,7 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
 
     static const struct { const char *name; enum bench_scenario sc; } k_sc[] = {
         { "hold", SC_HOLD }, { "storm", SC_STORM }, { "p2p", SC_P2P }, { "fanout", SC_FANOUT }, { "fanin", SC_FANIN },
+        { "im-single", SC_IM_SINGLE }, { "im-group", SC_IM_GROUP }, { "im-replay", SC_IM_REPLAY },
     };
     bool found = false;
     for (size_t i = 0; i < AU_ARRAY_LEN(k_sc); i++)
@@ -275,7 +375,10 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
             cfg->scenario_name = k_sc[i].name;
             found = true;
         }
-    if (!found) USAGE_ERR("unknown scenario '%s' (hold, storm, p2p, fanout, fanin)", scenario);
+    if (!found) USAGE_ERR("unknown scenario '%s' (hold, storm, p2p, fanout, fanin, im-single, im-group, im-replay)", scenario);
+    cfg->im = cfg->scenario >= SC_IM_SINGLE;
+    if (!cfg->im && (cfg->appkey[0] || cfg->user_prefix[0] || gids || have_groups || have_members || have_messages))
+        USAGE_ERR("--appkey/--user-prefix/--groups/--members/--group-ids/--messages are for the im-* scenarios");
 
     /* target: loopback only */
     snprintf(cfg->host, sizeof cfg->host, "%s", host);
@@ -318,8 +421,68 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
         if (have_topics && topics != pubs) USAGE_ERR("fanin: one topic per publisher (--topics = --publishers)");
         topics = pubs;
         break;
+    case SC_IM_SINGLE:
+    case SC_IM_GROUP:
+    case SC_IM_REPLAY:
+        if (!cfg->appkey[0]) USAGE_ERR("%s: --appkey is required", cfg->scenario_name);
+        if (!cfg->user_prefix[0]) USAGE_ERR("%s: --user-prefix is required", cfg->scenario_name);
+        if (!cfg->password) USAGE_ERR("%s: --password is required (the users' password)", cfg->scenario_name);
+        if (cfg->username) USAGE_ERR("%s: logins are <appkey>:<user>; --username does not apply", cfg->scenario_name);
+        if (have_topics || have_conns) USAGE_ERR("%s: --topics/--connections do not apply", cfg->scenario_name);
+        if (have_qos && qos != 1) USAGE_ERR("%s: im/send and im/inbox use QoS 1", cfg->scenario_name);
+        qos = 1;
+        if (!have_version) version = 5;             /* refusals carry reason codes */
+        if (!have_payload) payload = BENCH_IM_DEFAULT_TEXT;
+        if (payload < BENCH_IM_MIN_TEXT || payload > BENCH_IM_MAX_TEXT)
+            USAGE_ERR("%s: --payload is the text length, %u..%u", cfg->scenario_name, BENCH_IM_MIN_TEXT, BENCH_IM_MAX_TEXT);
+        if (!have_cprefix) snprintf(cfg->client_prefix, sizeof cfg->client_prefix, "imb"); /* same devices every run */
+        if (cfg->scenario != SC_IM_GROUP && (have_groups || have_members || gids))
+            USAGE_ERR("--groups/--members/--group-ids are for im-group");
+        if (cfg->scenario == SC_IM_SINGLE) {
+            if (!have_pubs) pubs = have_subs ? subs : 10;
+            if (!have_subs) subs = pubs;
+            if (subs != pubs) USAGE_ERR("im-single: one receiver per sender (--subscribers = --publishers)");
+            topics = pubs;
+        } else if (cfg->scenario == SC_IM_GROUP) {
+            if (!gids) USAGE_ERR("im-group: --group-ids is required (one id per group, see perf/im-setup)");
+            int n = parse_gids(gids, &cfg->gids);
+            if (n < 0) USAGE_ERR("--group-ids: comma-separated decimal ids, at most %u", BENCH_IM_MAX_GROUPS);
+            if (!have_groups) groups = (uint64_t)n;
+            if ((uint64_t)n != groups) USAGE_ERR("im-group: --group-ids lists %d ids for --groups %llu", n, (unsigned long long)groups);
+            if (have_subs && subs != groups * members) USAGE_ERR("im-group: the subscribers are the members (--groups x --members)");
+            subs = groups * members;
+            if (!have_pubs) pubs = groups;
+            topics = groups;
+        } else {
+            if (!have_pubs) pubs = 100;
+            if (have_subs && subs != 1) USAGE_ERR("im-replay: one returning device (--subscribers 1)");
+            subs = 1;
+            if (!have_messages) messages = 100;
+            if (messages == 0) USAGE_ERR("im-replay: --messages must be at least 1");
+            topics = 1;
+        }
+        if (pubs == 0) USAGE_ERR("%s needs publishers", cfg->scenario_name);
+        if (pubs + subs + 1 > BENCH_MAX_CONNECTIONS) USAGE_ERR("at most %u connections", BENCH_MAX_CONNECTIONS);
+        /* im-replay: the away device and the returning device are two connections of one device */
+        conns = pubs + subs + (cfg->scenario == SC_IM_REPLAY ? 1 : 0);
+        have_conns = true;
+        {
+            uint64_t users = cfg->scenario == SC_IM_SINGLE ? 2 * pubs : cfg->scenario == SC_IM_GROUP ? subs : pubs + 1;
+            char last[BENCH_IM_MAX_USER_PREFIX + 24];
+            int ln = snprintf(last, sizeof last, "%s%llu", cfg->user_prefix, (unsigned long long)(user_base + users - 1));
+            char first[BENCH_IM_MAX_USER_PREFIX + 24];
+            int fn = snprintf(first, sizeof first, "%s%llu", cfg->user_prefix, (unsigned long long)user_base);
+            if (fn < 4 || ln > 128) USAGE_ERR("usernames %s..%s: the gateway takes 4..128 bytes", first, last);
+        }
+        cfg->user_base = (uint32_t)user_base;
+        cfg->groups = cfg->scenario == SC_IM_GROUP ? (uint32_t)groups : 0;
+        cfg->members = cfg->scenario == SC_IM_GROUP ? (uint32_t)members : 0;
+        cfg->messages = (uint32_t)messages;
+        cfg->offline_msgs = (uint32_t)offline;
+        cfg->replay_timeout_s = (uint32_t)replay_to;
+        break;
     }
-    if (cfg->scenario >= SC_P2P) {
+    if (cfg->scenario >= SC_P2P && !cfg->im) {
         if (pubs == 0 || subs == 0) USAGE_ERR("%s needs publishers and subscribers", cfg->scenario_name);
         if (pubs + subs > BENCH_MAX_CONNECTIONS) USAGE_ERR("at most %u connections", BENCH_MAX_CONNECTIONS);
         if (topics > pubs + subs) USAGE_ERR("--topics: at most one per connection");
@@ -333,7 +496,7 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
     cfg->publishers = (uint32_t)pubs;
     cfg->subscribers = (uint32_t)subs;
     cfg->topics = (uint32_t)topics;
-    cfg->idle = cfg->connections - cfg->publishers - cfg->subscribers;
+    cfg->idle = cfg->connections - cfg->publishers - cfg->subscribers;   /* im-replay: the returning device */
     cfg->version = (uint8_t)version;
     cfg->qos = (uint8_t)qos;
     cfg->payload = (uint32_t)payload;

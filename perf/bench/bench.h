@@ -54,6 +54,21 @@
 #define BENCH_E2E_DELIVERIES     4096u
 #define BENCH_E2E_PER_SUB        512u
 #define BENCH_MAX_PACKET_MIN     (64u << 10) /* largest packet accepted from the broker (at least) */
+/* IM scenarios (im-single, im-group, im-replay: perf/bench/im.c) */
+#define BENCH_IM_MIN_TEXT        48u      /* "aub1." + run, publisher, sequence (8 hex each) + timestamp (16 hex) + dots */
+#define BENCH_IM_MAX_TEXT        4000u    /* msg_body.text: the gateway takes a msg_body of at most 4096 bytes */
+#define BENCH_IM_DEFAULT_TEXT    64u
+#define BENCH_IM_MAX_USER_PREFIX 100u     /* usernames are <prefix><number>, 4..128 bytes */
+#define BENCH_IM_MAX_APPKEY      64u
+#define BENCH_IM_MAX_GROUPS      1000u    /* --groups / --group-ids entries */
+#define BENCH_IM_MAX_MEMBERS     100000u  /* --members (the gateway's own default limit is 500 per group) */
+#define BENCH_IM_SETTLE_MS       300u     /* after SUBACK on im/inbox: quiet this long (old messages replayed) before ready */
+#define BENCH_IM_MAX_SEQ         (1u << 28) /* sequences tracked per publisher (exactly-once bitmaps) */
+#define BENCH_IM_OFFLINE_MSGS    100u     /* im-replay: messages replayed per conversation (gateway im_offline_msgs) */
+#define BENCH_IM_REPLAY_TIMEOUT_S 60u     /* im-replay: bound of the replay phase (--replay-timeout) */
+#define BENCH_IM_MAX_REPLAY_S    600u
+#define BENCH_IM_REPLAY_STALL_MS 5000u    /* im-replay: replay phase ends after this long without an arrival */
+#define BENCH_IM_MAX_MESSAGES    10000000u /* --messages per publisher */
 
 _Static_assert((BENCH_RECV_BUF_COUNT & (BENCH_RECV_BUF_COUNT - 1)) == 0, "buffer ring size must be a power of two");
 _Static_assert(BENCH_RECV_BUF_COUNT <= 32768, "buffer ids are 16 bit");
@@ -61,9 +76,11 @@ _Static_assert(BENCH_MAX_WINDOW <= 65535, "packet ids are 16 bit");
 _Static_assert(BENCH_CONNS_PER_RING < 20000, "fixed file table must fit RLIMIT_NOFILE");
 _Static_assert(BENCH_SOCKET_BATCH < 1024, "socket batch must leave fds for the rest of the process");
 
-enum bench_scenario { SC_HOLD, SC_STORM, SC_P2P, SC_FANOUT, SC_FANIN };
+/* Pub/sub scenarios are >= SC_P2P; the IM scenarios (JMessage JSON over im/send -> im/inbox) >= SC_IM_SINGLE. */
+enum bench_scenario { SC_HOLD, SC_STORM, SC_P2P, SC_FANOUT, SC_FANIN, SC_IM_SINGLE, SC_IM_GROUP, SC_IM_REPLAY };
 enum bench_phase { PH_SETUP, PH_RUN, PH_DRAIN, PH_TEARDOWN, PH_DONE };
-enum bench_role { ROLE_IDLE, ROLE_SUB, ROLE_PUB };
+/* ROLE_REPLAY: im-replay's returning device (the last connection), connected only after the sends. */
+enum bench_role { ROLE_IDLE, ROLE_SUB, ROLE_PUB, ROLE_REPLAY };
 
 /* Non-fatal errors, counted per kind and reported. */
 enum bench_err {
@@ -78,6 +95,7 @@ enum bench_err {
     E_ACK,           /* PUBACK/PUBREC/PUBCOMP for an id not in flight, or a failure reason code */
     E_FOREIGN,       /* PUBLISH whose payload was not made by this run */
     E_TIMEOUT,       /* connection not ready when the setup phase ended */
+    E_MISROUTED,     /* IM: a message of this run reached a device that should not get it */
     E__COUNT
 };
 extern const char *const bench_err_names[E__COUNT];
@@ -114,6 +132,16 @@ struct bench_cfg {
     /* output */
     const char *json_path;
     bool quiet;
+    /* IM scenarios */
+    bool im;                         /* scenario >= SC_IM_SINGLE */
+    char appkey[BENCH_IM_MAX_APPKEY + 1];
+    char user_prefix[BENCH_IM_MAX_USER_PREFIX + 1];
+    uint32_t user_base;              /* user n is <user_prefix><user_base + n> */
+    uint32_t groups, members;        /* im-group: groups, members per group (every member's device subscribes) */
+    uint64_t *gids;                  /* im-group: the groups' ids, one per group (--group-ids) */
+    uint32_t messages;               /* per publisher; 0 = until --duration ends */
+    uint32_t offline_msgs;           /* im-replay: latest messages per conversation the gateway replays */
+    uint32_t replay_timeout_s;
 };
 
 /* Counters of one worker: written by that worker only (relaxed load+store), read by main. */
@@ -131,6 +159,16 @@ struct bench_stats {
     _Atomic uint64_t pings;
     _Atomic uint64_t resyncs;        /* publisher windows reset after BENCH_STALL_MS without progress */
     _Atomic uint64_t first_connect_ns, last_connack_ns, last_recv_ns;
+    /* IM: arrivals on im/inbox (only messages of this run count in `received`) */
+    _Atomic uint64_t im_unique;      /* first arrival of a message */
+    _Atomic uint64_t im_dup;         /* a message that had already arrived on that device */
+    _Atomic uint64_t im_ooo;         /* arrived after a later message of the same conversation */
+    _Atomic uint64_t im_seq_err;     /* the server's `sequence` did not increase within a conversation */
+    _Atomic uint64_t im_stale;       /* messages of earlier runs (replayed to a device at login) */
+    _Atomic uint64_t im_events;      /* other inbox objects: group events, send errors */
+    _Atomic uint64_t im_refused;     /* PUBACK on im/send with a failure reason code */
+    _Atomic uint64_t im_missing;     /* computed at the end: committed messages that never arrived */
+    _Atomic uint64_t im_last_ns;     /* last first-arrival of a message of this run */
     _Atomic uint64_t errors[E__COUNT];
     _Atomic int done;                /* worker left its loop */
 } __attribute__((aligned(64)));
@@ -164,6 +202,8 @@ struct bench_worker {
     uint64_t pace_base_ns, pace_done;
     double pace_rate;                /* this worker's share of --rate */
     uint64_t last_scan_ns;
+    uint64_t last_settle_ns;         /* IM: last scan for subscribers done settling */
+    uint32_t defer_idx;              /* local index of a deferred connection (im-replay), or UINT32_MAX */
     int phase;                       /* last phase acted on */
     char err_msg[128];
     int fatal;
@@ -185,6 +225,13 @@ struct bench_run {
     uint32_t *e2e;                   /* per topic: end-to-end window of each publisher, fixed when RUN starts */
     _Atomic uint64_t *delivered;     /* [worker * publishers + publisher]: deliveries seen by that worker */
     _Atomic uint64_t *pub_sent;      /* [publisher]: PUBLISH sent */
+    /* IM */
+    uint32_t im_run_id;              /* in every message text: tells this run's messages from earlier ones */
+    _Atomic uint64_t *pub_acked;     /* [publisher]: PUBACK with success (= committed: durable) */
+    uint64_t *pub_acked_final;       /* [publisher]: pub_acked when the teardown started (for the missing count) */
+    _Atomic int im_gate;             /* im-replay: the away device is gone, the senders may start */
+    _Atomic uint64_t replay_expected;   /* im-replay: messages the returning device must get */
+    _Atomic uint64_t replay_connect_ns, replay_connack_ns, replay_sub_ns, replay_first_ns;
     struct bench_worker *workers;
     uint32_t n_workers;
 };
@@ -207,6 +254,8 @@ enum bench_role bench_role_of(const struct bench_cfg *cfg, uint32_t gidx);
 uint32_t bench_pub_topic(const struct bench_cfg *cfg, uint32_t pub_id);
 /* Subscriber's topic, or UINT32_MAX for the wildcard subscriber of fanin. */
 uint32_t bench_sub_topic(const struct bench_cfg *cfg, uint32_t sub_id);
+/* Connections set up after the run phase (im-replay's returning device): not part of the setup phase. */
+uint32_t bench_deferred(const struct bench_cfg *cfg);
 
 /* ---- worker.c ---- */
 void *bench_worker_main(void *arg);
@@ -220,6 +269,11 @@ struct bench_result {
     double setup_s, run_s, connect_rate, msgs_out_s, msgs_in_s;
     struct hist lat, conn_lat;
     bool interrupted;
+    /* IM */
+    uint64_t committed, refused, unique, dups, ooo, seq_err, missing, stale, events;
+    double committed_s;
+    uint64_t replay_expected;
+    double replay_ms, replay_first_ms, replay_login_ms, replay_msgs_s;
 };
 void bench_report_table(FILE *f, const struct bench_result *r);
 /* One JSON object on one line (no trailing newline). */

@@ -18,18 +18,27 @@ enum bench_role bench_role_of(const struct bench_cfg *cfg, uint32_t gidx)
 {
     if (gidx < cfg->subscribers) return ROLE_SUB;
     if (gidx < cfg->subscribers + cfg->publishers) return ROLE_PUB;
+    if (cfg->scenario == SC_IM_REPLAY && gidx == cfg->connections - 1) return ROLE_REPLAY;
     return ROLE_IDLE;
 }
 
 uint32_t bench_pub_topic(const struct bench_cfg *cfg, uint32_t pub_id)
 {
-    return cfg->topics ? pub_id % cfg->topics : 0;
+    if (cfg->scenario == SC_IM_REPLAY) return 0;
+    return cfg->topics ? pub_id % cfg->topics : 0;   /* im-single: the pair; im-group: the group */
 }
 
 uint32_t bench_sub_topic(const struct bench_cfg *cfg, uint32_t sub_id)
 {
     if (cfg->scenario == SC_FANIN) return UINT32_MAX;
+    if (cfg->scenario == SC_IM_GROUP) return sub_id / cfg->members;   /* members g*M .. g*M+M-1 */
+    if (cfg->scenario == SC_IM_REPLAY) return 0;
     return cfg->topics ? sub_id % cfg->topics : 0;
+}
+
+uint32_t bench_deferred(const struct bench_cfg *cfg)
+{
+    return cfg->scenario == SC_IM_REPLAY ? 1 : 0;
 }
 
 static int topic_name(const struct bench_cfg *cfg, uint32_t topic, char *out, size_t cap)
@@ -51,9 +60,17 @@ int client_init(struct bench_worker *w)
                     : c->role == ROLE_PUB ? c->gidx - cfg->subscribers
                     : c->gidx - cfg->subscribers - cfg->publishers;
         if (c->role == ROLE_PUB) n_pubs++;
+        if (c->role == ROLE_REPLAY) w->defer_idx = i;
+        if (cfg->im && (c->role == ROLE_SUB || c->role == ROLE_REPLAY)) {
+            c->ntrk = im_track_count(cfg, c);
+            c->trk = c->ntrk ? calloc(c->ntrk, sizeof *c->trk) : NULL;
+            if (c->ntrk && !c->trk) goto oom;
+        }
     }
     w->max_packet = AU_MAX(BENCH_MAX_PACKET_MIN, cfg->payload + BENCH_MAX_TOPIC_PREFIX + 1024u);
-    w->payload = malloc(cfg->payload ? cfg->payload : 1);
+    /* IM: the payload buffer holds a whole message JSON (head + text + tail) */
+    size_t pl_cap = cfg->im ? cfg->payload + 1024u : cfg->payload;
+    w->payload = malloc(pl_cap ? pl_cap : 1);
     if (!w->payload) goto oom;
     for (uint32_t i = 0; i < cfg->payload; i++) w->payload[i] = (uint8_t)('a' + i % 26);
     hist_init(&w->lat);
@@ -77,6 +94,7 @@ int client_init(struct bench_worker *w)
         p->slots = calloc(cfg->window, 1);
         w->n_pubs++;                            /* counted before the check so client_free sees it */
         if (!p->topic_name || !p->slots) goto oom;
+        if (cfg->im && im_pub_init(w, p) < 0) goto oom;
         c->role_idx = w->n_pubs - 1;            /* publishers: index into w->pubs from here on */
     }
     return 0;
@@ -90,6 +108,7 @@ void client_free(struct bench_worker *w)
     for (uint32_t i = 0; i < w->n_pubs; i++) {
         free(w->pubs[i].topic_name);
         free(w->pubs[i].slots);
+        free(w->pubs[i].im_head);
     }
     free(w->pubs);
     w->pubs = NULL;
@@ -101,18 +120,32 @@ void client_free(struct bench_worker *w)
 void client_on_tcp_connected(struct bench_worker *w, struct bench_conn *c)
 {
     const struct bench_cfg *cfg = w->cfg;
-    char id[BENCH_MAX_CLIENT_PREFIX + 16];
-    int n = snprintf(id, sizeof id, "%s-%u", cfg->client_prefix, c->gidx);
-    AU_ASSERT(n > 0 && (size_t)n < sizeof id);
+    char id[BENCH_MAX_CLIENT_PREFIX + BENCH_IM_MAX_USER_PREFIX + 48];
+    char user[BENCH_IM_MAX_APPKEY + BENCH_IM_MAX_USER_PREFIX + 24];
+    int n;
     struct mqtt_connect_opts o;
     memset(&o, 0, sizeof o);
+    o.username = cfg->username;
+    if (cfg->im) {
+        uint32_t pub_id = c->role == ROLE_PUB ? w->pubs[c->role_idx].pub_id : 0;
+        n = im_client_id(cfg, c, pub_id, id, sizeof id);
+        int ul = snprintf(user, sizeof user, "%s:", cfg->appkey);
+        AU_ASSERT(ul > 0 && (size_t)ul < sizeof user);
+        int un = im_user_name(cfg, im_user_of(cfg, c, pub_id), user + ul, sizeof user - (size_t)ul);
+        AU_ASSERT(un > 0 && (size_t)(ul + un) < sizeof user);
+        o.username = user;
+        if (c->role == ROLE_REPLAY)
+            atomic_store_explicit(&w->run->replay_connect_ns, c->t_connect_ns, memory_order_relaxed);
+    } else {
+        n = snprintf(id, sizeof id, "%s-%u", cfg->client_prefix, c->gidx);
+    }
+    AU_ASSERT(n > 0 && (size_t)n < sizeof id);
     o.version = cfg->version;
     o.clean_start = true;
     o.keepalive = cfg->keepalive;
     o.client_id = id;
-    o.username = cfg->username;
     o.password = cfg->password;
-    size_t cap = 64 + (size_t)n + (cfg->username ? strlen(cfg->username) : 0) +
+    size_t cap = 64 + (size_t)n + (o.username ? strlen(o.username) : 0) +
                  (cfg->password ? strlen(cfg->password) : 0);
     uint8_t *out = conn_reserve(c, cap);
     if (!out) {
@@ -129,7 +162,8 @@ static void send_subscribe(struct bench_worker *w, struct bench_conn *c)
 {
     const struct bench_cfg *cfg = w->cfg;
     char name[BENCH_MAX_TOPIC_PREFIX + 16];
-    int n = topic_name(cfg, bench_sub_topic(cfg, c->role_idx), name, sizeof name);
+    int n = cfg->im ? snprintf(name, sizeof name, "im/inbox")
+                    : topic_name(cfg, bench_sub_topic(cfg, c->role_idx), name, sizeof name);
     AU_ASSERT(n > 0 && (size_t)n < sizeof name);
     struct mqtt_sub_entry e;
     memset(&e, 0, sizeof e);
@@ -146,6 +180,8 @@ static void send_subscribe(struct bench_worker *w, struct bench_conn *c)
     AU_ASSERT(len > 0);
     conn_commit(c, len);
     c->state = CS_SUBACK_WAIT;
+    if (c->role == ROLE_REPLAY)   /* the replay is timed from here */
+        atomic_store_explicit(&w->run->replay_sub_ns, bench_now_ns(), memory_order_relaxed);
 }
 
 static bool queue_ack(struct bench_worker *w, struct bench_conn *c, uint8_t type, uint16_t id)
@@ -183,7 +219,8 @@ static int on_connack(struct bench_worker *w, struct bench_conn *c, const struct
         if ((ca->props.present & MQTT_PBIT(MQTT_PROP_RECEIVE_MAX)) && ca->props.receive_max)
             p->window = AU_MIN(p->window, (uint32_t)ca->props.receive_max);
     }
-    if (c->role == ROLE_SUB) {
+    if (c->role == ROLE_REPLAY) atomic_store_explicit(&w->run->replay_connack_ns, now, memory_order_relaxed);
+    if (c->role == ROLE_SUB || c->role == ROLE_REPLAY) {
         send_subscribe(w, c);
         return c->state >= CS_CLOSING ? -1 : 0;
     }
@@ -203,6 +240,15 @@ static int on_suback(struct bench_worker *w, struct bench_conn *c, const struct 
             au_warn("worker=%u conn=%u SUBACK refused: code 0x%02x", w->id, c->gidx, sa->codes[0]);
         return -1;
     }
+    if (w->cfg->im && c->role == ROLE_SUB) {   /* ready once the login replay of old messages is over */
+        c->state = CS_SETTLE;
+        c->settle_ns = bench_now_ns() + (uint64_t)BENCH_IM_SETTLE_MS * 1000000u;
+        return 0;
+    }
+    if (c->role == ROLE_REPLAY) {
+        conn_mark_ready(w, c);
+        return 0;
+    }
     uint32_t t = bench_sub_topic(w->cfg, c->role_idx);
     if (t == UINT32_MAX) atomic_fetch_add_explicit(&w->run->wild_subs, 1, memory_order_relaxed);
     else atomic_fetch_add_explicit(&w->run->topic_subs[t], 1, memory_order_relaxed);
@@ -214,6 +260,10 @@ static int on_publish(struct bench_worker *w, struct bench_conn *c, const struct
 {
     const struct bench_cfg *cfg = w->cfg;
     uint64_t now = bench_now_ns();
+    if (cfg->im && (c->role == ROLE_SUB || c->role == ROLE_REPLAY)) {
+        im_on_inbox(w, c, pb->payload.p, pb->payload.len, now);
+        return pb->qos == 1 && !queue_ack(w, c, MQTT_PUBACK, pb->packet_id) ? -1 : 0;   /* moves the cursor */
+    }
     stat_add(&w->st.received, 1);
     atomic_store_explicit(&w->st.last_recv_ns, now, memory_order_relaxed);
     bool ours = false;
@@ -261,7 +311,17 @@ static int on_pub_ack(struct bench_worker *w, struct bench_conn *c, uint8_t type
         p->slots[s] = 2;
         return queue_ack(w, c, MQTT_PUBREL, a->packet_id) ? 0 : -1;
     }
-    if (a->reason >= 0x80) bench_err(w, E_ACK);   /* refused: the id is free again */
+    if (a->reason >= 0x80) {                  /* refused: the id is free again */
+        bench_err(w, E_ACK);
+        if (w->cfg->im) {
+            stat_add(&w->st.im_refused, 1);
+            if (stat_get(&w->st.im_refused) == 1)
+                au_warn("worker=%u conn=%u im/send refused: reason 0x%02x", w->id, c->gidx, a->reason);
+        }
+    } else if (w->cfg->im) {                  /* committed: the message is durable */
+        p->acked_ok++;
+        atomic_store_explicit(&w->run->pub_acked[p->pub_id], p->acked_ok, memory_order_relaxed);
+    }
     p->slots[s] = 0;
     AU_ASSERT(p->inflight > 0);
     p->inflight--;
@@ -312,6 +372,9 @@ static uint64_t pub_credit(struct bench_worker *w, struct bench_pub *p, uint64_t
     const struct bench_cfg *cfg = w->cfg;
     uint64_t credit = UINT64_MAX;
     if (cfg->qos) credit = p->window > p->inflight ? p->window - p->inflight : 0;
+    if (cfg->messages) credit = AU_MIN(credit, p->sent < cfg->messages ? cfg->messages - p->sent : 0);
+    /* im-replay: nothing is sent before the away device is gone */
+    if (cfg->scenario == SC_IM_REPLAY && !atomic_load_explicit(&w->run->im_gate, memory_order_acquire)) return 0;
     if (cfg->rate > 0 || credit == 0) return credit;
     uint32_t deliv = w->run->deliv[p->topic];
     if (!deliv) return credit;
@@ -348,6 +411,20 @@ static bool publish_one(struct bench_worker *w, struct bench_pub *p, struct benc
         }
         AU_ASSERT(!p->slots[s]);
         id = (uint16_t)(s + 1);
+    }
+    if (cfg->im) {
+        size_t icap = (size_t)cfg->payload + p->im_head_len + p->topic_len + 64;
+        uint8_t *o = conn_reserve(c, icap);
+        if (!o) return false;
+        size_t n = im_encode_publish(w, p, id, now, o, icap);
+        if (!n) return false;
+        conn_commit(c, n);
+        p->slots[s] = 1;
+        p->inflight++;
+        p->cursor = (s + 1) % p->window;
+        p->seq++;
+        p->sent++;
+        return true;
     }
     size_t cap = (size_t)cfg->payload + p->topic_len + 16;
     uint8_t *out = conn_reserve(c, cap);

@@ -10,6 +10,7 @@ enum conn_state {
     CS_CONNECTING,       /* TCP connect submitted */
     CS_CONNACK_WAIT,     /* CONNECT sent */
     CS_SUBACK_WAIT,      /* SUBSCRIBE sent (subscribers) */
+    CS_SETTLE,           /* IM: subscribed to im/inbox, waiting for the login replay of old messages to end */
     CS_READY,            /* session up (and subscribed) */
     CS_DISCONNECTING,    /* DISCONNECT queued; closes once sent */
     CS_CLOSING,          /* shutdown/close in progress */
@@ -32,6 +33,15 @@ struct bench_buf {
     uint32_t len, cap;
 };
 
+/* IM: what one device got from one publisher (one conversation): exactly once, in order. */
+struct im_track {
+    uint32_t next;                /* one past the highest sequence seen */
+    uint32_t got;                 /* distinct sequences seen */
+    uint64_t last_sseq;           /* the server's `sequence` of the last arrival */
+    uint32_t cap;                 /* bits in `bits` */
+    uint8_t *bits;                /* sequences seen */
+};
+
 struct bench_conn {
     uint32_t gidx;                /* global connection index */
     uint32_t role_idx;            /* publisher / subscriber index within its role */
@@ -44,6 +54,10 @@ struct bench_conn {
     struct bench_buf txq;         /* queued, not yet handed to the kernel */
     struct bench_buf txf;         /* in flight (immutable until its send completes) */
     struct bench_buf rx;          /* partial packet carried between receive buffers */
+    /* IM devices subscribed to im/inbox */
+    uint64_t settle_ns;           /* CS_SETTLE: ready once this passes without an arrival */
+    struct im_track *trk;         /* one per publisher this device hears (im_track_index) */
+    uint32_t ntrk;
 };
 
 /* Publisher state (one per publisher connection on this worker). */
@@ -59,6 +73,9 @@ struct bench_pub {
     char *topic_name;
     uint8_t *slots;               /* per window slot (packet id = slot + 1): 0 free, 1 PUBACK/PUBREC due, 2 PUBCOMP due */
     uint64_t sent, acked, skipped;
+    uint64_t acked_ok;            /* IM: PUBACK with success */
+    char *im_head;                /* IM: the message JSON up to the text: {...,"msg_body":{"text":" */
+    uint32_t im_head_len;
     uint64_t stall_since_ns;
     uint64_t last_progress;       /* delivered count at the last check */
 };
@@ -97,5 +114,24 @@ int client_on_packet(struct bench_worker *w, struct bench_conn *c, const uint8_t
 void client_publish_pass(struct bench_worker *w, uint64_t now_ns);
 /* PINGREQ for sessions idle for keepalive/2. */
 void client_keepalive(struct bench_worker *w, uint64_t now_ns);
+
+/* ---- im.c: the IM scenarios' client side (JMessage JSON on im/send, arrivals on im/inbox) ---- */
+/* User number (before --user-base) of a connection, and the peer a publisher writes to (single chat). */
+uint32_t im_user_of(const struct bench_cfg *cfg, const struct bench_conn *c, uint32_t pub_id);
+int im_user_name(const struct bench_cfg *cfg, uint32_t n, char *out, size_t cap);
+/* Client id: <client-prefix>-<user> for receiving devices, <client-prefix>-<user>-s<publisher> for senders. */
+int im_client_id(const struct bench_cfg *cfg, const struct bench_conn *c, uint32_t pub_id, char *out, size_t cap);
+/* Publishers a receiving connection tracks, and the slot of publisher pub_id (-1: it should not hear it). */
+uint32_t im_track_count(const struct bench_cfg *cfg, const struct bench_conn *c);
+int im_track_index(const struct bench_cfg *cfg, const struct bench_conn *c, uint32_t pub_id);
+int im_pub_init(struct bench_worker *w, struct bench_pub *p);
+/* Encode one im/send PUBLISH (packet id `id`) for p into out; returns its length (0: does not fit). */
+size_t im_encode_publish(struct bench_worker *w, struct bench_pub *p, uint16_t id, uint64_t now, uint8_t *out, size_t cap);
+/* A PUBLISH on im/inbox: classify, check exactly-once and order, record latency. */
+void im_on_inbox(struct bench_worker *w, struct bench_conn *c, const uint8_t *p, uint32_t n, uint64_t now);
+/* Subscribers whose login replay went quiet become ready (setup phase). */
+void im_settle_scan(struct bench_worker *w, uint64_t now);
+/* At the worker's end: committed messages that never arrived (stats.im_missing); frees the tracking. */
+void im_finish(struct bench_worker *w);
 
 #endif

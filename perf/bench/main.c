@@ -18,11 +18,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const k_phase_names[] = { "setup", "run", "drain", "teardown", "done" };
 
 struct totals {
     uint64_t connects, connacks, ready, failed, alive, lost, open, sent, acked, received, pings, resyncs;
+    uint64_t im_unique, im_dup, im_ooo, im_seq_err, im_stale, im_events, im_refused, im_missing, im_last_ns;
     uint64_t errors[E__COUNT], errors_total;
     uint64_t first_connect_ns, last_connack_ns, last_recv_ns;
     uint32_t done, fatal;
@@ -48,6 +50,15 @@ static void gather(const struct bench_run *run, struct totals *t)
         t->received += ld(&s->received);
         t->pings += ld(&s->pings);
         t->resyncs += ld(&s->resyncs);
+        t->im_unique += ld(&s->im_unique);
+        t->im_dup += ld(&s->im_dup);
+        t->im_ooo += ld(&s->im_ooo);
+        t->im_seq_err += ld(&s->im_seq_err);
+        t->im_stale += ld(&s->im_stale);
+        t->im_events += ld(&s->im_events);
+        t->im_refused += ld(&s->im_refused);
+        t->im_missing += ld(&s->im_missing);
+        if (ld(&s->im_last_ns) > t->im_last_ns) t->im_last_ns = ld(&s->im_last_ns);
         for (int e = 0; e < E__COUNT; e++) {
             t->errors[e] += ld(&s->errors[e]);
             t->errors_total += ld(&s->errors[e]);
@@ -63,12 +74,26 @@ static void gather(const struct bench_run *run, struct totals *t)
     }
 }
 
+/* Deliveries due: every message sent times the subscribers of its topic. IM: every committed message
+ * (PUBACK = durable) times the devices of its conversation; im-replay: what the returning device must get. */
 static uint64_t expected_deliveries(const struct bench_run *run)
 {
     const struct bench_cfg *cfg = run->cfg;
+    if (cfg->scenario == SC_IM_REPLAY) return atomic_load(&run->replay_expected);
     uint64_t e = 0;
-    for (uint32_t p = 0; p < cfg->publishers; p++)
-        e += atomic_load_explicit(&run->pub_sent[p], memory_order_relaxed) * run->deliv[bench_pub_topic(cfg, p)];
+    for (uint32_t p = 0; p < cfg->publishers; p++) {
+        _Atomic uint64_t *n = cfg->im ? &run->pub_acked[p] : &run->pub_sent[p];
+        e += atomic_load_explicit(n, memory_order_relaxed) * run->deliv[bench_pub_topic(cfg, p)];
+    }
+    return e;
+}
+
+/* im-replay: the latest offline_msgs messages of every conversation that were committed. */
+static uint64_t replay_expected(const struct bench_run *run)
+{
+    uint64_t e = 0;
+    for (uint32_t p = 0; p < run->cfg->publishers; p++)
+        e += AU_MIN(atomic_load_explicit(&run->pub_acked[p], memory_order_relaxed), (uint64_t)run->cfg->offline_msgs);
     return e;
 }
 
@@ -91,6 +116,10 @@ static void set_e2e_windows(struct bench_run *run, uint32_t wild)
 
 static void set_phase(struct bench_run *run, int phase)
 {
+    /* IM: the committed counts the workers check arrivals against (published with the phase) */
+    if (phase >= PH_TEARDOWN && run->pub_acked_final && atomic_load(&run->phase) < PH_TEARDOWN)
+        for (uint32_t p = 0; p < run->cfg->publishers; p++)
+            run->pub_acked_final[p] = atomic_load_explicit(&run->pub_acked[p], memory_order_relaxed);
     atomic_store_explicit(&run->phase, phase, memory_order_release);
 }
 
@@ -145,13 +174,17 @@ int main(int argc, char **argv)
     run.e2e = calloc(cfg.topics ? cfg.topics : 1, sizeof *run.e2e);
     run.delivered = calloc((size_t)cfg.threads * (cfg.publishers ? cfg.publishers : 1), sizeof *run.delivered);
     run.pub_sent = calloc(cfg.publishers ? cfg.publishers : 1, sizeof *run.pub_sent);
-    if (!run.workers || !run.topic_subs || !run.deliv || !run.e2e || !run.delivered || !run.pub_sent) {
+    run.pub_acked = calloc(cfg.publishers ? cfg.publishers : 1, sizeof *run.pub_acked);
+    if (cfg.im) run.pub_acked_final = calloc(cfg.publishers ? cfg.publishers : 1, sizeof *run.pub_acked_final);
+    if (!run.workers || !run.topic_subs || !run.deliv || !run.e2e || !run.delivered || !run.pub_sent ||
+        !run.pub_acked || (cfg.im && !run.pub_acked_final)) {
         au_error("out of memory");
         return 1;
     }
 
     uint64_t t0 = bench_now_ns();
     run.t0_ns = t0;
+    run.im_run_id = (uint32_t)((uint64_t)getpid() * 2654435761u ^ (t0 >> 12));
     atomic_store(&run.setup_start_ns, t0);
     set_phase(&run, PH_SETUP);
     uint64_t bound_s = (uint64_t)cfg.setup_s + cfg.duration_s + (BENCH_DRAIN_MS + BENCH_TEARDOWN_MS) / 1000u;
@@ -220,12 +253,12 @@ int main(int argc, char **argv)
         }
         switch (phase) {
         case PH_SETUP: {
-            bool all = t.ready + t.failed >= cfg.connections;
+            bool all = t.ready + t.failed >= cfg.connections - bench_deferred(&cfg);
             bool late = now - t0 >= (uint64_t)cfg.setup_s * 1000000000u;
             if (!all && !late) break;
             setup_end = now;
             if (late) {
-                timeouts = cfg.connections - t.ready - t.failed;
+                timeouts = cfg.connections - bench_deferred(&cfg) - t.ready - t.failed;
                 au_warn("setup timeout: %llu of %u connections not ready after %u s",
                         (unsigned long long)timeouts, cfg.connections, cfg.setup_s);
             }
@@ -242,6 +275,10 @@ int main(int argc, char **argv)
                     run.deliv[i] = atomic_load(&run.topic_subs[i]) + wild;
                     subs += atomic_load(&run.topic_subs[i]);
                 }
+                if (cfg.scenario == SC_IM_REPLAY) {
+                    run.deliv[0] = 0;          /* nobody is online: no end-to-end window, just QoS 1 */
+                    subs = 1;
+                }
                 if (!subs) ok = false;
                 set_e2e_windows(&run, wild);
             }
@@ -257,11 +294,18 @@ int main(int argc, char **argv)
             set_phase(&run, PH_RUN);
             break;
         }
-        case PH_RUN:
-            if (now - run_start < (uint64_t)cfg.duration_s * 1000000000u) break;
+        case PH_RUN: {
+            /* --messages: done when every publisher sent its share and every one was acknowledged */
+            bool all_sent = cfg.messages && t.sent >= (uint64_t)cfg.publishers * cfg.messages && t.acked >= t.sent;
+            if (now - run_start < (uint64_t)cfg.duration_s * 1000000000u && !all_sent) break;
             run_end = now;
             alive_end = t.alive;
             atomic_store(&run.run_end_ns, now);
+            if (cfg.scenario == SC_IM_REPLAY) {
+                atomic_store(&run.replay_expected, replay_expected(&run));
+                au_info("im-replay: %llu messages committed; the device returns, expecting %llu",
+                        (unsigned long long)t.acked - t.im_refused, (unsigned long long)atomic_load(&run.replay_expected));
+            }
             if (cfg.scenario >= SC_P2P) {
                 drain_start = drain_progress_ns = now;
                 drain_last = t.received + t.acked;
@@ -271,9 +315,31 @@ int main(int argc, char **argv)
                 teardown_start = now;
             }
             break;
+        }
         case PH_DRAIN: {
             uint64_t exp = expected_deliveries(&run);
             bool complete = t.received >= exp && (cfg.qos == 0 || t.acked >= t.sent);
+            if (cfg.im) complete = t.im_unique >= exp && t.acked >= t.sent;
+            if (cfg.scenario == SC_IM_REPLAY) {
+                /* the replay: bounded by --replay-timeout, and by BENCH_IM_REPLAY_STALL_MS without an
+                 * arrival once subscribed; nothing expected: done a second after the SUBSCRIBE */
+                uint64_t sub = atomic_load(&run.replay_sub_ns);
+                if (t.received != drain_last) {
+                    drain_last = t.received;
+                    drain_progress_ns = now;
+                }
+                if (sub && drain_progress_ns < sub) drain_progress_ns = sub;
+                complete = exp ? t.im_unique >= exp : (sub && now - sub >= 1000000000u);
+                bool stalled = sub && now - drain_progress_ns >= (uint64_t)BENCH_IM_REPLAY_STALL_MS * 1000000u;
+                if (complete || stalled || now - drain_start >= (uint64_t)cfg.replay_timeout_s * 1000000000u) {
+                    if (!complete)
+                        au_warn("im-replay: %llu of %llu messages after %.1f s (%s)", (unsigned long long)t.im_unique,
+                                (unsigned long long)exp, secs(now - drain_start), stalled ? "no progress" : "timeout");
+                    set_phase(&run, PH_TEARDOWN);
+                    teardown_start = now;
+                }
+                break;
+            }
             if (t.received + t.acked != drain_last) {
                 drain_last = t.received + t.acked;
                 drain_progress_ns = now;
@@ -323,6 +389,28 @@ int main(int argc, char **argv)
     r.acked = t.acked;
     r.received = t.received;
     r.expected = expected_deliveries(&run);
+    if (cfg.im) {
+        r.committed = t.acked - t.im_refused;
+        r.refused = t.im_refused;
+        r.unique = t.im_unique;
+        r.dups = t.im_dup;
+        r.ooo = t.im_ooo;
+        r.seq_err = t.im_seq_err;
+        r.missing = t.im_missing;
+        r.stale = t.im_stale;
+        r.events = t.im_events;
+        r.replay_expected = atomic_load(&run.replay_expected);
+        uint64_t sub = atomic_load(&run.replay_sub_ns), first = atomic_load(&run.replay_first_ns);
+        uint64_t conn = atomic_load(&run.replay_connect_ns), ack = atomic_load(&run.replay_connack_ns);
+        if (cfg.scenario == SC_IM_REPLAY && sub) {
+            if (t.im_unique && t.im_last_ns > sub) {
+                r.replay_ms = (double)(t.im_last_ns - sub) / 1e6;
+                r.replay_msgs_s = (double)t.im_unique / secs(t.im_last_ns - sub);
+            }
+            if (first > sub) r.replay_first_ms = (double)(first - sub) / 1e6;
+            if (conn && ack > conn) r.replay_login_ms = (double)(ack - conn) / 1e6;
+        }
+    }
     r.pings = t.pings;
     r.resyncs = t.resyncs;
     memcpy(r.errors, t.errors, sizeof r.errors);
@@ -340,9 +428,12 @@ int main(int argc, char **argv)
     }
     if (r.run_s > 0 && cfg.scenario >= SC_P2P) {
         r.msgs_out_s = (double)r.sent / r.run_s;
+        r.committed_s = (double)r.committed / r.run_s;
         double in_s = r.run_s;
         if (t.last_recv_ns > run_start && secs(t.last_recv_ns - run_start) > in_s) in_s = secs(t.last_recv_ns - run_start);
         r.msgs_in_s = (double)r.received / in_s;
+        if (cfg.im) r.msgs_in_s = (double)r.unique / in_s;
+        if (cfg.scenario == SC_IM_REPLAY) r.msgs_in_s = r.replay_msgs_s;
     }
     hist_init(&r.lat);
     hist_init(&r.conn_lat);
@@ -374,6 +465,9 @@ int main(int argc, char **argv)
     free(run.e2e);
     free((void *)run.delivered);
     free((void *)run.pub_sent);
+    free((void *)run.pub_acked);
+    free(run.pub_acked_final);
+    free(cfg.gids);
     free(cfg.src);
     return fatal ? 1 : interrupted ? 130 : 0;
 }

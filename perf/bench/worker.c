@@ -31,7 +31,7 @@ enum op { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE };
 const char *const bench_err_names[E__COUNT] = {
     [E_SOCKET] = "socket", [E_CONNECT] = "connect", [E_CONNACK] = "connack", [E_SUBACK] = "suback",
     [E_PROTOCOL] = "protocol", [E_PEER_CLOSED] = "peer_closed", [E_SEND] = "send", [E_RECV] = "recv",
-    [E_ACK] = "ack", [E_FOREIGN] = "foreign_publish", [E_TIMEOUT] = "setup_timeout",
+    [E_ACK] = "ack", [E_FOREIGN] = "foreign_publish", [E_TIMEOUT] = "setup_timeout", [E_MISROUTED] = "misrouted",
 };
 
 uint64_t bench_now_ns(void)
@@ -149,6 +149,9 @@ static void arm_recv(struct bench_worker *w, struct bench_conn *c)
 
 static void conn_release(struct bench_worker *w, struct bench_conn *c)
 {
+    /* im-replay: the away device is gone (the gateway closed it after our DISCONNECT): senders may start */
+    if (w->cfg->scenario == SC_IM_REPLAY && c->role == ROLE_SUB)
+        atomic_store_explicit(&w->run->im_gate, 1, memory_order_release);
     buf_free(&c->txq);
     buf_free(&c->txf);
     buf_free(&c->rx);
@@ -310,16 +313,18 @@ static void open_batch(struct bench_worker *w, uint32_t first, uint32_t n, uint6
         atomic_store_explicit(&w->st.first_connect_ns, now, memory_order_relaxed);
 }
 
-static void start_connects(struct bench_worker *w, uint64_t now)
+static void start_connects(struct bench_worker *w, uint64_t now, bool deferred)
 {
-    if (w->next_connect >= w->n_conns) return;
+    /* A deferred connection (the last local one) starts only when asked (im-replay's replay phase). */
+    uint32_t end = w->defer_idx < w->n_conns && !deferred ? w->defer_idx : w->n_conns;
+    if (w->next_connect >= end) return;
     uint64_t budget = w->cfg->connect_window > w->connecting ? w->cfg->connect_window - w->connecting : 0;
-    if (w->pace_rate > 0) {
+    if (w->pace_rate > 0 && w->cfg->scenario < SC_P2P) {   /* --rate paces connects in hold/storm only */
         uint64_t allowed = (uint64_t)(w->pace_rate * (double)(now - w->pace_base_ns) / 1e9) + 1;
         uint64_t room = allowed > w->pace_done ? allowed - w->pace_done : 0;
         budget = AU_MIN(budget, room);
     }
-    budget = AU_MIN(budget, (uint64_t)(w->n_conns - w->next_connect));
+    budget = AU_MIN(budget, (uint64_t)(end - w->next_connect));
     while (budget) {
         uint32_t n = (uint32_t)AU_MIN(budget, (uint64_t)BENCH_SOCKET_BATCH);
         open_batch(w, w->next_connect, n, now);
@@ -572,6 +577,14 @@ static void on_phase(struct bench_worker *w, int phase, uint64_t now)
         w->pace_rate = 0;
         if (w->cfg->rate > 0 && w->cfg->publishers)
             w->pace_rate = w->cfg->rate * (double)w->n_pubs / (double)w->cfg->publishers;
+        if (w->cfg->scenario == SC_IM_REPLAY) {   /* the receiving device goes away before the sends */
+            for (uint32_t i = 0; i < w->n_conns; i++) {
+                struct bench_conn *c = &w->conns[i];
+                if (c->role != ROLE_SUB) continue;
+                if (c->state < CS_DISCONNECTING) conn_disconnect(w, c);
+                else if (c->state == CS_CLOSED) atomic_store_explicit(&w->run->im_gate, 1, memory_order_release);
+            }
+        }
     } else if (phase >= PH_TEARDOWN) {
         start_teardown(w);
     }
@@ -586,7 +599,9 @@ static void loop(struct bench_worker *w)
         on_phase(w, phase, now);
         if (phase == PH_DONE) break;
         if (phase >= PH_TEARDOWN && stat_get(&w->st.open) == 0) break;
-        if (phase == PH_SETUP) start_connects(w, now);
+        if (phase == PH_SETUP) start_connects(w, now, false);
+        if (phase == PH_SETUP && w->cfg->im) im_settle_scan(w, now);
+        if (phase == PH_DRAIN && w->cfg->scenario == SC_IM_REPLAY) start_connects(w, now, true);
         if (phase == PH_RUN) client_publish_pass(w, now);
         if (phase < PH_TEARDOWN) client_keepalive(w, now);
 
@@ -624,6 +639,7 @@ void *bench_worker_main(void *arg)
     struct bench_worker *w = arg;
     au_log_set_shard((int)w->id);
     w->phase = -1;
+    w->defer_idx = UINT32_MAX;
     w->conns = calloc(w->n_conns ? w->n_conns : 1, sizeof *w->conns);
     w->rearm = calloc(w->n_conns ? w->n_conns : 1, sizeof *w->rearm);
     if (!w->conns || !w->rearm) {
@@ -641,6 +657,7 @@ void *bench_worker_main(void *arg)
         loop(w);
     }
     if (w->ring_ok) io_uring_queue_exit(&w->ring);   /* cancels whatever is still in flight */
+    if (w->conns && w->cfg->im) im_finish(w);        /* missing messages; frees the tracking */
     if (w->conns)
         for (uint32_t i = 0; i < w->n_conns; i++) {
             buf_free(&w->conns[i].txq);
