@@ -110,159 +110,80 @@ static void post_message(const struct http_req *req, struct http_resp *resp, voi
     im_send(sh, r, sent, w);
 }
 
-/* ------------------------------------------------------------------ history */
+/* ------------------------------------------------------------------ history (JMessage v2)
+ * GET /v2/messages, /v2/users/{u}/messages, /v2/groups/{gid}/messages with count + begin_time/end_time
+ * ("yyyy-MM-dd HH:mm:ss" UTC, or unix milliseconds), then ?cursor= for the next pages. msgids are time ordered
+ * (unix ms << 22), so every query is a walk of the msgid index 1a|app|msgid over the window, keeping the
+ * entries whose conversation belongs to the query (all / the user's single chats and groups / the group),
+ * then a fetch of the kept records. The cursor is the last msgid walked (stateless). */
 
-struct hist {
-    struct http_gw_defer *d;
-    uint64_t begin_ms, end_ms;   /* window, 0 = open */
-    uint32_t count;
-    json_t *out;                 /* array of message objects */
-};
+#define HIST_SPAN_MAX_MS (7ull * 86400000ull) /* JMessage: begin..end at most 7 days */
 
-static void hist_read(struct au_shard *sh, void *arg, int err, const struct store_kv *kv, uint32_t n, bool more)
-{
-    (void)sh;
-    struct hist *h = arg;
-    struct http_resp *resp = http_gw_defer_resp(h->d);
-    if (resp) {
-        if (err) {
-            error(resp, IM_E_SYSTEM, "history could not be read");
-        } else {
-            json_t *arr = json_array();
-            /* kv is newest first: return oldest first like JMessage's pages. */
-            for (uint32_t k = n; k-- > 0;) {
-                struct ks_r r = ks_r_init(kv[k].v, kv[k].vl);
-                if (ks_r_u8(&r) != KS_V1) continue;
-                uint64_t ctime = ks_r_u64(&r);
-                (void)ks_r_u64(&r);
-                (void)ks_r_u8(&r);
-                uint16_t fl;
-                (void)ks_r_str16(&r, &fl);
-                size_t jl;
-                const uint8_t *js = ks_r_rest(&r, &jl);
-                if (r.err || (h->begin_ms && ctime < h->begin_ms) || (h->end_ms && ctime > h->end_ms)) continue;
-                if (kv[k].vl > 17 && (kv[k].v[17] & IM_KIND_RETRACTED)) continue;
-                json_t *o = json_loadb((const char *)js, jl, 0, NULL);
-                if (o) json_array_append_new(arr, o);
-            }
-            json_t *body = json_pack("{s:I,s:o}", "total", (json_int_t)json_array_size(arr), "messages", arr);
-            if (more) json_object_set_new(body, "more", json_true());
-            char *s = json_dumps(body, JSON_COMPACT);
-            json_decref(body);
-            http_resp_json(resp, 200, s);
-            free(s);
-        }
-    }
-    http_gw_defer_finish(h->d);
-    free(h);
-}
+enum { HQ_ALL, HQ_USER, HQ_GROUP };
 
-static bool query_u64(const struct http_req *req, const char *name, uint64_t *out)
-{
-    char v[32];
-    ssize_t n = http_query_get(req->query, req->query_len, name, v, sizeof v);
-    if (n < 0) return n == -1; /* absent is fine, malformed is not */
-    char *e;
-    unsigned long long x = strtoull(v, &e, 10);
-    if (e == v || *e) return false;
-    *out = x;
-    return true;
-}
-
-static void history(const struct http_req *req, struct http_resp *resp, struct au_shard *sh, const struct dir_app *a,
-                    uint64_t conv)
-{
-    uint64_t count = 100, begin = 0, end = 0;
-    if (!query_u64(req, "count", &count) || count == 0 || count > REST_HISTORY_MAX || !query_u64(req, "begin_time", &begin) ||
-        !query_u64(req, "end_time", &end)) {
-        error(resp, IM_E_PARAM, "count must be 1..1000; begin_time/end_time are unix milliseconds");
-        return;
-    }
-    if (!persist_store()) {
-        error(resp, IM_E_SYSTEM, "no store");
-        return;
-    }
-    struct hist *h = calloc(1, sizeof *h);
-    AU_ASSERT(h != NULL);
-    h->begin_ms = begin;
-    h->end_ms = end;
-    h->count = (uint32_t)count;
-    h->d = http_gw_defer(resp);
-    uint8_t start[KS_KEY_MAX], stop[KS_KEY_MAX];
-    size_t sl = ks_im_msg(start, a->id, conv, 1);
-    size_t el = ks_im_msg(stop, a->id, conv, UINT64_MAX);
-    store_scan(persist_store(), sh->id, start, sl, stop, el, h->count, STORE_SCAN_REVERSE, hist_read, h);
-}
-
-/* GET /v2/users/{u}/messages?peer=bob : the single chat of u and peer. */
-static void user_messages(const struct http_req *req, struct http_resp *resp, void *ctx)
-{
-    struct au_shard *sh = ctx;
-    struct dir_app *a = rest_app(req, resp, sh);
-    if (!a) return;
-    const char *u = req->params[0].p;
-    char peer[130];
-    if (!im_dir_user(im_dir_of(sh), a->id, u, strlen(u))) {
-        error(resp, IM_E_NO_USER, NULL);
-        return;
-    }
-    if (http_query_get(req->query, req->query_len, "peer", peer, sizeof peer) < 0 ||
-        !im_dir_user(im_dir_of(sh), a->id, peer, strlen(peer))) {
-        error(resp, IM_E_PARAM, "peer (an existing username) is required");
-        return;
-    }
-    history(req, resp, sh, a, im_conv_single(a->id, u, strlen(u), peer, strlen(peer)));
-}
-
-static void group_messages(const struct http_req *req, struct http_resp *resp, void *ctx)
-{
-    struct au_shard *sh = ctx;
-    struct dir_app *a = rest_app(req, resp, sh);
-    if (!a) return;
-    uint64_t gid;
-    if (!im_gid_parse(req->params[0].p, req->params[0].len, &gid) || !im_dir_group(im_dir_of(sh), a->id, gid)) {
-        error(resp, IM_E_NO_GROUP, NULL);
-        return;
-    }
-    history(req, resp, sh, a, im_conv_group(gid));
-}
-
-/* ------------------------------------------------------------------ GET /v2/messages
- * Every message of the app in a time window: msgids are time ordered (unix ms << 22), so the msgid index
- * 1a|app|msgid is scanned from begin_time to end_time, then the records are fetched. */
-
-struct apphist {
+struct hq {
     struct rest_async a;         /* first: rest_defer */
     uint32_t app;
-    uint32_t n, cap;
+    int kind;
+    uint64_t conv_group;         /* HQ_GROUP */
+    uint64_t *convs;             /* HQ_USER: the user's conversations (sorted) */
+    uint32_t nconvs;
+    uint64_t end_ms;
+    uint32_t count, n, cap;
+    bool stopped;                /* a full page: a cursor follows */
+    uint64_t walk_from;          /* HQ_USER: where the walk starts once the conversations are read */
+    bool walk_after;
+    uint64_t last_msgid;
     struct { uint64_t conv, seq; } *ids;
-    char **json;                 /* per id, the stored JSON (NULL if gone) */
+    char **json;
+    char user[129];
 };
 
-static bool apphist_row(void *arg, const struct store_kv *kv)
+static int cmp_u64(const void *x, const void *y)
 {
-    struct apphist *h = arg;
-    if (kv->vl != 16) return true;
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+static bool hq_wants(const struct hq *h, uint64_t conv)
+{
+    if (h->kind == HQ_ALL) return true;
+    if (h->kind == HQ_GROUP) return conv == h->conv_group;
+    return bsearch(&conv, h->convs, h->nconvs, sizeof conv, cmp_u64) != NULL;
+}
+
+static bool hq_row(void *arg, const struct store_kv *kv)
+{
+    struct hq *h = arg;
+    if (kv->vl != 16 || kv->kl != 13) return true;
+    uint64_t msgid = ((uint64_t)au_rd32(kv->k + 5) << 32) | au_rd32(kv->k + 9);
+    h->last_msgid = msgid;
+    uint64_t conv = ((uint64_t)au_rd32(kv->v) << 32) | au_rd32(kv->v + 4);
+    if (!hq_wants(h, conv)) return true;
     if (h->n == h->cap) {
         h->cap = h->cap ? h->cap * 2 : 64;
         h->ids = realloc(h->ids, sizeof *h->ids * h->cap);
         AU_ASSERT(h->ids != NULL);
     }
-    h->ids[h->n].conv = ((uint64_t)au_rd32(kv->v) << 32) | au_rd32(kv->v + 4);
+    h->ids[h->n].conv = conv;
     h->ids[h->n].seq = ((uint64_t)au_rd32(kv->v + 8) << 32) | au_rd32(kv->v + 12);
     h->n++;
+    if (h->n >= h->count) {
+        h->stopped = true;
+        return false;
+    }
     return true;
 }
 
-static size_t apphist_key(void *arg, size_t i, uint8_t *buf)
+static size_t hq_key(void *arg, size_t i, uint8_t *buf)
 {
-    struct apphist *h = arg;
+    struct hq *h = arg;
     return ks_im_msg(buf, h->app, h->ids[i].conv, h->ids[i].seq);
 }
 
-static void apphist_got(void *arg, size_t i, int err, const void *v, size_t vl)
+static void hq_got(void *arg, size_t i, int err, const void *v, size_t vl)
 {
-    struct apphist *h = arg;
+    struct hq *h = arg;
     if (err) return;
     struct ks_r r = ks_r_init(v, vl);
     if (ks_r_u8(&r) != KS_V1) return;
@@ -273,69 +194,219 @@ static void apphist_got(void *arg, size_t i, int err, const void *v, size_t vl)
     (void)ks_r_str16(&r, &fl);
     size_t jl;
     const uint8_t *js = ks_r_rest(&r, &jl);
-    if (r.err || kind != IM_KIND_MESSAGE) return;
+    if (r.err || kind != IM_KIND_MESSAGE) return; /* events and retracted messages are not history */
     h->json[i] = strndup((const char *)js, jl);
 }
 
-static void apphist_done(struct au_shard *s, void *arg, int err)
+static void hq_free(struct hq *h)
 {
-    (void)s;
-    struct apphist *h = arg;
-    if (rest_alive(&h->a)) {
-        if (err) {
-            rest_finish_error(&h->a, IM_E_SYSTEM, "history could not be read");
-        } else {
-            json_t *arr = json_array();
-            for (uint32_t i = 0; i < h->n; i++) {
-                json_t *o = h->json && h->json[i] ? json_loads(h->json[i], 0, NULL) : NULL;
-                if (o) json_array_append_new(arr, o);
-            }
-            json_t *body = json_pack("{s:I,s:I,s:o}", "total", (json_int_t)json_array_size(arr), "count",
-                                     (json_int_t)json_array_size(arr), "messages", arr);
-            char *js = json_dumps(body, JSON_COMPACT);
-            json_decref(body);
-            rest_finish_take(&h->a, 200, js, strlen(js));
-        }
-    } else {
-        rest_finish_error(&h->a, IM_E_SYSTEM, NULL);
-    }
     for (uint32_t i = 0; h->json && i < h->n; i++) free(h->json[i]);
     free(h->json);
     free(h->ids);
+    free(h->convs);
     free(h);
 }
 
-static void apphist_scanned(struct au_shard *s, void *arg, int err)
+static void hq_done(struct au_shard *s, void *arg, int err)
 {
-    struct apphist *h = arg;
+    (void)s;
+    struct hq *h = arg;
+    if (err) {
+        rest_finish_error(&h->a, IM_E_SYSTEM, "history could not be read");
+        hq_free(h);
+        return;
+    }
+    json_t *arr = json_array();
+    for (uint32_t i = 0; i < h->n; i++) {
+        json_t *o = h->json && h->json[i] ? json_loads(h->json[i], 0, NULL) : NULL;
+        if (o) json_array_append_new(arr, o);
+    }
+    size_t cnt = json_array_size(arr);
+    json_t *body = json_pack("{s:I,s:I,s:o}", "total", (json_int_t)cnt, "count", (json_int_t)cnt, "messages", arr);
+    if (h->stopped && h->last_msgid) {
+        char cur[64];
+        snprintf(cur, sizeof cur, "%llu.%llu", (unsigned long long)h->last_msgid, (unsigned long long)h->end_ms);
+        json_object_set_new(body, "cursor", json_string(cur));
+    }
+    char *js = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    rest_finish_take(&h->a, 200, js, strlen(js));
+    hq_free(h);
+}
+
+static void hq_scanned(struct au_shard *s, void *arg, int err)
+{
+    struct hq *h = arg;
     if (err || !h->n) {
-        apphist_done(s, h, err);
+        hq_done(s, h, err);
         return;
     }
     h->json = calloc(h->n, sizeof *h->json);
     AU_ASSERT(h->json != NULL);
-    rest_get_many(s, h->n, apphist_key, apphist_got, apphist_done, h);
+    rest_get_many(s, h->n, hq_key, hq_got, hq_done, h);
+}
+
+static void hq_walk(struct hq *h, uint64_t from_msgid, bool after)
+{
+    uint8_t start[KS_KEY_MAX], stop[KS_KEY_MAX];
+    size_t sl = ks_im_id(start, KS_IM_MSGID, h->app, from_msgid + (after ? 1 : 0));
+    size_t el = ks_im_id(stop, KS_IM_MSGID, h->app, (h->end_ms + 1) << 22);
+    rest_scan(h->a.s, start, sl, stop, el, 0, 0, hq_row, hq_scanned, h);
+}
+
+/* A time parameter: "yyyy-MM-dd HH:mm:ss" (UTC) or unix milliseconds. */
+static bool hq_time(const struct http_req *req, const char *name, uint64_t *ms)
+{
+    char v[64];
+    ssize_t n = http_query_get(req->query, req->query_len, name, v, sizeof v);
+    if (n < 0) return false;
+    bool digits = n > 0;
+    for (ssize_t i = 0; i < n; i++) digits = digits && v[i] >= '0' && v[i] <= '9';
+    if (digits) {
+        *ms = strtoull(v, NULL, 10);
+        return true;
+    }
+    int64_t sec;
+    if (!im_datetime_parse(v, (size_t)n, false, &sec) || sec < 0) return false;
+    *ms = (uint64_t)sec * 1000u;
+    return true;
+}
+
+/* Parse count/begin/end or cursor and defer the answer; the walk starts at *from (exclusive when *after).
+ * Returns false when it answered an error. */
+static bool hq_parse(const struct http_req *req, struct http_resp *resp, const struct rest_ctx *c, struct hq *h,
+                     uint64_t *from_out, bool *after_out)
+{
+    uint64_t count = 0, begin = 0, end = 0, from = 0;
+    char cur[64];
+    bool after = false;
+    if (http_query_get(req->query, req->query_len, "cursor", cur, sizeof cur) > 0) {
+        unsigned long long m, e;
+        if (sscanf(cur, "%llu.%llu", &m, &e) != 2) {
+            rest_error(resp, IM_E_PARAM, "unknown cursor");
+            return false;
+        }
+        from = m;
+        end = e;
+        after = true;
+        if (rest_query_u64(req, "count", REST_HISTORY_MAX, &count) < 1) count = 100;
+    } else {
+        if (rest_query_u64(req, "count", REST_HISTORY_MAX, &count) != 1 || count == 0 || !hq_time(req, "begin_time", &begin) ||
+            !hq_time(req, "end_time", &end) || begin > end || end - begin > HIST_SPAN_MAX_MS) {
+            rest_error(resp, IM_E_PARAM, "count (1..1000), begin_time and end_time (yyyy-MM-dd HH:mm:ss, at most 7 days "
+                                         "apart) are required");
+            return false;
+        }
+        from = begin << 22;
+    }
+    h->app = c->app;
+    h->count = (uint32_t)count;
+    h->end_ms = end;
+    rest_defer(&h->a, c, resp);
+    *from_out = from;
+    *after_out = after;
+    return true;
+}
+
+static bool hq_start(const struct http_req *req, struct http_resp *resp, const struct rest_ctx *c, struct hq *h)
+{
+    uint64_t from;
+    bool after;
+    if (!hq_parse(req, resp, c, h, &from, &after)) return false;
+    hq_walk(h, from, after);
+    return true;
 }
 
 static void app_messages(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
     struct rest_ctx c;
     if (!rest_auth(req, resp, ctx, &c)) return;
-    uint64_t count = 100, begin = 0, end = 0;
-    if (rest_query_u64(req, "count", REST_HISTORY_MAX, &count) < 0 || count == 0 ||
-        rest_query_u64(req, "begin_time", UINT64_MAX >> 22, &begin) < 0 ||
-        rest_query_u64(req, "end_time", UINT64_MAX >> 22, &end) < 0) {
-        rest_error(resp, IM_E_PARAM, "count must be 1..1000; begin_time/end_time are unix milliseconds");
+    struct hq *h = calloc(1, sizeof *h);
+    AU_ASSERT(h != NULL);
+    h->kind = HQ_ALL;
+    if (!hq_start(req, resp, &c, h)) hq_free(h);
+}
+
+static void group_messages(const struct http_req *req, struct http_resp *resp, void *ctx)
+{
+    struct rest_ctx c;
+    if (!rest_auth(req, resp, ctx, &c)) return;
+    uint64_t gid;
+    if (!im_gid_parse(req->params[0].p, req->params[0].len, &gid) || !im_dir_group(c.d, c.app, gid)) {
+        rest_error(resp, IM_E_NO_GROUP, NULL);
         return;
     }
-    struct apphist *h = calloc(1, sizeof *h);
+    struct hq *h = calloc(1, sizeof *h);
     AU_ASSERT(h != NULL);
-    h->app = c.app;
-    rest_defer(&h->a, &c, resp);
+    h->kind = HQ_GROUP;
+    h->conv_group = im_conv_group(gid);
+    if (!hq_start(req, resp, &c, h)) hq_free(h);
+}
+
+/* The user's conversations: single chats from 1e|app|user, groups from the directory. */
+static void hq_add_conv(struct hq *h, uint64_t conv)
+{
+    if (h->nconvs % 64 == 0) {
+        h->convs = realloc(h->convs, sizeof *h->convs * (h->nconvs + 64));
+        AU_ASSERT(h->convs != NULL);
+    }
+    h->convs[h->nconvs++] = conv;
+}
+
+static bool hq_uconv_row(void *arg, const struct store_kv *kv)
+{
+    struct hq *h = arg;
+    if (kv->kl >= 8) {
+        const uint8_t *ck = kv->k + kv->kl - 8;
+        hq_add_conv(h, ((uint64_t)au_rd32(ck) << 32) | au_rd32(ck + 4));
+    }
+    return true;
+}
+
+static void hq_uconvs_read(struct au_shard *s, void *arg, int err)
+{
+    (void)s;
+    struct hq *h = arg;
+    if (err) {
+        hq_done(s, h, err);
+        return;
+    }
+    qsort(h->convs, h->nconvs, sizeof *h->convs, cmp_u64);
+    hq_walk(h, h->walk_from, h->walk_after);
+}
+
+static void user_messages(const struct http_req *req, struct http_resp *resp, void *ctx)
+{
+    struct rest_ctx c;
+    if (!rest_auth(req, resp, ctx, &c)) return;
+    const char *u;
+    size_t ul;
+    if (!rest_username_param(req, 0, resp, &u, &ul)) return;
+    struct dir_user *du = im_dir_user(c.d, c.app, u, ul);
+    if (!du) {
+        rest_error(resp, IM_E_NO_USER, NULL);
+        return;
+    }
+    struct hq *h = calloc(1, sizeof *h);
+    AU_ASSERT(h != NULL);
+    h->kind = HQ_USER;
+    memcpy(h->user, u, ul);
+    if (!hq_parse(req, resp, &c, h, &h->walk_from, &h->walk_after)) {
+        hq_free(h);
+        return;
+    }
+    char peer[130];
+    if (http_query_get(req->query, req->query_len, "peer", peer, sizeof peer) > 0) {
+        /* ?peer= narrows to one single chat (Aurora extension) */
+        hq_add_conv(h, im_conv_single(c.app, u, ul, peer, strlen(peer)));
+        hq_walk(h, h->walk_from, h->walk_after);
+        return;
+    }
+    for (uint32_t g = 0; g < du->ngids; g++) hq_add_conv(h, im_conv_group(du->gids[g]));
     uint8_t start[KS_KEY_MAX], stop[KS_KEY_MAX];
-    size_t sl = ks_im_id(start, KS_IM_MSGID, c.app, begin << 22);
-    size_t el = end ? ks_im_id(stop, KS_IM_MSGID, c.app, (end + 1) << 22) : store_prefix_end(start, 5, stop);
-    rest_scan(c.s, start, sl, stop, el, 0, count, apphist_row, apphist_scanned, h);
+    size_t sl = ks_im_str_id(start, KS_IM_UCONV, c.app, u, ul, false, 0);
+    size_t el = store_prefix_end(start, sl, stop);
+    rest_scan(c.s, start, sl, stop, el, 0, 0, hq_uconv_row, hq_uconvs_read, h);
 }
 
 /* ------------------------------------------------------------------ POST /v1/messages/{u}/{msgid}/retract
@@ -378,7 +449,7 @@ static void retract_marked(struct au_shard *s, void *arg, int err)
     q->target_group = group;
     q->gid = group ? r->conv & ~IM_CONV_GROUP_BIT : 0;
     memcpy(q->from, r->user, sizeof q->from);
-    json_t *o = json_pack("{s:s,s:I,s:s}", "event", "retract", "retracted_msgid", (json_int_t)r->msgid, "from_id", r->user);
+    json_t *o = json_pack("{s:s,s:I,s:s}", "event", "msg_retract", "retracted_msgid", (json_int_t)r->msgid, "from_id", r->user);
     q->json = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     q->json_len = strlen(q->json);

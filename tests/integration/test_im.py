@@ -66,6 +66,14 @@ def inbox(c, n=1, timeout=5):
     return [json.loads(m.payload) for m in c.messages(n, timeout)]
 
 
+def window(minutes=10):
+    """JMessage history window parameters: the last `minutes` up to a minute ahead, as UTC date-times."""
+    fmt = "%Y-%m-%d+%H:%M:%S"
+    now = time.time()
+    return "&begin_time=%s&end_time=%s" % (time.strftime(fmt, time.gmtime(now - minutes * 60)),
+                                          time.strftime(fmt, time.gmtime(now + 60)))
+
+
 def texts(c, n, timeout=8):
     """The next n text messages on the inbox (group events and other kinds in between are skipped)."""
     out, deadline = [], time.monotonic() + timeout
@@ -182,7 +190,7 @@ def acknowledged_messages_survive_kill9(b):
     b1 = device(b, "bobby", "b-new")
     got = inbox(b1, 50, timeout=10)
     assert [m["msg_body"]["text"] for m in got] == ["durable %d" % i for i in range(50)]
-    st, hist = rest(b, "GET", "/v2/users/alice/messages?peer=bobby&count=100")
+    st, hist = rest(b, "GET", "/v2/users/alice/messages?count=100" + window())
     assert st == 200 and len(hist["messages"]) == 50, (st, hist)
 
 
@@ -271,24 +279,30 @@ def app_history_and_retract(b):
     register(b, "alice", "bobby")
     a1 = device(b, "alice", "a1")
     b1 = device(b, "bobby", "b1")
-    t0 = int(time.time() * 1000) - 1000
     for i in range(3):
         a1.publish("im/send", text("bobby", "h%d" % i), qos=1, wait=True)
     sent = texts(b1, 3)
-    st, body = rest(b, "GET", "/v2/messages?count=10&begin_time=%d" % t0)
+    st, body = rest(b, "GET", "/v2/messages?count=10" + window())
     assert st == 200 and [m["msg_body"]["text"] for m in body["messages"]] == ["h0", "h1", "h2"], (st, body)
+    # paging: two at a time through the cursor
+    st, p1 = rest(b, "GET", "/v2/messages?count=2" + window())
+    assert st == 200 and [m["msg_body"]["text"] for m in p1["messages"]] == ["h0", "h1"] and p1["cursor"], p1
+    st, p2 = rest(b, "GET", "/v2/messages?count=2&cursor=" + p1["cursor"])
+    assert st == 200 and [m["msg_body"]["text"] for m in p2["messages"]] == ["h2"], p2
+    st, body = rest(b, "GET", "/v2/messages?count=10")
+    assert st == 400 and body["error"]["code"] == 899003, (st, body)   # the window is required
     victim = sent[1]["msgid"]
     st, body = rest(b, "POST", "/v1/messages/bobby/%d/retract" % victim)
     assert st >= 400 and body["error"]["code"] == 855002, (st, body)        # not the sender
     st, body = rest(b, "POST", "/v1/messages/alice/%d/retract" % victim)
     assert st == 204, (st, body)
     ev = json.loads(b1.expect(5).payload)
-    assert ev.get("event") == "retract" and ev["retracted_msgid"] == victim, ev
+    assert ev.get("event") == "msg_retract" and ev["retracted_msgid"] == victim, ev
     st, body = rest(b, "POST", "/v1/messages/alice/%d/retract" % victim)
     assert st >= 400 and body["error"]["code"] == 855004, (st, body)        # already retracted
     st, body = rest(b, "POST", "/v1/messages/alice/999999/retract")
     assert st >= 400 and body["error"]["code"] == 855003, (st, body)
-    st, body = rest(b, "GET", "/v2/users/alice/messages?peer=bobby&count=100")
+    st, body = rest(b, "GET", "/v2/users/alice/messages?count=100" + window())
     texts_left = [m["msg_body"]["text"] for m in body["messages"] if m.get("msg_type") == "text"]
     assert texts_left == ["h0", "h2"], body
 
