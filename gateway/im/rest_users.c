@@ -831,7 +831,7 @@ static void get_user_groups(const struct http_req *req, struct http_resp *resp, 
     g->groups = calloc(g->n + 1, sizeof *g->groups);
     g->ok = calloc(g->n + 1, sizeof *g->ok);
     AU_ASSERT(g->gids && g->groups && g->ok);
-    memcpy(g->gids, u->gids, g->n * sizeof *g->gids);
+    if (g->n) memcpy(g->gids, u->gids, g->n * sizeof *g->gids);
     for (size_t i = 1; i < g->n; i++) /* ascending gid: the order groups were created */
         for (size_t j = i; j > 0 && g->gids[j - 1] > g->gids[j]; j--) {
             uint64_t t = g->gids[j];
