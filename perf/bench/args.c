@@ -474,6 +474,9 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
             int fn = snprintf(first, sizeof first, "%s%llu", cfg->user_prefix, (unsigned long long)user_base);
             if (fn < 4 || ln > 128) USAGE_ERR("usernames %s..%s: the gateway takes 4..128 bytes", first, last);
         }
+        if (rate > 0 && rate / (double)pubs > BENCH_IM_DEVICE_RATE)
+            au_warn("--rate %.0f over %llu publishers is above the gateway's %u msgs/s per device: expect refusals (803010)",
+                    rate, (unsigned long long)pubs, BENCH_IM_DEVICE_RATE);
         cfg->user_base = (uint32_t)user_base;
         cfg->groups = cfg->scenario == SC_IM_GROUP ? (uint32_t)groups : 0;
         cfg->members = cfg->scenario == SC_IM_GROUP ? (uint32_t)members : 0;

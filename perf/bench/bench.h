@@ -69,6 +69,8 @@
 #define BENCH_IM_MAX_REPLAY_S    600u
 #define BENCH_IM_REPLAY_STALL_MS 5000u    /* im-replay: replay phase ends after this long without an arrival */
 #define BENCH_IM_MAX_MESSAGES    10000000u /* --messages per publisher */
+#define BENCH_IM_DEVICE_RATE     1000u    /* the gateway refuses im/send beyond this many msgs/s per device (803010,
+                                           * burst 2000): measure peak rates with enough publishers */
 
 _Static_assert((BENCH_RECV_BUF_COUNT & (BENCH_RECV_BUF_COUNT - 1)) == 0, "buffer ring size must be a power of two");
 _Static_assert(BENCH_RECV_BUF_COUNT <= 32768, "buffer ids are 16 bit");
@@ -228,7 +230,10 @@ struct bench_run {
     /* IM */
     uint32_t im_run_id;              /* in every message text: tells this run's messages from earlier ones */
     _Atomic uint64_t *pub_acked;     /* [publisher]: PUBACK with success (= committed: durable) */
+    _Atomic uint64_t *pub_refused;   /* [publisher]: PUBACK with a failure code (never stored, never delivered) */
     uint64_t *pub_acked_final;       /* [publisher]: pub_acked when the teardown started (for the missing count) */
+    uint64_t *pub_refused_final;     /* [publisher]: pub_refused then; acks arrive in order: they cover the
+                                      * sequences [0, acked + refused) */
     _Atomic int im_gate;             /* im-replay: the away device is gone, the senders may start */
     _Atomic uint64_t replay_expected;   /* im-replay: messages the returning device must get */
     _Atomic uint64_t replay_connect_ns, replay_connack_ns, replay_sub_ns, replay_first_ns;

@@ -315,6 +315,7 @@ static int on_pub_ack(struct bench_worker *w, struct bench_conn *c, uint8_t type
         bench_err(w, E_ACK);
         if (w->cfg->im) {
             stat_add(&w->st.im_refused, 1);
+            stat_add(&w->run->pub_refused[p->pub_id], 1);
             if (stat_get(&w->st.im_refused) == 1)
                 au_warn("worker=%u conn=%u im/send refused: reason 0x%02x", w->id, c->gidx, a->reason);
         }

@@ -290,7 +290,7 @@ static uint64_t missing_in(const struct im_track *t, uint64_t lo, uint64_t hi)
 void im_finish(struct bench_worker *w)
 {
     const struct bench_cfg *cfg = w->cfg;
-    const uint64_t *acked = w->run->pub_acked_final;
+    const uint64_t *acked = w->run->pub_acked_final, *refused = w->run->pub_refused_final;
     uint64_t miss = 0;
     for (uint32_t i = 0; i < w->n_conns; i++) {
         struct bench_conn *c = &w->conns[i];
@@ -301,9 +301,12 @@ void im_finish(struct bench_worker *w)
         for (uint32_t k = 0; counted && acked && k < cfg->publishers; k++) {
             int ti = im_track_index(cfg, c, k);
             if (ti < 0) continue;
-            uint64_t hi = acked[k], lo = 0;
+            /* acks come in order: sequences [0, acked + refused) are answered; refused ones never arrive.
+             * im-replay: the latest offline_msgs of them are due (refusals make this approximate) */
+            uint64_t hi = acked[k] + refused[k], lo = 0, m;
             if (cfg->scenario == SC_IM_REPLAY) lo = hi > cfg->offline_msgs ? hi - cfg->offline_msgs : 0;
-            miss += missing_in(&c->trk[ti], lo, hi);
+            m = missing_in(&c->trk[ti], lo, hi);
+            miss += m > refused[k] ? m - refused[k] : 0;
         }
         for (uint32_t k = 0; k < c->ntrk; k++) free(c->trk[k].bits);
         free(c->trk);

@@ -118,8 +118,10 @@ static void set_phase(struct bench_run *run, int phase)
 {
     /* IM: the committed counts the workers check arrivals against (published with the phase) */
     if (phase >= PH_TEARDOWN && run->pub_acked_final && atomic_load(&run->phase) < PH_TEARDOWN)
-        for (uint32_t p = 0; p < run->cfg->publishers; p++)
+        for (uint32_t p = 0; p < run->cfg->publishers; p++) {
             run->pub_acked_final[p] = atomic_load_explicit(&run->pub_acked[p], memory_order_relaxed);
+            run->pub_refused_final[p] = atomic_load_explicit(&run->pub_refused[p], memory_order_relaxed);
+        }
     atomic_store_explicit(&run->phase, phase, memory_order_release);
 }
 
@@ -175,9 +177,13 @@ int main(int argc, char **argv)
     run.delivered = calloc((size_t)cfg.threads * (cfg.publishers ? cfg.publishers : 1), sizeof *run.delivered);
     run.pub_sent = calloc(cfg.publishers ? cfg.publishers : 1, sizeof *run.pub_sent);
     run.pub_acked = calloc(cfg.publishers ? cfg.publishers : 1, sizeof *run.pub_acked);
-    if (cfg.im) run.pub_acked_final = calloc(cfg.publishers ? cfg.publishers : 1, sizeof *run.pub_acked_final);
+    run.pub_refused = calloc(cfg.publishers ? cfg.publishers : 1, sizeof *run.pub_refused);
+    if (cfg.im) {
+        run.pub_acked_final = calloc(cfg.publishers ? cfg.publishers : 1, sizeof *run.pub_acked_final);
+        run.pub_refused_final = calloc(cfg.publishers ? cfg.publishers : 1, sizeof *run.pub_refused_final);
+    }
     if (!run.workers || !run.topic_subs || !run.deliv || !run.e2e || !run.delivered || !run.pub_sent ||
-        !run.pub_acked || (cfg.im && !run.pub_acked_final)) {
+        !run.pub_acked || !run.pub_refused || (cfg.im && (!run.pub_acked_final || !run.pub_refused_final))) {
         au_error("out of memory");
         return 1;
     }
@@ -467,6 +473,8 @@ int main(int argc, char **argv)
     free((void *)run.pub_sent);
     free((void *)run.pub_acked);
     free(run.pub_acked_final);
+    free((void *)run.pub_refused);
+    free(run.pub_refused_final);
     free(cfg.gids);
     free(cfg.src);
     return fatal ? 1 : interrupted ? 130 : 0;
