@@ -440,6 +440,14 @@ def blacklist_put_get_delete(b):
     assert err(rest(b, "PUT", "/v1/users/alice/blacklist", {"bobby": 1})) == (400, 899003)
     assert err(rest(b, "PUT", "/v1/users/nobody/blacklist", ["bobby"])) == (403, 899002)
     assert err(rest(b, "DELETE", "/v1/users/alice/blacklist", ["dave1"])) == (403, 899019)
+    # the message path honours it: bobby's single messages to alice are refused with 803008
+    bo = device(b, "bobby", "bob-dev")
+    bo.subscribe("im/inbox", qos=1)
+    bo.publish("im/send", json.dumps({"version": 1, "target_type": "single", "target_id": "alice",
+                                      "msg_type": "text", "msg_body": {"text": "hi"}}).encode(), qos=1, wait=True)
+    ev = [json.loads(m.payload) for m in bo.messages(1, 5)][0]
+    assert ev.get("event") == "send_error" and ev.get("code") == 803008, ev
+    bo.disconnect()
     assert rest(b, "DELETE", "/v1/users/alice/blacklist", ["bobby"]) == (204, None)
     st, lst = rest(b, "GET", "/v1/users/alice/blacklist")
     assert [u["username"] for u in lst] == ["carol"], lst
