@@ -17,7 +17,7 @@ from harness import REPO, ConnectRefused, client, on_aurora, run_tests  # noqa: 
 CTL = os.path.join(REPO, os.environ.get("BUILD", "build"), "aurora-ctl")
 
 
-def http_ready(b, timeout=10):
+def http_ready(b, timeout=30):
     """The harness waits for the MQTT port only: wait until the HTTP listener answers too."""
     deadline = time.monotonic() + timeout
     while True:

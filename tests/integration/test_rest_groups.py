@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import client, on_aurora, run_tests  # noqa: E402
 
 
-def http_ready(b, timeout=10):
+def http_ready(b, timeout=30):
     """The harness waits for the MQTT port only: wait until the HTTP listener answers too."""
     deadline = time.monotonic() + timeout
     while True:

@@ -18,7 +18,7 @@ from harness import ConnectRefused, client, on_aurora, run_tests, scale, wait_un
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def http_ready(b, timeout=10):
+def http_ready(b, timeout=30):
     """The harness waits for the MQTT port only: wait until the HTTP listener answers too."""
     deadline = time.monotonic() + timeout
     while True:
