@@ -878,7 +878,9 @@ static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
             if ((s->nconns == 0 && !s->novf) || s->now_ms >= s->stop_deadline) break;
             if (wait_ms > 50) wait_ms = 50;
         }
-        if (s->novf || more) wait_ms = 0;
+        /* A message this shard posted to itself after its queue was drained (from a timer, a flush or
+         * a handler of another queue) gets no doorbell: do not sleep on it. */
+        if (s->novf || more || !au_xq_empty(&s->inq[s->id])) wait_ms = 0;
         struct __kernel_timespec ts = { .tv_sec = wait_ms / 1000, .tv_nsec = (long long)(wait_ms % 1000) * 1000000 };
         struct io_uring_cqe *cqe;
         int r = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);

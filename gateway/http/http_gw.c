@@ -93,6 +93,8 @@ struct http_gw_defer *http_gw_defer(struct http_resp *resp)
 
 struct http_resp *http_gw_defer_resp(struct http_gw_defer *d) { return d->g ? &d->g->h.resp : NULL; }
 
+void http_gw_defer_cancel(struct http_gw_defer *d) { free(d); }
+
 void http_gw_defer_finish(struct http_gw_defer *d)
 {
     struct http_gw_conn *g = d->g;

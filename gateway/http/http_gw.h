@@ -23,5 +23,7 @@ struct http_gw_defer;
 struct http_gw_defer *http_gw_defer(struct http_resp *resp);
 struct http_resp *http_gw_defer_resp(struct http_gw_defer *d);
 void http_gw_defer_finish(struct http_gw_defer *d);
+/* Process shutdown, off the shards: release the handle without touching the connection. */
+void http_gw_defer_cancel(struct http_gw_defer *d);
 
 #endif

@@ -268,11 +268,22 @@ static void job_reply_handler(struct au_shard *self, struct au_xmsg *x)
     free(j);
 }
 
+/* A job still queued when its target shard stopped (shutdown): release what it holds. */
+static void job_dispose(struct au_xmsg *x)
+{
+    struct send_job *j = (struct send_job *)x;
+    if (j->done) j->done(NULL, j->arg, IM_ECANCELED, 0, 0);
+    req_free(j->req);
+    msg_unref(j->m);
+    free(j->users);
+    free(j);
+}
+
 static void job_reply(struct au_shard *owner, struct send_job *j)
 {
     j->x.handler = job_reply_handler;
     if (j->from == owner->id) job_reply_handler(owner, &j->x);
-    else au_shard_post(owner, j->from, &j->x);
+    else au_shard_post_disposable(owner, j->from, &j->x, job_dispose);
 }
 
 static uint64_t next_msgid(struct au_shard *sh)
@@ -537,7 +548,7 @@ void im_send(struct au_shard *from, struct im_send_req *req, im_send_done_fn don
     int owner = (int)(j->conv % (uint64_t)from->nshards);
     j->x.handler = job_arrive;
     if (owner == from->id) job_arrive(from, &j->x);
-    else au_shard_post(from, owner, &j->x);
+    else au_shard_post_disposable(from, owner, &j->x, job_dispose);
 }
 
 /* ------------------------------------------------------------------ cursors */

@@ -44,10 +44,12 @@ struct im_send_req {
     size_t extra_len;
 };
 
-/* Result of a send. err = 0, or a negative code (IM_E* below). */
+/* Result of a send. err = 0, or a negative code (IM_E* below). At shutdown a send whose shard stopped first
+ * is cancelled: done(NULL, arg, IM_ECANCELED, 0, 0) runs on the main thread and must only release arg. */
 typedef void (*im_send_done_fn)(struct au_shard *s, void *arg, int err, uint64_t msgid, uint64_t ctime_ms);
 enum { IM_EDUP = 1 /* not an error: a resend; msgid is the original's */ };
-enum { IM_ESTORE = -1, IM_ENOCONV = -2, IM_EBLACKLISTED = -3 /* the recipient blacklisted the sender */ };
+enum { IM_ESTORE = -1, IM_ENOCONV = -2, IM_EBLACKLISTED = -3 /* the recipient blacklisted the sender */,
+       IM_ECANCELED = -4 /* process shutdown: s is NULL, release arg only */ };
 
 /* Store durably and deliver to every online device of the recipients; done runs on `from` once durable.
  * The request is consumed (json and extra_recipients freed). */

@@ -319,6 +319,11 @@ static void send_done(struct au_shard *sh, void *arg, int err, uint64_t msgid, u
     (void)msgid;
     (void)ctime_ms;
     struct send_ctx *x = arg;
+    if (!sh) { /* shutdown: the session is gone (its pending acks were orphaned) */
+        if (x->pa && !x->pa->s) free(x->pa);
+        free(x);
+        return;
+    }
     struct broker *b = broker_of(sh);
     int code = err == IM_EBLACKLISTED ? IM_E_SEND_BLACKLISTED : err < 0 ? IM_E_SEND_STORE : 0;
     if (x->pa) {

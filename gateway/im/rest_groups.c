@@ -44,7 +44,7 @@ static int gfail(struct gerr *e, int code, const char *fmt, ...)
 static void ev_sent(struct au_shard *s, void *arg, int err, uint64_t msgid, uint64_t ctime_ms)
 {
     (void)s, (void)arg, (void)msgid, (void)ctime_ms;
-    if (err < 0) au_warn("rest: a group event could not be stored (%d)", err);
+    if (err < 0 && err != IM_ECANCELED) au_warn("rest: a group event could not be stored (%d)", err);
 }
 
 /* Deliver a group event to the group's members (as the pipeline resolves them) and to `extra`. */

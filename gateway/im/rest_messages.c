@@ -45,8 +45,12 @@ struct send_wait {
 
 static void sent(struct au_shard *sh, void *arg, int err, uint64_t msgid, uint64_t ctime_ms)
 {
-    (void)sh;
     struct send_wait *w = arg;
+    if (!sh) {
+        http_gw_defer_cancel(w->d);
+        free(w);
+        return;
+    }
     struct http_resp *resp = http_gw_defer_resp(w->d);
     if (resp) {
         if (err < 0) {
@@ -425,8 +429,13 @@ struct retract {
 
 static void retract_sent(struct au_shard *s, void *arg, int err, uint64_t msgid, uint64_t ctime_ms)
 {
-    (void)s, (void)msgid, (void)ctime_ms;
+    (void)msgid, (void)ctime_ms;
     struct retract *r = arg;
+    if (!s) {
+        http_gw_defer_cancel(r->a.defer);
+        free(r);
+        return;
+    }
     if (err < 0) rest_finish_error(&r->a, IM_E_SYSTEM, "the retraction could not be stored");
     else rest_finish_empty(&r->a, 204);
     free(r);
