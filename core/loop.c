@@ -858,6 +858,9 @@ static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
             s->stop_deadline = s->now_ms + (o->drain_ms ? o->drain_ms : 3000);
             update_accepting(s);
             for (unsigned i = 0; i < s->nlisteners; i++) {
+                /* shutdown() takes the socket out of LISTEN now, even while the ring's cancelled accept
+                 * still holds a reference to the file: a restarted instance can bind at once. */
+                shutdown(s->listen_fd[i], SHUT_RDWR);
                 close(s->listen_fd[i]);
                 s->listen_fd[i] = -1;
             }

@@ -291,6 +291,30 @@ class Broker:
 class Aurora(Broker):
     name = "aurora"
 
+    def _wait_ready(self, timeout):
+        # The MQTT port accepting is not enough: a previous instance's listening socket can linger for a
+        # moment while the kernel tears its io_uring down. Ready = this process answers GET /healthz.
+        super()._wait_ready(timeout)
+        deadline = time.monotonic() + max(timeout, 20.0)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError("aurora exited during startup with status %s; log tail:\n%s"
+                                  % (self.proc.returncode, self.log_tail()))
+            try:
+                s = socket.create_connection((self.host, self.http_port), timeout=0.5)
+                s.settimeout(0.5)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    s.close()
+                    # and the MQTT listener of this process (same start-up step): one more probe
+                    socket.create_connection((self.host, self.port), timeout=0.5).close()
+                    return
+                s.close()
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise BrokerError("aurora did not answer /healthz within %.0f s; log tail:\n%s" % (timeout, self.log_tail()))
+
     def command(self):
         argv = [_aurora_bin(), "--mqtt", "%s:%d" % (self.host, self.port), "--http",
                 "%s:%d" % (self.host, self.http_port), "--data", self.data_dir, "--shards", "2",
