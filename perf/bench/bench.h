@@ -161,6 +161,7 @@ struct bench_stats {
     _Atomic uint64_t pings;
     _Atomic uint64_t resyncs;        /* publisher windows reset after BENCH_STALL_MS without progress */
     _Atomic uint64_t first_connect_ns, last_connack_ns, last_recv_ns;
+    _Atomic uint64_t lat_max_tick;   /* highest latency since main last took it (progress line; main swaps in 0) */
     /* IM: arrivals on im/inbox (only messages of this run count in `received`) */
     _Atomic uint64_t im_unique;      /* first arrival of a message */
     _Atomic uint64_t im_dup;         /* a message that had already arrived on that device */

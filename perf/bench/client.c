@@ -274,7 +274,7 @@ static int on_publish(struct bench_worker *w, struct bench_conn *c, const struct
         memcpy(&pub_id, pb->payload.p + 8, 4);
         if (pub_id < cfg->publishers && ts >= w->run->t0_ns && ts <= now) {
             ours = true;
-            hist_record(&w->lat, now - ts);
+            lat_record(w, now - ts);
             _Atomic uint64_t *d = &w->run->delivered[(size_t)w->id * cfg->publishers + pub_id];
             stat_add(d, 1);
         }

@@ -103,6 +103,13 @@ static inline void stat_sub(_Atomic uint64_t *v, uint64_t n)
     atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) - n, memory_order_relaxed);
 }
 static inline uint64_t stat_get(_Atomic uint64_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
+/* A latency sample: the run's histogram and the progress line's per-second maximum. */
+static inline void lat_record(struct bench_worker *w, uint64_t ns)
+{
+    hist_record(&w->lat, ns);
+    if (ns > atomic_load_explicit(&w->st.lat_max_tick, memory_order_relaxed))
+        atomic_store_explicit(&w->st.lat_max_tick, ns, memory_order_relaxed);   /* racing the swap: best effort */
+}
 
 /* ---- client.c: MQTT logic called by worker.c ---- */
 int client_init(struct bench_worker *w);          /* per-worker publisher state; -1 on failure */

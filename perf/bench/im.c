@@ -259,9 +259,9 @@ void im_on_inbox(struct bench_worker *w, struct bench_conn *c, const uint8_t *p,
         uint64_t sub = atomic_load_explicit(&run->replay_sub_ns, memory_order_relaxed);
         if (!atomic_load_explicit(&run->replay_first_ns, memory_order_relaxed))
             atomic_store_explicit(&run->replay_first_ns, now, memory_order_relaxed);
-        if (sub && now >= sub) hist_record(&w->lat, now - sub);
+        if (sub && now >= sub) lat_record(w, now - sub);
     } else if (ts >= run->t0_ns && ts <= now) {
-        hist_record(&w->lat, now - ts);
+        lat_record(w, now - ts);
     }
 }
 

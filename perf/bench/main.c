@@ -222,7 +222,8 @@ int main(int argc, char **argv)
     uint64_t next_tick = t0 + 1000000000u, last_tick = t0;
     bool interrupted = false;
     if (!cfg.quiet)
-        printf("%8s %-8s %9s %9s %10s %10s %8s\n", "time", "phase", "conns", "conn/s", "out/s", "in/s", "errors");
+        printf("%8s %-8s %9s %9s %10s %10s %8s %10s\n", "time", "phase", "conns", "conn/s", "out/s", "in/s", "errors",
+               "lat max ms");
     for (;;) {
         struct timespec ts = { 0, 50 * 1000000L };
         int sig = sigtimedwait(&sigs, NULL, &ts);
@@ -366,11 +367,16 @@ int main(int argc, char **argv)
         }
         if (!cfg.quiet && now >= next_tick) {
             double dt = secs(now - last_tick);
-            printf("%7.1fs %-8s %9llu %9.0f %10.0f %10.0f %8llu\n", secs(now - t0),
+            uint64_t lat_max = 0;
+            for (uint32_t i = 0; i < run.n_workers; i++) {
+                uint64_t m = atomic_exchange_explicit(&run.workers[i].st.lat_max_tick, 0, memory_order_relaxed);
+                if (m > lat_max) lat_max = m;
+            }
+            printf("%7.1fs %-8s %9llu %9.0f %10.0f %10.0f %8llu %10.1f\n", secs(now - t0),
                    k_phase_names[atomic_load(&run.phase)],
                    (unsigned long long)(atomic_load(&run.phase) >= PH_TEARDOWN ? t.open : t.alive),
                    (double)(t.connacks - prev.connacks) / dt, (double)(t.sent - prev.sent) / dt,
-                   (double)(t.received - prev.received) / dt, (unsigned long long)t.errors_total);
+                   (double)(t.received - prev.received) / dt, (unsigned long long)t.errors_total, (double)lat_max / 1e6);
             fflush(stdout);
             prev = t;
             last_tick = now;
