@@ -276,6 +276,7 @@ struct changeset {
 
 struct txn {
     struct au_xmsg x;
+    atomic_int pending;          /* shards that still have to apply the change */
     im_txn_prepare_fn prepare;
     im_txn_done_fn done;
     void *arg;
@@ -287,11 +288,24 @@ struct txn {
 struct apply_x {
     struct au_xmsg x;
     struct changeset *cs;
+    struct txn *t;               /* answered once every shard applied the change */
 };
 
 static void cs_unref(struct changeset *cs)
 {
     if (cs && atomic_fetch_sub_explicit(&cs->refs, 1, memory_order_acq_rel) == 1) free(cs);
+}
+
+static void done_handler(struct au_shard *self, struct au_xmsg *x);
+
+/* The last shard to apply a change answers the submitter: a client that gets its answer then sees its
+ * write on whichever shard it goes to next (its MQTT login may land on any shard). */
+static void applied(struct au_shard *self, struct txn *t)
+{
+    if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) != 1) return;
+    t->x.handler = done_handler;
+    if (t->from == self->id) done_handler(self, &t->x);
+    else au_shard_post(self, t->from, &t->x);
 }
 
 static void apply_handler(struct au_shard *self, struct au_xmsg *x)
@@ -300,7 +314,9 @@ static void apply_handler(struct au_shard *self, struct au_xmsg *x)
     struct im_dir *d = im_dir_of(self);
     for (uint32_t i = 0; i < a->cs->n; i++) im_dir_apply(d, &a->cs->v[i]);
     cs_unref(a->cs);
+    struct txn *t = a->t;
     free(a);
+    applied(self, t);
 }
 
 static void apply_dispose(struct au_xmsg *x)
@@ -319,9 +335,10 @@ static void done_handler(struct au_shard *self, struct au_xmsg *x)
 
 static void txn_finish(struct au_shard *writer, struct txn *t)
 {
-    /* Broadcast the changes (the writer applied them at prepare), then answer the submitter: its queue
-     * from the writer is FIFO, so it applies the change before it runs done. */
+    /* Broadcast the changes (the writer applied them at prepare); the last shard to apply them answers. */
+    atomic_init(&t->pending, 1);
     if (!t->err && t->cs) {
+        atomic_store(&t->pending, writer->nshards);
         for (int i = 0; i < writer->nshards; i++) {
             if (i == writer->id) continue;
             struct apply_x *a = malloc(sizeof *a);
@@ -329,17 +346,13 @@ static void txn_finish(struct au_shard *writer, struct txn *t)
             a->x.handler = apply_handler;
             atomic_fetch_add_explicit(&t->cs->refs, 1, memory_order_relaxed);
             a->cs = t->cs;
+            a->t = t;
             au_shard_post_disposable(writer, i, &a->x, apply_dispose);
         }
     }
     cs_unref(t->cs);
     t->cs = NULL;
-    if (t->from == writer->id) {
-        done_handler(writer, &t->x);
-    } else {
-        t->x.handler = done_handler;
-        au_shard_post(writer, t->from, &t->x);
-    }
+    applied(writer, t);
 }
 
 static void txn_committed(struct au_shard *s, void *arg, int err)

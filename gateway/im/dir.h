@@ -8,8 +8,9 @@
  * `prepare` runs there against the writer's replica (so "does this user exist?" has one answer), fills a
  * store batch and a list of changes, the batch is committed durably (group commit), then the changes are
  * applied on every shard (the writer first, then a broadcast), and finally `done` runs on the submitting
- * shard, after that shard applied the change (per-pair queues are FIFO), so a client that gets its answer
- * and asks again on the same shard sees its write. Reads are local and lock-free. */
+ * shard once EVERY shard applied them, so a client that gets its answer sees its write wherever it goes
+ * next (a REST read on another connection, an MQTT login owned by another shard). Reads are local and
+ * lock-free. */
 #ifndef AU_IM_DIR_H
 #define AU_IM_DIR_H
 
