@@ -63,11 +63,13 @@
 #define BENCH_IM_MAX_GROUPS      1000u    /* --groups / --group-ids entries */
 #define BENCH_IM_MAX_MEMBERS     100000u  /* --members (the gateway's own default limit is 500 per group) */
 #define BENCH_IM_SETTLE_MS       300u     /* after SUBACK on im/inbox: quiet this long (old messages replayed) before ready */
+#define BENCH_IM_SETTLE_SCAN_MS  20u      /* how often a worker looks for settled devices (setup phase) */
 #define BENCH_IM_MAX_SEQ         (1u << 28) /* sequences tracked per publisher (exactly-once bitmaps) */
 #define BENCH_IM_OFFLINE_MSGS    100u     /* im-replay: messages replayed per conversation (gateway im_offline_msgs) */
 #define BENCH_IM_REPLAY_TIMEOUT_S 60u     /* im-replay: bound of the replay phase (--replay-timeout) */
 #define BENCH_IM_MAX_REPLAY_S    600u
 #define BENCH_IM_REPLAY_STALL_MS 5000u    /* im-replay: replay phase ends after this long without an arrival */
+#define BENCH_IM_REPLAY_EMPTY_MS 1000u    /* im-replay with nothing committed: wait this long after SUBSCRIBE */
 #define BENCH_IM_MAX_MESSAGES    10000000u /* --messages per publisher */
 #define BENCH_IM_DEVICE_RATE     1000u    /* the gateway refuses im/send beyond this many msgs/s per device (803010,
                                            * burst 2000): measure peak rates with enough publishers */

@@ -267,7 +267,7 @@ void im_on_inbox(struct bench_worker *w, struct bench_conn *c, const uint8_t *p,
 
 void im_settle_scan(struct bench_worker *w, uint64_t now)
 {
-    if (now - w->last_settle_ns < 20u * 1000000u) return;
+    if (now - w->last_settle_ns < (uint64_t)BENCH_IM_SETTLE_SCAN_MS * 1000000u) return;
     w->last_settle_ns = now;
     for (uint32_t i = 0; i < w->n_conns; i++) {
         struct bench_conn *c = &w->conns[i];

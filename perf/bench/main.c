@@ -336,7 +336,7 @@ int main(int argc, char **argv)
                     drain_progress_ns = now;
                 }
                 if (sub && drain_progress_ns < sub) drain_progress_ns = sub;
-                complete = exp ? t.im_unique >= exp : (sub && now - sub >= 1000000000u);
+                complete = exp ? t.im_unique >= exp : (sub && now - sub >= (uint64_t)BENCH_IM_REPLAY_EMPTY_MS * 1000000u);
                 bool stalled = sub && now - drain_progress_ns >= (uint64_t)BENCH_IM_REPLAY_STALL_MS * 1000000u;
                 if (complete || stalled || now - drain_start >= (uint64_t)cfg.replay_timeout_s * 1000000000u) {
                     if (!complete)

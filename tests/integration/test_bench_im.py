@@ -128,7 +128,7 @@ def im_replay_latest_100_per_conversation(b):
 
 
 @test
-def im_setup_and_bench_refuse_non_loopback():
+def im_setup_and_bench_refuse_bad_arguments():
     p = subprocess.run(["/usr/bin/python3", IM_SETUP, "--http", "10.0.0.1:80", "--appkey", "k", "--secret", "s",
                         "--user-prefix", "abc", "--users", "1", "--password", "pwpw"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
@@ -137,10 +137,20 @@ def im_setup_and_bench_refuse_non_loopback():
                         "abc", "--password", "pwpw"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=30)
     assert p.returncode == 2 and b"loopback" in p.stdout, (p.returncode, p.stdout)
-    p = subprocess.run([BENCH, "--scenario", "im-group", "--appkey", "k", "--user-prefix", "abc", "--password",
-                        "pwpw"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=30)
-    assert p.returncode == 2 and b"--group-ids" in p.stdout, (p.returncode, p.stdout)
+    im = ["--appkey", "k", "--user-prefix", "abc", "--password", "pwpw"]
+    for argv, why in ((["--scenario", "im-group"] + im, b"--group-ids"),
+                      (["--scenario", "im-group", "--groups", "2", "--group-ids", "10001"] + im, b"--group-ids"),
+                      (["--scenario", "im-single", "--qos", "0"] + im, b"QoS 1"),
+                      (["--scenario", "im-single", "--appkey", "k", "--user-prefix", "-x", "--password", "pwpw"],
+                       b"--user-prefix"),
+                      (["--scenario", "im-single", "--appkey", "k", "--user-prefix", "a", "--password", "pwpw"],
+                       b"4..128 bytes"),
+                      (["--scenario", "im-single", "--payload", "20"] + im, b"text length"),
+                      (["--scenario", "im-replay", "--messages", "0"] + im, b"--messages"),
+                      (["--scenario", "p2p", "--appkey", "k"], b"im-*")):
+        p = subprocess.run([BENCH] + argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=30)
+        assert p.returncode == 2 and why in p.stdout, (argv, p.returncode, p.stdout)
 
 
 run_tests(globals())
