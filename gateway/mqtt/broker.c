@@ -262,6 +262,15 @@ static void ticket_x_handler(struct au_shard *self, struct au_xmsg *x)
     free(tx);
 }
 
+static void ticket_x_dispose(struct au_xmsg *x)
+{
+    struct ticket_x *tx = (struct ticket_x *)x;
+    struct pend_ack *a = tx->t->ack;
+    free(tx->t);
+    if (!a->s) free(a); /* the session was freed at shutdown: nobody else owns the orphaned ack */
+    free(tx);
+}
+
 void ticket_done(struct broker *b, struct pub_ticket *t)
 {
     if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) != 1) return;
@@ -273,7 +282,7 @@ void ticket_done(struct broker *b, struct pub_ticket *t)
     AU_ASSERT(tx != NULL);
     tx->x.handler = ticket_x_handler;
     tx->t = t;
-    au_shard_post(b->shard, t->origin, &tx->x);
+    au_shard_post_disposable(b->shard, t->origin, &tx->x, ticket_x_dispose);
 }
 
 static void ticket_store_done(struct au_shard *s, void *arg, int err)

@@ -108,6 +108,8 @@ static void apply(struct broker *b, int shard, int present, uint32_t app, uint64
     }
 }
 
+static void member_dispose(struct au_xmsg *x) { free(x); }
+
 static void member_handler(struct au_shard *self, struct au_xmsg *x)
 {
     struct member_x *m = (struct member_x *)x;
@@ -146,7 +148,7 @@ void shared_member(struct broker *b, uint32_t app, const uint8_t *share, size_t 
         m->gh = gh;
         m->filter_len = (uint16_t)filter_len;
         memcpy(m->filter, filter, filter_len);
-        au_shard_post(sh, i, &m->x);
+        au_shard_post_disposable(sh, i, &m->x, member_dispose);
     }
 }
 

@@ -54,7 +54,7 @@ def kill9_keeps_subscriptions_and_session_expiry(b):
     p.publish("five/x", b"after restart", qos=2, wait=True)
     c = client(b, client_id="dur5", version=5, clean=False, properties={"SessionExpiryInterval": 3600})
     assert c.connack.session_present
-    m = c.expect(5)
+    m = c.expect(10)
     assert m.topic == "five/x" and m.payload == b"after restart" and m.qos == 2
 
 
