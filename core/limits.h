@@ -44,6 +44,7 @@
 #define AU_MQTT_MAX_SESSION_EXPIRY 86400u * 7u /* (config) seconds a disconnected persistent session is kept */
 #define AU_MQTT_MAX_WILL_DELAY     86400u  /* seconds */
 #define AU_MQTT_MAX_RETAINED       1000000 /* (config) retained messages per app */
+#define IM_QUEUE_HARD_MAX          20000   /* IM messages queued for one device before it is disconnected (slow consumer) */
 
 /* ---- HTTP ---- */
 #define AU_HTTP_MAX_HEADERS        64

@@ -750,10 +750,29 @@ void im_session_inbox(struct broker *b, struct session *s)
     replay_start(b, s);
 }
 
+/* Queued (not yet sent) IM messages of a device that went away: they come back by replay. */
+static void purge_queued_im(struct session *s)
+{
+    struct outmsg **pp = &s->q_head, *last = NULL;
+    while (*pp) {
+        struct outmsg *o = *pp;
+        if (o->m && o->m->im_conv) {
+            *pp = o->next;
+            s->queued--;
+            outmsg_free(o);
+        } else {
+            last = o;
+            pp = &o->next;
+        }
+    }
+    s->q_tail = last;
+}
+
 void im_session_offline(struct broker *b, struct session *s)
 {
     struct im_sess *is = s->im;
     if (!is || !is->registered) return;
+    purge_queued_im(s);
     inbox_del(b->shard, s);
     is->registered = false;
     is->replaying = false;
