@@ -97,6 +97,7 @@ int main(int argc, char **argv)
     rest_init(&cfg);            /* REST v1 users/admins/groups + operator API (gateway/im/rest.h) */
     rest_set_authpool(pool);
     rest_messages_init();
+    rest_silence_init();
     if (rest_media_init(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "aurora: media: %s\n", err);
         return 1;

@@ -93,6 +93,22 @@ struct im_change *im_changes_add(struct im_changes *c, uint8_t type)
     return ch;
 }
 
+bool im_dir_is_muted(const struct dir_group *g, const struct dir_user *u)
+{
+    for (uint32_t i = 0; i < g->nmuted; i++)
+        if (g->muted[i] == u) return true;
+    return false;
+}
+
+static void unmute(struct dir_group *g, const struct dir_user *u)
+{
+    for (uint32_t i = 0; i < g->nmuted; i++)
+        if (g->muted[i] == u) {
+            g->muted[i] = g->muted[--g->nmuted];
+            return;
+        }
+}
+
 static void user_drop_gid(struct dir_user *u, uint64_t gid)
 {
     for (uint32_t i = 0; i < u->ngids; i++)
@@ -104,6 +120,7 @@ static void user_drop_gid(struct dir_user *u, uint64_t gid)
 
 static void group_drop_member(struct dir_group *g, struct dir_user *u)
 {
+    unmute(g, u);
     for (uint32_t i = 0; i < g->nmembers; i++)
         if (g->members[i] == u) {
             g->members[i] = g->members[--g->nmembers];
@@ -133,6 +150,7 @@ static void group_free(struct im_dir *d, struct dir_group *g)
     for (uint32_t i = 0; i < g->nmembers; i++) user_drop_gid(g->members[i], g->gid);
     au_hash_del_u64(&d->groups, group_key(g->app, g->gid));
     free(g->members);
+    free(g->muted);
     free(g);
     d->ngroups--;
 }
@@ -186,6 +204,7 @@ void im_dir_apply(struct im_dir *d, const struct im_change *ch)
             for (uint32_t i = 0; i < g->nmembers; i++) user_drop_gid(g->members[i], g->gid);
             au_hash_iter_del(&d->groups, &it);
             free(g->members);
+            free(g->muted);
             free(g);
             d->ngroups--;
         }
@@ -259,6 +278,22 @@ void im_dir_apply(struct im_dir *d, const struct im_change *ch)
         } else {
             group_drop_member(g, u);
             user_drop_gid(u, g->gid);
+        }
+        break;
+    }
+    case IM_CH_GROUP_MUTE: {
+        struct dir_group *g = im_dir_group(d, ch->app, ch->gid);
+        struct dir_user *u = im_dir_user(d, ch->app, ch->name, strlen(ch->name));
+        if (!g || !u) break;
+        if (!ch->forbidden) {
+            unmute(g, u);
+        } else if (!im_dir_is_muted(g, u)) {
+            if (g->nmuted == g->cap_muted) {
+                g->cap_muted = g->cap_muted ? g->cap_muted * 2 : 4;
+                g->muted = realloc(g->muted, sizeof *g->muted * g->cap_muted);
+                AU_ASSERT(g->muted != NULL);
+            }
+            g->muted[g->nmuted++] = u;
         }
         break;
     }
@@ -477,8 +512,14 @@ static bool load_group(void *arg, const uint8_t *k, size_t kl, const uint8_t *v,
     copy_str(ch.name, sizeof ch.name, jstr(o, "owner_username"));
     copy_str(ch.str, sizeof ch.str, jstr(o, "name"));
     ch.max_members = (uint32_t)json_integer_value(json_object_get(o, "max_member_count"));
-    json_decref(o);
     im_dir_apply(d, &ch);
+    json_t *sil = json_object_get(o, "silenced");
+    for (size_t i = 0; json_is_array(sil) && i < json_array_size(sil); i++) {
+        struct im_change m = { .type = IM_CH_GROUP_MUTE, .app = ch.app, .gid = ch.gid, .forbidden = 1 };
+        copy_str(m.name, sizeof m.name, json_string_value(json_array_get(sil, i)) ? json_string_value(json_array_get(sil, i)) : "");
+        im_dir_apply(d, &m);
+    }
+    json_decref(o);
     return true;
 }
 
@@ -546,6 +587,7 @@ void im_dir_fini(struct au_shard *s)
     while (au_hash_next(&d->groups, &it)) {
         struct dir_group *g = it.value;
         free(g->members);
+        free(g->muted);
         free(g);
     }
     au_hash_iter_init(&d->users, &it);

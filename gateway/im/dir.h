@@ -54,6 +54,8 @@ struct dir_group {
     struct dir_user **members;
     uint32_t nmembers, cap_members;
     uint32_t max_members;
+    struct dir_user **muted;             /* members who may not send to the group (silenced) */
+    uint32_t nmuted, cap_muted;
     char name[65];
 };
 
@@ -71,6 +73,7 @@ struct dir_app *im_dir_app_by_key(struct im_dir *d, const char *key, size_t len)
 struct dir_user *im_dir_user(struct im_dir *d, uint32_t app, const char *name, size_t len);
 struct dir_group *im_dir_group(struct im_dir *d, uint32_t app, uint64_t gid);
 bool im_dir_is_member(const struct dir_group *g, const struct dir_user *u);
+bool im_dir_is_muted(const struct dir_group *g, const struct dir_user *u);
 
 /* ---- changes (what a transaction does to every replica) ---- */
 enum im_change_type {
@@ -82,6 +85,7 @@ enum im_change_type {
     IM_CH_GROUP_DEL,
     IM_CH_MEMBER_ADD,
     IM_CH_MEMBER_DEL,
+    IM_CH_GROUP_MUTE,    /* name = member, forbidden = 1 muted / 0 may speak again */
 };
 
 struct im_change {

@@ -57,6 +57,8 @@ void im_send(struct au_shard *from, struct im_send_req *req, im_send_done_fn don
 
 /* REST routes of the message API (rest_messages.c); at start-up, before the shards. */
 void rest_messages_init(void);
+/* Group member silence (rest_silence.c). */
+void rest_silence_init(void);
 
 /* Per-shard start/stop, called by the broker's shard hooks. */
 void im_shard_init(struct au_shard *s);

@@ -407,6 +407,7 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
         g = im_dir_group(d, s->app, m->target_gid);
         if (!g) code = IM_E_SEND_NO_GROUP;
         else if (!im_dir_is_member(g, me)) code = IM_E_SEND_NOT_MEMBER;
+        else if (im_dir_is_muted(g, me)) code = IM_E_SEND_SILENCED;
     } else if (!code && !im_dir_user(d, s->app, m->target_id, strlen(m->target_id))) {
         code = IM_E_SEND_NO_USER;
     }

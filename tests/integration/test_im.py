@@ -307,4 +307,34 @@ def app_history_and_retract(b):
     assert texts_left == ["h0", "h2"], body
 
 
+@on_aurora
+def silenced_member_cannot_send_to_the_group(b):
+    register(b, "alice", "bobby")
+    st, g = rest(b, "POST", "/v1/groups/", {"owner_username": "alice", "name": "quiet", "members_username": ["bobby"]})
+    assert st == 201, (st, g)
+    gid = g["gid"]
+    st, body = rest(b, "PUT", "/v1/groups/messages/%d/silence?status=true" % gid, ["bobby"])
+    assert st == 204, (st, body)
+    key, _ = app_creds(b)
+    r = Raw5(b)
+    r.connect("b-raw", True, username="%s:bobby" % key, password=b"secret-pw")
+    r.send(subscribe_packet(1, [("im/inbox", sub_opts(1))]))
+    r.expect("SUBACK")
+    r.send(publish_packet("im/send", text(gid, "may I?", target_type="group"), qos=1, pid=5))
+    assert r.expect("PUBACK").reason == 0x87
+    evs = [json.loads(p.payload) for p in (r.expect("PUBLISH"), r.expect("PUBLISH"))]
+    assert any(e.get("event") == "send_error" and e["code"] == 803012 for e in evs), evs
+    b.restart()                      # kept in the group record
+    r = Raw5(b)
+    r.connect("b-raw2", True, username="%s:bobby" % key, password=b"secret-pw")
+    r.send(publish_packet("im/send", text(gid, "still?", target_type="group"), qos=1, pid=6))
+    assert r.expect("PUBACK", timeout=10).reason == 0x87
+    st, body = rest(b, "PUT", "/v1/groups/messages/%d/silence?status=false" % gid, ["bobby"])
+    assert st == 204, (st, body)
+    r.send(publish_packet("im/send", text(gid, "thanks", target_type="group"), qos=1, pid=7))
+    assert r.expect("PUBACK", timeout=10).reason == 0
+    st, body = rest(b, "PUT", "/v1/groups/messages/%d/silence?status=maybe" % gid, ["bobby"])
+    assert st == 400 and body["error"]["code"] == 899003, (st, body)
+
+
 run_tests(globals())
