@@ -4,7 +4,8 @@ Users (and a group) are registered with perf/im-setup through the REST API, then
 them and checks every arrival on im/inbox itself: the JSON summary must show every committed message (PUBACK =
 durable) delivered exactly once (no missing, no duplicates), in order per conversation (the bench's own sequence
 and the gateway's `sequence` field), and no errors. Also: the replay keeps only the latest im_offline_msgs (100)
-per conversation; a second run on the same devices sees nothing stale (cursors moved); im-setup is loopback-only.
+per conversation, and a replay of 10,000 messages (100 conversations x 100, more than a session queue holds) arrives
+whole; a second run on the same devices sees nothing stale (cursors moved); im-setup is loopback-only.
 
     /usr/bin/python3 tests/integration/test_bench_im.py [-k substring]
 Environment: BUILD (default build) selects $BUILD/aurora-bench; BENCH_BIN overrides the path.
@@ -114,6 +115,16 @@ def im_replay_every_message_once_in_order(b):
     s, out = bench(b, "--scenario", "im-replay", *args, "--publishers", str(senders), "--messages", str(n))
     check_exact(s, out, senders + 2)
     assert s["stale"] == 0 and s["delivered"] == senders * n, out[-2000:]
+
+
+@on_aurora
+def im_replay_10000_across_100_conversations(b):
+    """More than a session queue holds (max_inflight 256 + max_queued_msgs 1000): nothing may be dropped."""
+    senders = scale(100)
+    args = im_setup(b, senders + 1, prefix="imx")
+    s, out = bench(b, "--scenario", "im-replay", *args, "--publishers", str(senders), "--messages", "100")
+    check_exact(s, out, senders + 2)
+    assert s["replay_expected"] == senders * 100 == s["delivered"], out[-2000:]
 
 
 @on_aurora
