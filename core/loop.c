@@ -363,7 +363,9 @@ static void begin_close(struct au_conn *c, bool flush)
 {
     if (!(c->flags & AU_CONN_CLOSING)) {
         c->flags |= AU_CONN_CLOSING;
-        if (c->proto->on_close) c->proto->on_close(c);
+        /* During a hand-off proto_state is the hand-off record, not the protocol's state: the protocol state
+         * travels to the target shard (or comes back through on_handoff_out on failure). */
+        if (c->proto->on_close && !(c->flags & AU_CONN_HANDOFF)) c->proto->on_close(c);
     }
     if (c->flags & AU_CONN_CLOSED) return;
     if (flush && (c->out_head || (c->flags & AU_CONN_SEND_BUSY))) {
@@ -865,7 +867,8 @@ static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
                 s->listen_fd[i] = -1;
             }
             if (s->hooks && s->hooks->shard_stop) s->hooks->shard_stop(s);
-            for (struct au_conn *c = s->conns; c; c = c->all_next) begin_close(c, true);
+            for (struct au_conn *c = s->conns; c; c = c->all_next)
+                if (!(c->flags & AU_CONN_HANDOFF)) begin_close(c, true); /* those finish moving first */
         }
         int wait_ms = 1000;
         if (s->hooks && s->hooks->shard_tick) {
