@@ -551,6 +551,18 @@ void im_send(struct au_shard *from, struct im_send_req *req, im_send_done_fn don
     else au_shard_post_disposable(from, owner, &j->x, job_dispose);
 }
 
+bool im_msg_rec_decode(const void *v, size_t vl, struct im_msg_rec *out)
+{
+    struct ks_r r = ks_r_init(v, vl);
+    if (ks_r_u8(&r) != KS_V1) return false;
+    out->ctime_ms = ks_r_u64(&r);
+    out->msgid = ks_r_u64(&r);
+    out->kind = ks_r_u8(&r);
+    out->from = ks_r_str16(&r, &out->from_len);
+    out->json = ks_r_rest(&r, &out->json_len);
+    return !r.err;
+}
+
 /* ------------------------------------------------------------------ cursors */
 
 void im_cursor_ack(struct broker *b, struct session *s, const struct msg *m)
@@ -617,23 +629,13 @@ static void replay_msgs(struct au_shard *sh, void *arg, int err, const struct st
     /* kv is newest first (reverse scan): deliver oldest first. */
     uint64_t maxseq = 0;
     for (uint32_t k = n; !err && k-- > 0;) {
-        if (kv[k].kl < 21) continue;
-        uint64_t seq = ((uint64_t)au_rd32(kv[k].k + 13) << 32) | au_rd32(kv[k].k + 17);
-        if (seq <= rc->cursor) continue;
-        struct ks_r r = ks_r_init(kv[k].v, kv[k].vl);
-        if (ks_r_u8(&r) != KS_V1) continue;
-        uint64_t ctime = ks_r_u64(&r);
-        (void)ks_r_u64(&r);
-        uint8_t kind = ks_r_u8(&r);
-        uint16_t fl;
-        (void)ks_r_str16(&r, &fl);
-        size_t jl;
-        const uint8_t *js = ks_r_rest(&r, &jl);
-        if (r.err) continue;
-        uint64_t keep = (kind & 0x7f) == IM_KIND_EVENT ? evt_keep : msg_keep;
-        if ((kind & IM_KIND_RETRACTED) || (now > ctime && now - ctime > keep)) continue;
-        struct msg *m = msg_new_raw(s->app, (const uint8_t *)k_inbox, sizeof k_inbox - 1, NULL, 0, js, (uint32_t)jl, 1,
-                                    false, 0, 0);
+        uint64_t seq = im_msg_key_seq(kv[k].k, kv[k].kl);
+        struct im_msg_rec rec;
+        if (!seq || seq <= rc->cursor || !im_msg_rec_decode(kv[k].v, kv[k].vl, &rec)) continue;
+        uint64_t keep = (rec.kind & 0x7f) == IM_KIND_EVENT ? evt_keep : msg_keep;
+        if ((rec.kind & IM_KIND_RETRACTED) || (now > rec.ctime_ms && now - rec.ctime_ms > keep)) continue;
+        struct msg *m = msg_new_raw(s->app, (const uint8_t *)k_inbox, sizeof k_inbox - 1, NULL, 0, rec.json,
+                                    (uint32_t)rec.json_len, 1, false, 0, 0);
         m->im_conv = rc->conv;
         m->im_seq = seq;
         session_deliver(b, s, m, 1, false, NULL, 0);
@@ -836,15 +838,13 @@ static void sweep_page(struct au_shard *sh, void *arg, int err, const struct sto
     struct store_batch *b = NULL;
     uint8_t key[KS_KEY_MAX];
     for (uint32_t k = 0; k < n; k++) {
-        struct ks_r r = ks_r_init(kv[k].v, kv[k].vl);
-        if (ks_r_u8(&r) != KS_V1 || kv[k].kl < 21) continue;
-        uint64_t ctime = ks_r_u64(&r), msgid = ks_r_u64(&r);
-        uint8_t kind = ks_r_u8(&r);
-        uint64_t keep = (kind & 0x7f) == IM_KIND_EVENT ? evt_keep : msg_keep;
-        if (r.err || now <= ctime || now - ctime <= keep) continue;
+        struct im_msg_rec rec;
+        if (kv[k].kl < 21 || !im_msg_rec_decode(kv[k].v, kv[k].vl, &rec)) continue;
+        uint64_t keep = (rec.kind & 0x7f) == IM_KIND_EVENT ? evt_keep : msg_keep;
+        if (now <= rec.ctime_ms || now - rec.ctime_ms <= keep) continue;
         if (!b) b = store_batch_new();
         store_batch_del(b, kv[k].k, kv[k].kl);
-        store_batch_del(b, key, ks_im_id(key, KS_IM_MSGID, au_rd32(kv[k].k + 1), msgid));
+        store_batch_del(b, key, ks_im_id(key, KS_IM_MSGID, au_rd32(kv[k].k + 1), rec.msgid));
         st->swept++;
     }
     if (b) store_write(persist_store(), sh->id, b, NULL, NULL);

@@ -29,6 +29,22 @@ uint64_t im_conv_single(uint32_t app, const char *a, size_t al, const char *b, s
 enum im_msg_kind { IM_KIND_MESSAGE = 0, IM_KIND_EVENT = 1 };
 #define IM_KIND_RETRACTED 0x80u /* flag on a stored message: taken back by its sender (never delivered again) */
 
+/* A stored message record (KS_IM_MSG value), decoded; pointers point into the value. */
+struct im_msg_rec {
+    uint64_t ctime_ms, msgid;
+    uint8_t kind;               /* enum im_msg_kind, possibly | IM_KIND_RETRACTED */
+    const uint8_t *from, *json;
+    uint16_t from_len;
+    size_t json_len;
+};
+/* false for a damaged or unknown record. */
+bool im_msg_rec_decode(const void *v, size_t vl, struct im_msg_rec *out);
+/* The sequence number in a KS_IM_MSG key (prefix | app u32 | conv u64 | seq u64); 0 for a short key. */
+static inline uint64_t im_msg_key_seq(const uint8_t *k, size_t kl)
+{
+    return kl < 21 ? 0 : ((uint64_t)au_rd32(k + 13) << 32) | au_rd32(k + 17);
+}
+
 /* A message to store and deliver, from a device (im/send) or the REST API (POST /v1/messages), or an event. */
 struct im_send_req {
     uint32_t app;

@@ -241,19 +241,11 @@ static void sync_read(struct au_shard *sh, void *arg, int err, const struct stor
     if (s && s->mc) {
         static const char inbox[] = "im/inbox";
         for (uint32_t k = 0; !err && k < n; k++) {
-            struct ks_r r = ks_r_init(kv[k].v, kv[k].vl);
-            if (ks_r_u8(&r) != KS_V1 || kv[k].kl < 21) continue;
-            (void)ks_r_u64(&r);
-            (void)ks_r_u64(&r);
-            if (ks_r_u8(&r) & IM_KIND_RETRACTED) continue;
-            uint16_t fl;
-            (void)ks_r_str16(&r, &fl);
-            size_t jl;
-            const uint8_t *js = ks_r_rest(&r, &jl);
-            if (r.err) continue;
-            uint64_t seq = ((uint64_t)au_rd32(kv[k].k + 13) << 32) | au_rd32(kv[k].k + 17);
-            struct msg *m = msg_new_raw(s->app, (const uint8_t *)inbox, sizeof inbox - 1, NULL, 0, js, (uint32_t)jl, 1,
-                                        false, 0, 0);
+            struct im_msg_rec rec;
+            uint64_t seq = im_msg_key_seq(kv[k].k, kv[k].kl);
+            if (!seq || !im_msg_rec_decode(kv[k].v, kv[k].vl, &rec) || (rec.kind & IM_KIND_RETRACTED)) continue;
+            struct msg *m = msg_new_raw(s->app, (const uint8_t *)inbox, sizeof inbox - 1, NULL, 0, rec.json,
+                                        (uint32_t)rec.json_len, 1, false, 0, 0);
             session_deliver(b, s, m, 1, false, NULL, 0); /* not a cursor move: history, not new mail */
             msg_unref(m);
             last = seq;

@@ -189,17 +189,9 @@ static void hq_got(void *arg, size_t i, int err, const void *v, size_t vl)
 {
     struct hq *h = arg;
     if (err) return;
-    struct ks_r r = ks_r_init(v, vl);
-    if (ks_r_u8(&r) != KS_V1) return;
-    (void)ks_r_u64(&r);
-    (void)ks_r_u64(&r);
-    uint8_t kind = ks_r_u8(&r);
-    uint16_t fl;
-    (void)ks_r_str16(&r, &fl);
-    size_t jl;
-    const uint8_t *js = ks_r_rest(&r, &jl);
-    if (r.err || kind != IM_KIND_MESSAGE) return; /* events and retracted messages are not history */
-    h->json[i] = strndup((const char *)js, jl);
+    struct im_msg_rec rec;
+    if (!im_msg_rec_decode(v, vl, &rec) || rec.kind != IM_KIND_MESSAGE) return; /* no events, no retracted */
+    h->json[i] = strndup((const char *)rec.json, rec.json_len);
 }
 
 static void hq_free(struct hq *h)
@@ -479,20 +471,15 @@ static void retract_got(struct au_shard *s, void *arg, int err, const void *v, s
         free(r);
         return;
     }
-    struct ks_r rd = ks_r_init(v, vl);
-    uint8_t ver = ks_r_u8(&rd);
-    uint64_t ctime = ks_r_u64(&rd);
-    (void)ks_r_u64(&rd);
-    uint8_t kind = ks_r_u8(&rd);
-    uint16_t fl;
-    const uint8_t *from = ks_r_str16(&rd, &fl);
-    size_t jl;
-    const uint8_t *js = ks_r_rest(&rd, &jl);
+    struct im_msg_rec rec;
     int code = 0;
-    if (rd.err || ver != KS_V1) code = IM_E_RETRACT_NO_MSG;
-    else if (fl != strlen(r->user) || memcmp(from, r->user, fl) != 0) code = IM_E_RETRACT_NOT_SENDER;
-    else if (kind & IM_KIND_RETRACTED) code = IM_E_RETRACT_DONE;
-    else if (au_wall_ms() > ctime + IM_RETRACT_WINDOW_MS) code = IM_E_RETRACT_TIMEOUT;
+    if (!im_msg_rec_decode(v, vl, &rec)) code = IM_E_RETRACT_NO_MSG;
+    else if (rec.from_len != strlen(r->user) || memcmp(rec.from, r->user, rec.from_len) != 0) code = IM_E_RETRACT_NOT_SENDER;
+    else if (rec.kind & IM_KIND_RETRACTED) code = IM_E_RETRACT_DONE;
+    else if (au_wall_ms() > rec.ctime_ms + IM_RETRACT_WINDOW_MS) code = IM_E_RETRACT_TIMEOUT;
+    uint8_t kind = rec.kind;
+    const uint8_t *js = rec.json;
+    size_t jl = rec.json_len;
     if (code) {
         rest_finish_error(&r->a, code, NULL);
         free(r);
