@@ -250,21 +250,24 @@ static void flush_dirty(struct au_shard *s)
     }
 }
 
-void au_conn_raw_write(struct au_conn *c, const void *data, size_t len)
+/* Room for len bytes at the end of the send queue (raw: after the transport), or NULL when the connection
+ * is closing (the bytes would be dropped). */
+static uint8_t *raw_reserve(struct au_conn *c, size_t len)
 {
-    if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED) || len == 0) return;
+    if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED) || len == 0) return NULL;
     struct au_outseg *t = c->out_tail;
-    /* Append to a private tail buffer when it has room: small control packets share one buffer. */
-    /* (Appending behind bytes a send has in flight is safe: they are neither moved nor changed.) */
+    uint8_t *p;
+    /* Append to a private tail buffer when it has room: small packets share one buffer and one iovec.
+     * (Appending behind bytes a send has in flight is safe: they are neither moved nor changed.) */
     if (t && atomic_load_explicit(&t->buf->refs, memory_order_relaxed) == 1 && t->off + t->len == t->buf->len &&
         t->buf->cap - t->buf->len >= len) {
-        memcpy(t->buf->data + t->buf->len, data, len);
+        p = t->buf->data + t->buf->len;
         t->buf->len += (uint32_t)len;
         t->len += (uint32_t)len;
     } else {
         uint32_t cap = len > 1024 ? (uint32_t)len : 1024;
         struct au_buf *b = au_buf_new(cap);
-        memcpy(b->data, data, len);
+        p = b->data;
         b->len = (uint32_t)len;
         struct au_outseg *g = seg_get(c->shard);
         g->buf = b;
@@ -276,6 +279,18 @@ void au_conn_raw_write(struct au_conn *c, const void *data, size_t len)
     }
     c->out_bytes += (uint32_t)len;
     mark_dirty(c);
+    return p;
+}
+
+void au_conn_raw_write(struct au_conn *c, const void *data, size_t len)
+{
+    uint8_t *p = raw_reserve(c, len);
+    if (p) memcpy(p, data, len);
+}
+
+uint8_t *au_conn_reserve(struct au_conn *c, size_t len)
+{
+    return c->tp->encode ? NULL : raw_reserve(c, len);
 }
 
 void au_conn_raw_write_buf(struct au_conn *c, struct au_buf *b, uint32_t off, uint32_t len)

@@ -205,6 +205,10 @@ uint32_t au_loop_fixed_files(void);
 void au_conn_write(struct au_conn *c, const void *data, size_t len);
 /* Queue a reference to shared bytes (takes its own reference; the caller keeps its own). */
 void au_conn_write_buf(struct au_conn *c, struct au_buf *b, uint32_t off, uint32_t len);
+/* Room for len bytes at the end of the send queue, to be filled before returning to the loop (the bytes are
+ * written in place: no intermediate copy). NULL when the transport transforms output (use au_conn_write) or
+ * the connection is closing. */
+uint8_t *au_conn_reserve(struct au_conn *c, size_t len);
 /* Bytes queued and not yet sent. */
 static inline uint32_t au_conn_queued(const struct au_conn *c) { return c->out_bytes; }
 /* Transport-level: queue already-encoded bytes. */

@@ -83,6 +83,14 @@ static void write_packet(struct au_conn *c, struct au_buf *buf, uint32_t head, b
 {
     uint32_t total = buf->len;
     if (total <= COPY_MAX) {
+        /* Small packets are copied once, straight into the connection's tail buffer, pid patched in place. */
+        uint8_t *p = au_conn_reserve(c, total);
+        if (p) {
+            memcpy(p, buf->data, total);
+            if (has_pid) au_wr16(p + head, pid);
+            return;
+        }
+        if (!c->tp->encode) return; /* closing: dropped like any write */
         uint8_t tmp[COPY_MAX];
         memcpy(tmp, buf->data, total);
         if (has_pid) au_wr16(tmp + head, pid);
