@@ -131,8 +131,14 @@ def packet_larger_than_server_maximum(b):
     # Aurora-only: Mosquitto has no default maximum packet size (with `max_packet_size` it behaves the same).
     c = raw5(b, "big")
     limit = c.connack.props[P.MAX_PACKET_SIZE]
-    c.send(publish_packet("big/t", b"x" * limit, qos=1, pid=1))
-    expect_server_disconnect(c, [0x95], what="packet over Maximum Packet Size")
+    # Aurora refuses as soon as the fixed header shows the size, so it may close while this 1 MiB send is still
+    # going: then the socket can be reset before the DISCONNECT is read (the close itself is what MQTT requires).
+    try:
+        c.send(publish_packet("big/t", b"x" * limit, qos=1, pid=1))
+        sent_all = True
+    except (BrokenPipeError, ConnectionResetError):
+        sent_all = False
+    expect_server_disconnect(c, [0x95], require_packet=sent_all, what="packet over Maximum Packet Size")
     # a packet just under the limit is fine
     c = raw5(b, "big2")
     s = raw5(b, "bigsub")
