@@ -16,6 +16,8 @@
 #   [min]   each field of the current value >= recommended is fine (size-like keys)
 #   [max]   each field <= recommended is fine
 #   [range] "LOW HIGH": current LOW <= recommended LOW and current HIGH >= recommended HIGH is fine
+#   [boot]  like [min], but the key is read-only at run time (sized at boot by a kernel command-line
+#           parameter named in the comment): check compares it, apply never writes it and prints BOOT
 #   none    exact match (whitespace-normalised)
 # A key prefixed with "-" is optional: if absent on this host it is SKIP, otherwise it is MISSING (a failure).
 #
@@ -93,6 +95,7 @@ while IFS= read -r line || [ -n "$line" ]; do
                 "# [min]"*) sem=min ;;
                 "# [max]"*) sem=max ;;
                 "# [range]"*) sem=range ;;
+                "# [boot]"*) sem=boot ;;
                 *) sem=exact ;;
             esac
             continue ;;
@@ -118,6 +121,7 @@ satisfies() {
     local s=$1 cur=$2 rec=$3 i
     [ "$cur" = "$rec" ] && return 0
     [ "$s" = exact ] && return 1
+    [ "$s" = boot ] && s=min
     is_uint_list "$cur" && is_uint_list "$rec" || return 1
     local -a c r; read -r -a c <<<"$cur"; read -r -a r <<<"$rec"
     [ ${#c[@]} -eq ${#r[@]} ] || return 1
@@ -132,6 +136,7 @@ satisfies() {
 # target SEM CURRENT RECOMMENDED -> the value apply writes: never lowers a [min] field that is larger, etc.
 target() {
     local s=$1 cur=$2 rec=$3 i
+    [ "$s" = boot ] && s=min
     if [ "$s" = exact ] || ! is_uint_list "$cur" || ! is_uint_list "$rec"; then echo "$rec"; return; fi
     local -a c r o=(); read -r -a c <<<"$cur"; read -r -a r <<<"$rec"
     if [ ${#c[@]} -ne ${#r[@]} ]; then echo "$rec"; return; fi
@@ -144,7 +149,7 @@ target() {
 }
 
 sem_label() {
-    case "$1" in min) echo ">= $2" ;; max) echo "<= $2" ;; range) echo "within $2" ;; *) echo "$2" ;; esac
+    case "$1" in min|boot) echo ">= $2" ;; max) echo "<= $2" ;; range) echo "within $2" ;; *) echo "$2" ;; esac
 }
 
 keypath() { echo "$PROC_SYS/${1//.//}"; }
@@ -207,6 +212,9 @@ do_diff() {
             echo "-${KEYS[$i]} (absent)"; echo "+${KEYS[$i]} = ${VALS[$i]}"; differ=1; continue
         fi
         satisfies "${SEMS[$i]}" "$CUR" "${VALS[$i]}" && continue
+        if [ "${SEMS[$i]}" = boot ]; then   # not a run-time setting: a comment, not a sysctl.d line
+            echo "# ${KEYS[$i]} = $CUR, wants >= ${VALS[$i]}: set at boot (kernel command line)"; differ=1; continue
+        fi
         echo "-${KEYS[$i]} = $CUR"
         echo "+${KEYS[$i]} = $(target "${SEMS[$i]}" "$CUR" "${VALS[$i]}")"
         differ=1
@@ -229,10 +237,17 @@ do_apply() {
                 else echo "MISSING  $key (not on this kernel)"; fail=1; fi
                 continue ;;
             hostwide) echo "SKIP     $key (host-wide, not changed from inside a netns)"; continue ;;
-            readonly) echo "FAIL     $key (read-only)"; [ "${OPTS[$i]}" = 1 ] || fail=1; continue ;;
+            readonly)
+                if [ "${SEMS[$i]}" != boot ]; then
+                    echo "FAIL     $key (read-only)"; [ "${OPTS[$i]}" = 1 ] || fail=1; continue
+                fi ;;
         esac
         if satisfies "${SEMS[$i]}" "$CUR" "${VALS[$i]}"; then
             echo "OK       $key = $CUR"
+            continue
+        fi
+        if [ "${SEMS[$i]}" = boot ]; then   # cannot be changed at run time: say how, do not count a failure
+            echo "BOOT     $key = $CUR: wants >= ${VALS[$i]}, set at boot (see the profile's comment)"
             continue
         fi
         want=$(target "${SEMS[$i]}" "$CUR" "${VALS[$i]}")

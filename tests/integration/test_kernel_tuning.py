@@ -293,6 +293,30 @@ def apply_and_diff_on_fake_tree():
 
 @test
 @needs_no_aurora
+def boot_keys_are_checked_never_written():
+    prof = write_tmp("# [boot] sized by a kernel command-line parameter\nnet.ipv4.tcp_ehash_entries = 2000\n"
+                     "# [min] a normal key\nnet.core.somaxconn = 100\n")
+    fake = FakeSys({"net.ipv4.tcp_ehash_entries": "1000", "net.core.somaxconn": "100"})
+    try:
+        rc, out, err = tune("check", prof, env=fake.env())
+        assert rc == 1 and table(out)["net.ipv4.tcp_ehash_entries"] == ("1000", ">= 2000", "MISMATCH"), out
+        rc, out, err = tune("diff", prof, env=fake.env())
+        assert rc == 1 and "# net.ipv4.tcp_ehash_entries = 1000, wants >= 2000" in out, out
+        assert "+net.ipv4.tcp_ehash_entries" not in out, out
+        if os.geteuid() == 0:
+            rc, out, err = tune("apply", prof, env=fake.env())
+            assert rc == 0 and "BOOT     net.ipv4.tcp_ehash_entries = 1000" in out, (rc, out, err)
+            assert fake.get("net.ipv4.tcp_ehash_entries") == "1000", "apply wrote a boot-time key"
+        fake.set("net.ipv4.tcp_ehash_entries", "4096")
+        rc, out, err = tune("check", prof, env=fake.env())
+        assert rc == 0 and table(out)["net.ipv4.tcp_ehash_entries"][2] == "OK", out
+    finally:
+        fake.close()
+        os.unlink(prof)
+
+
+@test
+@needs_no_aurora
 def apply_refuses_without_root():
     prof = write_tmp(SEM_PROFILE)
     fake = FakeSys({"net.core.somaxconn": "4096"})
