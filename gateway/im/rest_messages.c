@@ -24,11 +24,6 @@
 
 #define REST_HISTORY_MAX 1000u          /* messages one history page may return (JMessage: count <= 1000) */
 
-static void error(struct http_resp *resp, int code, const char *detail)
-{
-    http_resp_error(resp, im_err_http_status(code), code, detail && detail[0] ? detail : im_err_message(code));
-}
-
 /* Basic appKey:masterSecret -> the app (rest_common.c), or NULL with the 401 answered. */
 static struct dir_app *rest_app(const struct http_req *req, struct http_resp *resp, struct au_shard *sh)
 {
@@ -54,7 +49,7 @@ static void sent(struct au_shard *sh, void *arg, int err, uint64_t msgid, uint64
     struct http_resp *resp = http_gw_defer_resp(w->d);
     if (resp) {
         if (err < 0) {
-            error(resp, IM_E_SYSTEM, "the message could not be stored");
+            rest_error(resp, IM_E_SYSTEM, "the message could not be stored");
         } else {
             char body[128];
             snprintf(body, sizeof body, "{\"msg_id\":%llu,\"msg_ctime\":%llu}", (unsigned long long)msgid,
@@ -76,7 +71,7 @@ static void post_message(const struct http_req *req, struct http_resp *resp, voi
     struct im_err e;
     if (!req->body || im_msg_parse((const char *)req->body, req->body_len, IM_SRC_REST, m, &e) != 0) {
         if (!req->body) e.code = IM_E_PARAM, snprintf(e.msg, sizeof e.msg, "a message object is required");
-        error(resp, e.code, e.msg);
+        rest_error(resp, e.code, e.msg);
         free(m);
         return;
     }
@@ -89,7 +84,7 @@ static void post_message(const struct http_req *req, struct http_resp *resp, voi
     else if (m->target_type == IM_TARGET_SINGLE && !im_dir_user(d, a->id, m->target_id, strlen(m->target_id)))
         code = IM_E_NO_USER;
     if (code) {
-        error(resp, code, NULL);
+        rest_error(resp, code, NULL);
         free(m);
         return;
     }
