@@ -36,6 +36,10 @@ void bench_usage(FILE *f)
 "  --keepalive S          keep-alive seconds; PINGREQ after S/2 idle (60, 0 = off)\n"
 "  --username U, --password P\n"
 "  --client-prefix S      client ids are S-<index> (bench-<pid>)\n"
+"  --clean 0|1            subscribers' Clean Session (3.1.1) / Clean Start (5) flag (1). With --clean 0 on 3.1.1,\n"
+"                         or --session-expiry S > 0 on 5, subscribers have persistent sessions: a broker with\n"
+"                         persistence stores every QoS 1/2 message for them before it acknowledges the PUBLISH\n"
+"  --session-expiry S     subscribers' Session Expiry Interval, MQTT 5 only (0; 4294967295 = never)\n"
 "  --topic-prefix S       topics are S/<n> (bench/<pid>)\n"
 "pacing and bounds\n"
 "  --rate R               pub/sub: messages/s in total; hold/storm: connects/s (0 = as fast as possible)\n"
@@ -167,7 +171,7 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 enum {
     O_SCENARIO = 256, O_HOST, O_PORT, O_SRC, O_CONNS, O_PUBS, O_SUBS, O_TOPICS, O_VERSION, O_QOS,
     O_PAYLOAD, O_KEEPALIVE, O_USER, O_PASS, O_CPREFIX, O_TPREFIX, O_RATE, O_WINDOW, O_CWINDOW,
-    O_DURATION, O_SETUP, O_THREADS, O_JSON, O_QUIET, O_LOGLEVEL, O_HELP,
+    O_DURATION, O_SETUP, O_THREADS, O_CLEAN, O_SEXPIRY, O_JSON, O_QUIET, O_LOGLEVEL, O_HELP,
     O_APPKEY, O_UPREFIX, O_UBASE, O_GROUPS, O_MEMBERS, O_GIDS, O_MESSAGES, O_OFFLINE, O_REPLAY_TO,
 };
 
@@ -190,6 +194,7 @@ static const struct option k_opts[] = {
     { "members", required_argument, NULL, O_MEMBERS },   { "group-ids", required_argument, NULL, O_GIDS },
     { "messages", required_argument, NULL, O_MESSAGES }, { "offline-msgs", required_argument, NULL, O_OFFLINE },
     { "replay-timeout", required_argument, NULL, O_REPLAY_TO },
+    { "clean", required_argument, NULL, O_CLEAN },        { "session-expiry", required_argument, NULL, O_SEXPIRY },
     { NULL, 0, NULL, 0 },
 };
 
@@ -247,6 +252,8 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
     bool have_groups = false, have_members = false, have_messages = false;
     uint64_t groups = 1, members = 100, messages = 0, offline = BENCH_IM_OFFLINE_MSGS, user_base = 0;
     uint64_t replay_to = BENCH_IM_REPLAY_TIMEOUT_S;
+    uint64_t clean = 1, sexpiry = 0;
+    bool have_clean = false, have_sexpiry = false;
     const char *gids = NULL;
     double rate = 0;
     snprintf(cfg->client_prefix, sizeof cfg->client_prefix, "bench-%d", (int)getpid());
@@ -330,6 +337,15 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
             break;
         }
         case O_HELP: bench_usage(stdout); return 1;
+        case O_CLEAN:
+            if (parse_u64(a, 0, 1, &clean)) USAGE_ERR("--clean: 0 or 1");
+            have_clean = true;
+            break;
+        case O_SEXPIRY:
+            if (parse_u64(a, 0, BENCH_MAX_SESSION_EXPIRY, &sexpiry))
+                USAGE_ERR("--session-expiry: 0..%u seconds", BENCH_MAX_SESSION_EXPIRY);
+            have_sexpiry = true;
+            break;
         case O_APPKEY:
             if (!*a || strlen(a) > BENCH_IM_MAX_APPKEY || strchr(a, ':')) USAGE_ERR("--appkey: 1..%u bytes, no ':'", BENCH_IM_MAX_APPKEY);
             snprintf(cfg->appkey, sizeof cfg->appkey, "%s", a);
@@ -504,6 +520,14 @@ int bench_parse_args(int argc, char **argv, struct bench_cfg *cfg)
     cfg->qos = (uint8_t)qos;
     cfg->payload = (uint32_t)payload;
     cfg->keepalive = (uint16_t)keepalive;
+    if ((have_clean || have_sexpiry) && (cfg->im || cfg->scenario < SC_P2P))
+        USAGE_ERR("--clean/--session-expiry are for the p2p, fanout and fanin subscribers");
+    if (have_sexpiry && version != 5) USAGE_ERR("--session-expiry is an MQTT 5 property (--version 5)");
+    cfg->sub_clean = clean != 0;
+    cfg->sub_expiry = (uint32_t)sexpiry;
+    cfg->durable = version == 5 ? sexpiry > 0 : clean == 0;
+    if (have_clean && clean == 0 && version == 5 && sexpiry == 0)
+        au_warn("--clean 0 with --session-expiry 0 (MQTT 5): the sessions end at disconnect and nothing is stored");
     cfg->rate = rate;
     cfg->window = (uint32_t)window;
     cfg->connect_window = (uint32_t)cwindow;

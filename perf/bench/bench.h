@@ -33,6 +33,7 @@
 #define BENCH_MAX_PAYLOAD        (1u << 20)
 #define BENCH_MAX_TOPIC_PREFIX   200u
 #define BENCH_MAX_CLIENT_PREFIX  200u
+#define BENCH_MAX_SESSION_EXPIRY 4294967295u /* MQTT 5 Session Expiry Interval (UINT32_MAX = never) */
 #define BENCH_MAX_WINDOW         4096u    /* in-flight messages per publisher (packet ids are 1..window) */
 #define BENCH_DEFAULT_WINDOW     20u      /* = common brokers' in-flight limit (Mosquitto max_inflight_messages): 3.1.1 has no Receive Maximum */
 #define BENCH_DEFAULT_CONN_WIN   32u      /* connects in progress per thread */
@@ -123,6 +124,9 @@ struct bench_cfg {
     /* MQTT */
     uint8_t qos, version;
     uint16_t keepalive;
+    bool sub_clean;                  /* subscribers' Clean Session (3.1.1) / Clean Start (5) flag (--clean) */
+    uint32_t sub_expiry;             /* subscribers' MQTT 5 Session Expiry Interval, s (--session-expiry) */
+    bool durable;                    /* subscribers have persistent sessions: QoS 1/2 is stored before PUBACK */
     const char *username, *password;
     char client_prefix[BENCH_MAX_CLIENT_PREFIX + 1];
     char topic_prefix[BENCH_MAX_TOPIC_PREFIX + 1];

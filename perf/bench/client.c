@@ -142,6 +142,16 @@ void client_on_tcp_connected(struct bench_worker *w, struct bench_conn *c)
     AU_ASSERT(n > 0 && (size_t)n < sizeof id);
     o.version = cfg->version;
     o.clean_start = true;
+    struct mqtt_props props;
+    if (c->role == ROLE_SUB && !cfg->im) {
+        o.clean_start = cfg->sub_clean;
+        if (cfg->version == MQTT_V5 && cfg->sub_expiry) {
+            memset(&props, 0, sizeof props);
+            props.present = MQTT_PBIT(MQTT_PROP_SESSION_EXPIRY);
+            props.session_expiry = cfg->sub_expiry;
+            o.props = &props;
+        }
+    }
     o.keepalive = cfg->keepalive;
     o.client_id = id;
     o.password = cfg->password;

@@ -57,6 +57,9 @@ void bench_report_table(FILE *f, const struct bench_result *r)
             "connections", cfg->connections, cfg->publishers, cfg->subscribers, cfg->idle,
             (unsigned long long)r->connacks, (unsigned long long)r->failed, (unsigned long long)r->lost);
     fprintf(f, "  %-16s %.0f sessions/s (setup phase %.2f s)\n", "connect rate", r->connect_rate, r->setup_s);
+    if (cfg->scenario >= SC_P2P && !cfg->im && (!cfg->sub_clean || cfg->sub_expiry))
+        fprintf(f, "  %-16s clean %u, session expiry %u s: %s\n", "subscribers", cfg->sub_clean ? 1u : 0u,
+                cfg->sub_expiry, cfg->durable ? "persistent sessions (stored before PUBACK)" : "not persistent");
     if (cfg->scenario == SC_HOLD)
         fprintf(f, "  %-16s %llu sessions held at the end of %.2f s, %llu PINGREQ sent\n", "held",
                 (unsigned long long)r->alive_end, r->run_s, (unsigned long long)r->pings);
@@ -107,6 +110,8 @@ void bench_report_json(FILE *f, const struct bench_result *r)
     json_str(f, cfg->host);
     fprintf(f, ",\"port\":%u,\"version\":%u,\"qos\":%u,\"payload\":%u,\"threads\":%u,\"rate\":%.0f,\"window\":%u",
             cfg->port, cfg->version, cfg->qos, cfg->payload, cfg->threads, cfg->rate, cfg->window);
+    fprintf(f, ",\"clean\":%s,\"session_expiry\":%u,\"durable\":%s", cfg->sub_clean ? "true" : "false",
+            cfg->sub_expiry, cfg->durable ? "true" : "false");
     fprintf(f, ",\"connections\":%u,\"publishers\":%u,\"subscribers\":%u,\"topics\":%u",
             cfg->connections, cfg->publishers, cfg->subscribers, cfg->topics);
     fprintf(f, ",\"connected\":%llu,\"failed\":%llu,\"lost\":%llu,\"held\":%llu,\"connect_rate\":%.1f,\"setup_s\":%.3f",

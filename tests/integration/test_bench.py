@@ -16,7 +16,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import REPO, Mosquitto, run_tests, scale, test  # noqa: E402
+from harness import REPO, Aurora, Mosquitto, client, run_tests, scale, test  # noqa: E402
 
 BENCH = os.environ.get("BENCH_BIN") or os.path.join(REPO, os.environ.get("BUILD", "build"), "aurora-bench")
 MOSQ_CONF = "max_connections -1\n"
@@ -106,6 +106,51 @@ def p2p_qos2():
                        "--window", "16")
         check_common(s, out, 2 * pubs)
         check_pubsub(s, out, 1, 2)
+
+
+@test
+def durable_sessions_on_aurora():
+    # --clean 0 (3.1.1) / --session-expiry (5): the subscribers' sessions are persistent, so Aurora stores every
+    # message before its PUBACK; everything is still delivered and acknowledged, and the sessions outlive the run
+    # (also a SIGKILL: they were stored).
+    pubs = scale(20)
+    with Aurora() as b:
+        s, out = bench(b, "--scenario", "p2p", "--publishers", str(pubs), "--qos", "1", "--duration", "2",
+                       "--clean", "0", "--client-prefix", "durb")
+        check_common(s, out, 2 * pubs)
+        check_pubsub(s, out, 1, 1)
+        assert s["durable"] is True and s["clean"] is False, s
+        assert "persistent sessions" in out
+        subs = scale(30)
+        s, out = bench(b, "--scenario", "fanout", "--subscribers", str(subs), "--qos", "1", "--version", "5",
+                       "--session-expiry", "600", "--duration", "2", "--client-prefix", "durf")
+        check_common(s, out, subs + 1)
+        check_pubsub(s, out, subs, 1)
+        assert s["durable"] is True and s["session_expiry"] == 600, s
+        b.kill()
+        b.restart()
+        present = 0
+        for i in range(2 * pubs):              # publishers are clean: only the subscribers' sessions remain
+            c = client(b, client_id="durb-%d" % i, version=4, clean=False)
+            present += bool(c.connack.session_present)
+            c.disconnect()
+        assert present == pubs, (present, pubs)
+
+
+@test
+def durable_sessions_on_mosquitto_and_refusals():
+    pubs = scale(20)
+    with Mosquitto(config=MOSQ_CONF) as b:
+        s, out = bench(b, "--scenario", "p2p", "--publishers", str(pubs), "--qos", "1", "--duration", "2",
+                       "--clean", "0")
+        check_common(s, out, 2 * pubs)
+        check_pubsub(s, out, 1, 1)
+        assert s["durable"] is True
+    for args in (["--scenario", "p2p", "--session-expiry", "10"],           # MQTT 5 only
+                 ["--scenario", "hold", "--clean", "0"],                    # pub/sub scenarios only
+                 ["--scenario", "p2p", "--clean", "2"]):
+        p = subprocess.run([BENCH, "--port", "1"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        assert p.returncode == 2 and p.stdout == b"", (args, p.returncode, p.stdout)
 
 
 @test

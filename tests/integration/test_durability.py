@@ -11,7 +11,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Aurora, client, on_aurora, raw, run_tests, scale, wait_until,  # noqa: E402
-                     connect_packet, publish_packet, pubrel_packet, PUBREC, PUBCOMP, PUBLISH, parse_publish)
+                     connect_packet, publish_packet, pubrel_packet, PUBACK, PUBREC, PUBCOMP, PUBLISH, parse_publish)
 
 
 @on_aurora
@@ -41,6 +41,46 @@ def kill9_keeps_acknowledged_retained_and_queued(b):
     s.subscribe("dur/retained", qos=1)
     m = s.expect(5)
     assert m.payload == b"keep me" and m.retain
+
+
+@on_aurora
+def kill9_keeps_pipelined_publishes_to_offline_sessions(b):
+    # The load generator's durable p2p pattern, with the subscribers away: each publisher pipelines its QoS 1
+    # PUBLISHes (one write, many in flight), the broker acknowledges them as their writes become durable (several
+    # messages per loop iteration and per group commit), SIGKILL right after the last PUBACK.
+    pairs = 4
+    n = scale(300)
+    for i in range(pairs):     # MQTT 5 sessions with an expiry (Clean Start 1) and 3.1.1 sessions (clean 0)
+        if i % 2:
+            c = client(b, client_id="pp-sub-%d" % i, version=5, properties={"SessionExpiryInterval": 3600})
+        else:
+            c = client(b, client_id="pp-sub-%d" % i, version=4, clean=False)
+        assert c.subscribe("pp/%d" % i, qos=1) == [1]
+        c.disconnect()
+    pubs = []
+    for i in range(pairs):
+        r = raw(b)
+        t, _, _ = r.connect(client_id="pp-pub-%d" % i, version=4)
+        pubs.append(r)
+    for i, r in enumerate(pubs):
+        r.send(b"".join(publish_packet("pp/%d" % i, b"%d:%d" % (i, k), qos=1, pid=k + 1) for k in range(n)))
+    for i, r in enumerate(pubs):
+        for k in range(n):
+            p = r.recv_packet(10)
+            assert p is not None and p[0] == PUBACK, (i, k, p)
+            assert p[2][:2] == (k + 1).to_bytes(2, "big"), (i, k, p)     # in PUBLISH order
+    b.kill()                                                            # SIGKILL right after the last PUBACK
+    b.restart()
+    for i in range(pairs):
+        if i % 2:
+            c = client(b, client_id="pp-sub-%d" % i, version=5, clean=False,
+                       properties={"SessionExpiryInterval": 3600})
+        else:
+            c = client(b, client_id="pp-sub-%d" % i, version=4, clean=False)
+        assert c.connack.session_present, i
+        got = c.messages(n, timeout=15)
+        assert [m.payload for m in got] == [b"%d:%d" % (i, k) for k in range(n)], (i, [m.payload for m in got[:5]])
+        c.disconnect()
 
 
 @on_aurora
