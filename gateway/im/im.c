@@ -13,6 +13,7 @@
 #include "gateway/im/im.h"
 #include "gateway/im/dir.h"
 #include "gateway/im/imconn.h"
+#include "gateway/im/imjson.h"
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
@@ -39,7 +40,14 @@ struct conv_state {              /* owner shard: sequence of a conversation */
     uint64_t conv;
     uint64_t last_seq;
     bool loaded, loading;
+    bool uconv_stored;           /* both users' KS_IM_UCONV keys are durable (written by a committed message) */
     struct send_job *waiting, *waiting_tail;
+};
+
+struct cursor_pend {             /* a cursor move not written yet: the latest acknowledged sequence */
+    uint64_t seq;
+    uint32_t kl;
+    uint8_t key[];               /* KS_IM_CURSOR key */
 };
 
 struct im_shard {
@@ -51,6 +59,8 @@ struct im_shard {
     struct au_hash convs;        /* conv -> conv_state (this shard owns them) */
     uint32_t msgid_counter;
     uint64_t msgid_ms;
+    struct au_hash cursors;      /* KS_IM_CURSOR key -> cursor_pend, waiting for the write in flight */
+    bool cursor_busy;            /* a cursor write is in flight */
 };
 
 struct im_sess {                 /* per IM session */
@@ -240,6 +250,7 @@ struct send_job {
     struct au_xmsg x;
     struct send_job *next;       /* waiting for the conversation's sequence to load */
     struct im_send_req *req;
+    struct conv_state *cs;       /* set when this job wrote the KS_IM_UCONV keys */
     uint64_t conv;
     int from;
     im_send_done_fn done;
@@ -315,6 +326,7 @@ static void job_committed(struct au_shard *sh, void *arg, int err)
         job_reply(sh, j);
         return;
     }
+    if (j->cs) j->cs->uconv_stored = true;
     broadcast_delivery(sh, j->m, j->req->target_group ? j->req->gid : 0, j->users, j->users_len);
     msg_unref(j->m);
     j->m = NULL;
@@ -337,36 +349,52 @@ static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send
     j->msgid = next_msgid(sh);
     j->ctime_ms = au_wall_ms();
 
-    /* The JSON devices get: the validated object plus the server's fields. */
-    json_t *o = json_loadb(r->json, r->json_len, 0, NULL);
-    if (!o) o = json_object();
-    json_object_set_new(o, "msgid", json_integer((json_int_t)j->msgid));
-    json_object_set_new(o, "msg_ctime", json_integer((json_int_t)j->ctime_ms));
-    json_object_set_new(o, "create_time", json_integer((json_int_t)(j->ctime_ms / 1000)));
-    json_object_set_new(o, "sequence", json_integer((json_int_t)j->seq));
-    if (r->kind == IM_KIND_EVENT) json_object_set_new(o, "kind", json_string("event"));
-    if (r->client_msg_id[0]) json_object_set_new(o, "client_msg_id", json_string(r->client_msg_id));
-    char *out = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    AU_ASSERT(out != NULL);
-    size_t outl = strlen(out);
-
-    uint8_t key[KS_KEY_MAX];
-    struct store_batch *batch = store_batch_new();
+    /* The record: header, then the JSON devices get (the validated object plus the server's fields),
+     * rendered straight into it. */
     size_t fl = strlen(r->from);
-    size_t vcap = 32 + fl + outl;
-    uint8_t *v = malloc(vcap);
+    size_t hdr = 1 + 8 + 8 + 1 + 2 + fl;
+    char *dumped = NULL;
+    size_t jl;
+    if (r->json_canon) {
+        /* im_msg_parse_canon output: compact, without the server's keys; client_msg_id is in it already. */
+        AU_ASSERT(r->kind == IM_KIND_MESSAGE);
+        jl = r->json_len + IM_MSG_SERVER_FIELDS_MAX;
+    } else {
+        json_t *o = json_loadb(r->json, r->json_len, 0, NULL);
+        if (!o) o = json_object();
+        json_object_set_new(o, "msgid", json_integer((json_int_t)j->msgid));
+        json_object_set_new(o, "msg_ctime", json_integer((json_int_t)j->ctime_ms));
+        json_object_set_new(o, "create_time", json_integer((json_int_t)(j->ctime_ms / 1000)));
+        json_object_set_new(o, "sequence", json_integer((json_int_t)j->seq));
+        if (r->kind == IM_KIND_EVENT) json_object_set_new(o, "kind", json_string("event"));
+        if (r->client_msg_id[0]) json_object_set_new(o, "client_msg_id", json_string(r->client_msg_id));
+        dumped = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        AU_ASSERT(dumped != NULL);
+        jl = strlen(dumped);
+    }
+    uint8_t *v = malloc(hdr + jl + 1);
     AU_ASSERT(v != NULL);
-    struct ks_w w = ks_w_init(v, vcap);
+    struct ks_w w = ks_w_init(v, hdr);
     ks_w_u8(&w, KS_V1);
     ks_w_u64(&w, j->ctime_ms);
     ks_w_u64(&w, j->msgid);
     ks_w_u8(&w, r->kind);
     ks_w_str16(&w, r->from, fl);
-    ks_w_bytes(&w, out, outl);
-    AU_ASSERT(!w.err);
-    store_batch_put(batch, key, ks_im_msg(key, r->app, j->conv, j->seq), v, w.len);
-    free(v);
+    AU_ASSERT(!w.err && w.len == hdr);
+    char *out = (char *)v + hdr;
+    size_t outl;
+    if (dumped) {
+        memcpy(out, dumped, jl);
+        outl = jl;
+        free(dumped);
+    } else {
+        outl = im_msg_canon_finish(r->json, r->json_len, j->msgid, j->ctime_ms, j->seq, out, jl + 1);
+    }
+
+    uint8_t key[KS_KEY_MAX];
+    struct store_batch *batch = store_batch_new();
+    store_batch_put(batch, key, ks_im_msg(key, r->app, j->conv, j->seq), v, hdr + outl);
     uint8_t cs16[16];
     put_u64(cs16, j->conv);
     put_u64(cs16 + 8, j->seq);
@@ -385,7 +413,10 @@ static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send
     }
     AU_ASSERT(!cw.err);
     store_batch_put(batch, key, ks_im_id(key, KS_IM_CONV, r->app, j->conv), cv, cw.len);
-    if (!r->target_group) {
+    /* The participants' conversation lists: written until one message of the conversation carrying them
+     * has committed (they are never deleted but with their app, whose ids are not reused). */
+    if (!r->target_group && !cs->uconv_stored) {
+        j->cs = cs;
         store_batch_put(batch, key, ks_im_str_id(key, KS_IM_UCONV, r->app, r->from, fl, true, j->conv), "", 0);
         store_batch_put(batch, key,
                         ks_im_str_id(key, KS_IM_UCONV, r->app, r->target, strlen(r->target), true, j->conv), "", 0);
@@ -402,7 +433,7 @@ static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send
      * get it too; group: the members, resolved on each shard; events: listed extras as well). */
     struct msg *m = msg_new_raw(r->app, (const uint8_t *)k_inbox, sizeof k_inbox - 1, NULL, 0, (const uint8_t *)out,
                                 (uint32_t)outl, 1, false, 0, 0);
-    free(out);
+    free(v);
     m->im_conv = j->conv;
     m->im_seq = j->seq;
     m->seq = ((uint64_t)sh->id << 48) | (j->msgid & 0xffffffffffffull);
@@ -565,15 +596,56 @@ bool im_msg_rec_decode(const void *v, size_t vl, struct im_msg_rec *out)
 
 /* ------------------------------------------------------------------ cursors */
 
+/* Cursor moves are coalesced per shard: one cursor write in flight at a time; acks that come meanwhile
+ * only keep the latest sequence per (device, conversation), and all of them go out as one batch when the
+ * write completes, i.e. once per group commit round instead of once per delivered message. A cursor is a
+ * hint for replay (a device re-gets what lies after it), so a move written a commit round later costs
+ * at most a re-delivery after a crash, never a loss. At shutdown store_shard_detach runs the completions,
+ * which write what is left. */
+static void cursors_written(struct au_shard *sh, void *arg, int err);
+
+static void cursors_flush(struct au_shard *sh, struct im_shard *st)
+{
+    struct store_batch *sb = store_batch_new();
+    struct au_hash_iter it;
+    au_hash_iter_init(&st->cursors, &it);
+    while (au_hash_next(&st->cursors, &it)) {
+        struct cursor_pend *p = it.value;
+        uint8_t v[8];
+        put_u64(v, p->seq);
+        store_batch_put(sb, p->key, p->kl, v, 8);
+        free(p);
+    }
+    au_hash_clear(&st->cursors);
+    st->cursor_busy = true;
+    store_write(persist_store(), sh->id, sb, cursors_written, NULL);
+}
+
+static void cursors_written(struct au_shard *sh, void *arg, int err)
+{
+    (void)arg;
+    (void)err; /* a failed cursor write is logged by the store; replay re-delivers from the older cursor */
+    struct im_shard *st = ims(sh);
+    st->cursor_busy = false;
+    if (au_hash_count(&st->cursors)) cursors_flush(sh, st);
+}
+
 void im_cursor_ack(struct broker *b, struct session *s, const struct msg *m)
 {
     if (!persist_store() || !m->im_conv) return;
-    uint8_t key[KS_KEY_MAX], v[8];
+    struct im_shard *st = ims(b->shard);
+    uint8_t key[KS_KEY_MAX];
     size_t kl = ks_im_str_id(key, KS_IM_CURSOR, s->app, s->client_id, s->cid_len, true, m->im_conv);
-    put_u64(v, m->im_seq);
-    struct store_batch *sb = store_batch_new();
-    store_batch_put(sb, key, kl, v, 8);
-    store_write(persist_store(), b->shard->id, sb, NULL, NULL);
+    struct cursor_pend *p = au_hash_get(&st->cursors, key, kl);
+    if (!p) {
+        p = malloc(sizeof *p + kl);
+        AU_ASSERT(p != NULL);
+        p->kl = (uint32_t)kl;
+        memcpy(p->key, key, kl);
+        au_hash_put(&st->cursors, p->key, kl, p);
+    }
+    p->seq = m->im_seq; /* acks of one device come in delivery order: the latest is the cursor */
+    if (!st->cursor_busy) cursors_flush(b->shard, st);
 }
 
 /* ------------------------------------------------------------------ replay (offline messages) */
@@ -876,7 +948,8 @@ void im_shard_init(struct au_shard *sh)
 {
     struct im_shard *st = calloc(1, sizeof *st);
     AU_ASSERT(st != NULL);
-    AU_ASSERT(au_hash_init(&st->inbox, 256) == 0 && au_hash_init(&st->convs, 256) == 0);
+    AU_ASSERT(au_hash_init(&st->inbox, 256) == 0 && au_hash_init(&st->convs, 256) == 0 &&
+              au_hash_init(&st->cursors, 256) == 0);
     st->shard = sh;
     broker_of(sh)->imsvc = st;
     au_timer_init(&st->sweep_timer, sweep_fire);
@@ -907,8 +980,11 @@ void im_shard_fini(struct au_shard *sh)
         }
         free(cs);
     }
+    au_hash_iter_init(&st->cursors, &it); /* empty: the store's detach ran the flushes */
+    while (au_hash_next(&st->cursors, &it)) free(it.value);
     au_hash_free(&st->inbox);
     au_hash_free(&st->convs);
+    au_hash_free(&st->cursors);
     free(st);
     broker_of(sh)->imsvc = NULL;
     im_dir_fini(sh);

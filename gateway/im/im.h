@@ -56,6 +56,8 @@ struct im_send_req {
     char client_msg_id[65];     /* "" = none */
     char *json;                 /* the validated message object as JSON (server fields are added) */
     size_t json_len;
+    uint8_t json_canon;         /* 1: json is im_msg_parse_canon output (compact, none of the server's keys):
+                                 * they are appended (im_msg_canon_finish) instead of parsing it again */
     char *extra_recipients;     /* events: NUL-separated usernames that also get it (e.g. removed members) */
     size_t extra_len;
 };

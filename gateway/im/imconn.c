@@ -382,7 +382,12 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     struct im_msg *m = malloc(sizeof *m);
     AU_ASSERT(m != NULL);
     struct im_err e;
-    if (im_msg_parse((const char *)pub->payload.p, pub->payload.len, IM_SRC_DEVICE, m, &e) != 0) {
+    char *canon = NULL;
+    size_t canon_len = 0;
+    /* Parsed, validated and rendered in its stored form once: the sender forced to this session's user
+     * (a different from_id the device wrote is refused below). */
+    if (im_msg_parse_canon((const char *)pub->payload.p, pub->payload.len, IM_SRC_DEVICE, IM_FROM_USER, s->im_user, m,
+                           &e, &canon, &canon_len) != 0) {
         int r = refuse(b, mc, pub, e.code, e.msg, NULL);
         free(m);
         return r;
@@ -405,12 +410,10 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     }
     if (code) {
         int r = refuse(b, mc, pub, code, NULL, m->client_msg_id);
+        free(canon);
         free(m);
         return r;
     }
-    /* The stored/delivered object: what the device sent, with the sender made explicit. */
-    if (!m->from_id[0]) memcpy(m->from_id, s->im_user, strlen(s->im_user) + 1);
-    m->from_type = IM_FROM_USER;
     struct im_send_req *req = calloc(1, sizeof *req);
     AU_ASSERT(req != NULL);
     req->app = s->app;
@@ -420,20 +423,12 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     memcpy(req->from, s->im_user, strlen(s->im_user) + 1);
     if (!g) memcpy(req->target, m->target_id, strlen(m->target_id) + 1);
     memcpy(req->client_msg_id, m->client_msg_id, sizeof req->client_msg_id - 1);
-    json_t *o = json_loadb((const char *)pub->payload.p, pub->payload.len, 0, NULL);
-    if (o) {
-        json_object_set_new(o, "from_type", json_string("user"));
-        json_object_set_new(o, "from_id", json_string(s->im_user));
-        json_object_set_new(o, "version", json_integer(1));
-        req->json = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-    }
+    /* The stored/delivered object: what the device sent, with the sender made explicit; the owner shard
+     * appends msgid, msg_ctime, create_time and sequence. */
+    req->json = canon;
+    req->json_len = canon_len;
+    req->json_canon = 1;
     free(m);
-    if (!req->json) {
-        free(req);
-        return refuse(b, mc, pub, IM_E_SEND_JSON, NULL, NULL);
-    }
-    req->json_len = strlen(req->json);
     struct send_ctx *x = calloc(1, sizeof *x);
     AU_ASSERT(x != NULL);
     x->suid = s->uid;

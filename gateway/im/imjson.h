@@ -153,6 +153,23 @@ const char *im_msg_type_name(enum im_msg_type t);
 int im_msg_parse(const char *json, size_t len, enum im_src src, struct im_msg *out,
                  struct im_err *err);
 
+/* im_msg_parse, then the stored form in the same pass (im/send: parsed and rendered once): the
+ * sender's object with its key order kept, "from_type" / "from_id" / "version" set to from_type /
+ * from_id / 1 (in place when present), the keys the server sets (msgid, msg_ctime, create_time,
+ * sequence) removed, as compact JSON into *canon (malloc'd, NUL-terminated; caller frees).
+ * out->from_id / from_type are what the sender wrote (the caller checks them). -1 with err set. */
+int im_msg_parse_canon(const char *json, size_t len, enum im_src src, enum im_from_type from_type,
+                       const char *from_id, struct im_msg *out, struct im_err *err, char **canon,
+                       size_t *canon_len);
+/* Bytes im_msg_canon_finish adds at most: ,"msgid":N,"msg_ctime":N,"create_time":N,"sequence":N} + NUL. */
+#define IM_MSG_SERVER_FIELDS_MAX (sizeof ",\"msgid\":,\"msg_ctime\":,\"create_time\":,\"sequence\":}" + 4 * 20 + 1)
+/* The delivered form of a canonical object (im_msg_parse_canon output): its bytes with the server's
+ * fields appended before the closing brace, in this order: msgid, msg_ctime, create_time (seconds),
+ * sequence. out may be canon itself (memmove); cap >= len + IM_MSG_SERVER_FIELDS_MAX. Returns the
+ * length (NUL-terminated). */
+size_t im_msg_canon_finish(const char *canon, size_t len, uint64_t msgid, uint64_t ctime_ms, uint64_t seq,
+                           char *out, size_t cap);
+
 /* The delivered form (im/inbox, history, REST callbacks): every JMessage field plus msgid,
  * msg_ctime (ms), create_time (s; the sender's if it gave one, else ctime_ms / 1000), msg_level 0,
  * sequence (per conversation) and client_msg_id when set. Requires from_type and from_id set. */

@@ -356,6 +356,104 @@ int im_msg_parse(const char *json, size_t len, enum im_src src, struct im_msg *o
     return 0;
 }
 
+/* ---- the stored form of a device's message, parsed and rendered once ---- */
+static const char *const k_server_keys[] = { "msgid", "msg_ctime", "create_time", "sequence" };
+
+int im_msg_parse_canon(const char *json, size_t len, enum im_src src, enum im_from_type from_type,
+                       const char *from_id, struct im_msg *out, struct im_err *err, char **canon,
+                       size_t *canon_len)
+{
+    AU_ASSERT(src == IM_SRC_DEVICE || src == IM_SRC_REST);
+    AU_ASSERT(from_type == IM_FROM_USER || from_type == IM_FROM_ADMIN);
+    AU_ASSERT(from_id && from_id[0] && strlen(from_id) <= AU_IM_USERNAME_MAX);
+    struct pctx c = { src, err };
+    memset(out, 0, sizeof *out);
+    err->code = IM_OK;
+    err->msg[0] = '\0';
+    *canon = NULL;
+    *canon_len = 0;
+    json_t *root = im_load(&c, json, len, AU_IM_MSG_JSON_MAX, IM_F_TOO_LONG);
+    if (!root)
+        return -1;
+    if (parse_msg(&c, root, out) < 0) {
+        json_decref(root);
+        AU_ASSERT(err->code != IM_OK);
+        return -1;
+    }
+    AU_ASSERT(out->body_len > 0 && out->body[0] == '{' && out->msg_type != 0);
+    /* Set in place (a key the sender gave keeps its position), appended otherwise. */
+    for (size_t i = 0; i < AU_ARRAY_LEN(k_server_keys); i++)
+        (void)json_object_del(root, k_server_keys[i]);
+    int r = json_object_set_new(root, "from_type", json_string(im_from_type_name(from_type)));
+    r |= json_object_set_new(root, "from_id", json_string(from_id));
+    r |= json_object_set_new(root, "version", json_integer(1));
+    /* Compact output is about the input's size; a larger one (e.g. reals printed with 17 digits) is
+     * measured first. */
+    size_t cap = len + 64 + strlen(from_id) + 1;
+    char *s = r ? NULL : malloc(cap);
+    size_t n = s ? json_dumpb(root, s, cap - 1, JSON_COMPACT) : 0;
+    if (s && n > cap - 1) {
+        cap = n + 1;
+        char *t = realloc(s, cap);
+        n = t ? json_dumpb(root, t, cap - 1, JSON_COMPACT) : 0;
+        s = t;
+    }
+    json_decref(root);
+    if (!s || n == 0 || n > cap - 1) {
+        free(s);
+        return im_fail(&c, IM_F_FORMAT, "message: cannot be stored");
+    }
+    AU_ASSERT(n >= 2 && s[0] == '{' && s[n - 1] == '}');
+    s[n] = '\0';
+    *canon = s;
+    *canon_len = n;
+    return 0;
+}
+
+static size_t put_u64_dec(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t put_lit(char *p, const char *lit, size_t n)
+{
+    memcpy(p, lit, n);
+    return n;
+}
+
+#define LIT(p, s) put_lit(p, s, sizeof s - 1)
+
+size_t im_msg_canon_finish(const char *canon, size_t len, uint64_t msgid, uint64_t ctime_ms, uint64_t seq,
+                           char *out, size_t cap)
+{
+    AU_ASSERT(len >= 2 && canon[0] == '{' && canon[len - 1] == '}');
+    AU_ASSERT(cap >= len + IM_MSG_SERVER_FIELDS_MAX);
+    size_t n = len - 1;
+    memmove(out, canon, n);
+    if (n > 1) /* not "{}" */
+        out[n++] = ',';
+    n += LIT(out + n, "\"msgid\":");
+    n += put_u64_dec(out + n, msgid);
+    n += LIT(out + n, ",\"msg_ctime\":");
+    n += put_u64_dec(out + n, ctime_ms);
+    n += LIT(out + n, ",\"create_time\":");
+    n += put_u64_dec(out + n, ctime_ms / 1000);
+    n += LIT(out + n, ",\"sequence\":");
+    n += put_u64_dec(out + n, seq);
+    out[n++] = '}';
+    AU_ASSERT(n < cap);
+    out[n] = '\0';
+    return n;
+}
+
 /* ---- rendering ---- */
 static void render_msg(struct im_jw *w, const struct im_msg *m, uint64_t msgid, uint64_t ctime_ms,
                        uint64_t seq)
