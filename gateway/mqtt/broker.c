@@ -285,16 +285,18 @@ void ticket_done(struct broker *b, struct pub_ticket *t)
     au_shard_post_disposable(b->shard, t->origin, &tx->x, ticket_x_dispose);
 }
 
-static void ticket_store_done(struct au_shard *s, void *arg, int err)
+/* This shard's part of m's ticket: done now, or when the writes the pass made are durable. */
+static void pass_done(struct broker *b, struct msg *m, uint32_t ops0)
 {
-    if (err) au_error("store write failed (%d): acknowledging anyway is not possible; the ack is withheld", err);
-    if (!err) ticket_done(broker_of(s), arg);
+    if (!m->ticket) return;
+    if (persist_pending_ops(b) != ops0) persist_ticket(b, m->ticket);
+    else ticket_done(b, m->ticket);
 }
 
 void broker_deliver_local(struct broker *b, struct msg *m)
 {
-    b->in_pass = true;
-    if (m->retain && (int)(m->seq >> 48) == b->shard->id) persist_retained(b, &b->pbatch, m); /* the origin writes it once */
+    uint32_t ops0 = persist_pending_ops(b);
+    if (m->retain && (int)(m->seq >> 48) == b->shard->id) persist_retained(b, m); /* the origin writes it once */
     if (m->retain) {
         /* Every shard keeps a replica of the retained store: apply the update here. */
         int r = retained_set(&b->retained, m->app, msg_topic(m), m->topic_len, m->payload_len ? msg_ref(m) : NULL);
@@ -305,11 +307,7 @@ void broker_deliver_local(struct broker *b, struct msg *m)
         __atomic_store_n(&b->stats.retained, b->retained.msgs, __ATOMIC_RELAXED);
     }
     if (m->expire_at && m->expire_at <= b->shard->now_ms) {
-        b->in_pass = false;
-        struct store_batch *sb = b->pbatch;
-        b->pbatch = NULL;
-        if (sb) store_write(persist_store(), b->shard->id, sb, m->ticket ? ticket_store_done : NULL, m->ticket);
-        else if (m->ticket) ticket_done(b, m->ticket);
+        pass_done(b, m, ops0);
         return;
     }
     b->fan_n = 0;
@@ -323,11 +321,7 @@ void broker_deliver_local(struct broker *b, struct msg *m)
     }
     deliver_end(b);
     b->fan_n = 0;
-    b->in_pass = false;
-    struct store_batch *sb = b->pbatch;
-    b->pbatch = NULL;
-    if (sb) store_write(persist_store(), b->shard->id, sb, m->ticket ? ticket_store_done : NULL, m->ticket);
-    else if (m->ticket) ticket_done(b, m->ticket);
+    pass_done(b, m, ops0);
 }
 
 /* ------------------------------------------------------------------ shard hooks */
@@ -363,10 +357,38 @@ static void shard_stop(struct au_shard *s)
     }
 }
 
+/* Debug log (--log-level debug), every BROKER_PERSIST_LOG_MS per shard: the store writes of the interval. */
+static void persist_log(struct broker *b, uint64_t now_ms)
+{
+    if (au_log_get_level() > AU_LOG_DEBUG || now_ms < b->plog_ms + BROKER_PERSIST_LOG_MS) return;
+    const struct broker_stats *st = &b->stats, *o = &b->plog;
+    uint64_t f = st->persist_flushes - o->persist_flushes;
+    if (f) {
+        au_debug("persist: %llu batches in %llu ms, %.1f ops and %.1f tickets per batch, submit->durable avg %.0f us "
+                 "max %llu us (since start)", (unsigned long long)f, (unsigned long long)(now_ms - b->plog_ms),
+                 (double)(st->persist_ops - o->persist_ops) / (double)f,
+                 (double)(st->persist_tickets - o->persist_tickets) / (double)f,
+                 (double)(st->persist_us_total - o->persist_us_total) / (double)f, (unsigned long long)st->persist_us_max);
+        if (b->shard->id == 0 && persist_store()) {
+            struct store_stats ss;
+            store_get_stats(persist_store(), &ss);
+            au_debug("store: %llu commits, %.1f batches and %.1f ops per commit, commit avg %.0f us max %llu us, "
+                     "queue wait max %llu us (since start)", (unsigned long long)ss.commits, store_stats_avg_batch(&ss),
+                     ss.commits ? (double)ss.ops / (double)ss.commits : 0.0,
+                     ss.commits ? (double)ss.commit_us_total / (double)ss.commits : 0.0,
+                     (unsigned long long)ss.commit_us_max, (unsigned long long)ss.queue_wait_us_max);
+        }
+    }
+    b->plog = *st;
+    b->plog_ms = now_ms;
+}
+
 static int shard_tick(struct au_shard *s, uint64_t now_ms)
 {
     struct broker *b = broker_of(s);
     au_timer_advance(&b->timers, now_ms);
+    persist_flush(b); /* this iteration's store writes: one batch */
+    persist_log(b, now_ms);
     return (int)au_timer_next_ms(&b->timers, now_ms, 1000);
 }
 
@@ -374,7 +396,10 @@ static void shard_fini(struct au_shard *s)
 {
     struct broker *b = broker_of(s);
     rest_media_shard_detach(s); /* before the store: a finished upload still writes its record */
-    if (persist_store()) store_shard_detach(persist_store(), s->id); /* completions run here, before freeing */
+    if (persist_store()) {
+        persist_flush(b);
+        store_shard_detach(persist_store(), s->id); /* completions run here, before freeing */
+    }
     imconn_shard_detach(s);
     struct au_hash_iter it;
     au_hash_iter_init(&b->sessions, &it);
@@ -392,6 +417,8 @@ static void shard_fini(struct au_shard *s)
     shared_fini(b);
     au_hash_free(&b->sessions);
     free(b->fan);
+    if (b->ibatch) store_batch_free(b->ibatch); /* written after the detach (nothing should be): dropped */
+    free(b->itickets);
     /* Connections still open at this point are torn down with the ring. */
     s->app = NULL;
     free(b);

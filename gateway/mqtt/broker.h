@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 
 #define AU_DEFAULT_APP 1u
+#define BROKER_PERSIST_LOG_MS 5000u  /* --log-level debug: store write figures this often per shard */
 
 /* An application message as published: immutable after creation, shared by every shard that
  * delivers or retains it. Layout of data[]: topic, forwarded v5 properties (payload format,
@@ -177,6 +178,8 @@ struct broker_stats {
     uint64_t pub_in, pub_in_bytes, deliveries, deliveries_qos0, deliveries_qos1, deliveries_qos2;
     uint64_t dropped_qos0_slow, dropped_queue_full, dropped_expired, dropped_too_large;
     uint64_t subscribes, unsubscribes, subscriptions, retained, wills_sent, protocol_errors, keepalive_timeouts;
+    /* store writes (persist_flush): batches submitted, their operations and tickets, submit -> durable time */
+    uint64_t persist_flushes, persist_ops, persist_tickets, persist_us_total, persist_us_max;
 };
 #define BS_ADD(b, f, n) __atomic_store_n(&(b)->stats.f, (b)->stats.f + (n), __ATOMIC_RELAXED)
 #define BS_INC(b, f) BS_ADD(b, f, 1)
@@ -211,9 +214,15 @@ struct broker {
     struct fan_target *fan;
     uint32_t fan_n, fan_cap;
     struct deliver_cache dc;
-    struct store_batch *pbatch;  /* store writes of the fan-out pass in progress */
+    /* Store writes of this loop iteration (persist.c): every MQTT write of the shard goes into ONE batch,
+     * submitted once per loop iteration by persist_flush (shard_tick), in order; the tickets of the
+     * publishes whose messages it stores complete when it is durable. */
+    struct store_batch *ibatch;
+    struct pub_ticket **itickets;
+    uint32_t itickets_n, itickets_cap;
+    struct broker_stats plog;    /* stats at the last persist debug log line */
+    uint64_t plog_ms;
     bool stopping;               /* graceful shutdown: wills are not published */
-    bool in_pass;                /* inside broker_deliver_local: store writes collect in pbatch */
     struct shared_state *shared;
     void *im;                    /* IM directory replica of this shard (gateway/im/dir.c) */
     void *imsvc;                 /* IM message service state of this shard (gateway/im/im.c) */

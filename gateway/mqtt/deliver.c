@@ -218,7 +218,7 @@ void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t
     else s->q_head = om;
     s->q_tail = om;
     s->queued++;
-    if (!m->im_conv) persist_out_add(b, b->in_pass ? &b->pbatch : NULL, s, om); /* IM: replayed from the store */
+    if (!m->im_conv) persist_out_add(b, s, om); /* IM: replayed from the store */
     if (online) session_pump(b, s);
 }
 

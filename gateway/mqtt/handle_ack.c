@@ -71,7 +71,7 @@ int handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet 
         break;
     case MQTT_PUBREL: {
         bool found = qos2_release(s, pid);
-        if (found) persist_qos2in(b, NULL, s, pid, true);
+        if (found) persist_qos2in(b, s, pid, true);
         send_ack(mc, MQTT_PUBCOMP, pid, found ? MQTT_RC_SUCCESS : MQTT_RC_PACKET_ID_NOT_FOUND,
                  found ? NULL : "unknown packet id");
         return 0;

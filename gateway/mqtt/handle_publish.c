@@ -134,17 +134,21 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     if (allowed) {
         struct msg *m = msg_new(s->app, topic.p, topic.len, mc->version == MQTT_V5 ? &pub->props : NULL,
                                 pub->payload.p, pub->payload.len, pub->qos, pub->retain, s->uid, b->shard->now_ms);
+        uint32_t ops0 = persist_pending_ops(b);
         if (pub->qos == 2) {
             qos2_add(s, pub->packet_id);
-            persist_qos2in(b, &b->pbatch, s, pub->packet_id, false); /* durable with the message (same batch) */
+            persist_qos2in(b, s, pub->packet_id, false); /* durable before the PUBREC, with the message */
         }
+        bool wrote = persist_pending_ops(b) != ops0;
         if (pa && !pa->ready) {
             struct pub_ticket *t = malloc(sizeof *t);
             AU_ASSERT(t != NULL);
-            atomic_init(&t->pending, b->shard->nshards);
+            /* one part per shard (its deliveries), one more for the incoming QoS 2 state written here */
+            atomic_init(&t->pending, b->shard->nshards + (wrote ? 1 : 0));
             t->origin = b->shard->id;
             t->ack = pa;
             m->ticket = t;
+            if (wrote) persist_ticket(b, t);
         }
         broker_publish(b, m);
         msg_unref(m);

@@ -22,17 +22,66 @@ static struct store *g_store;
 void persist_set_store(struct store *st) { g_store = st; }
 struct store *persist_store(void) { return g_store; }
 
-static void submit(struct broker *b, struct store_batch **bt, struct store_batch *own)
+/* Every write of this shard goes into the loop iteration's batch (applied in order, atomically), which
+ * persist_flush submits once per iteration: one store request and one completion per iteration instead of
+ * one per message, acknowledgement and delete. */
+static struct store_batch *ib(struct broker *b)
 {
-    if (bt) return; /* the caller's batch */
-    store_write(g_store, b->shard->id, own, NULL, NULL);
+    if (!b->ibatch) b->ibatch = store_batch_new();
+    return b->ibatch;
 }
 
-static struct store_batch *batch_for(struct store_batch **bt)
+uint32_t persist_pending_ops(const struct broker *b) { return b->ibatch ? store_batch_count(b->ibatch) : 0; }
+
+void persist_ticket(struct broker *b, struct pub_ticket *t)
 {
-    if (!bt) return store_batch_new();
-    if (!*bt) *bt = store_batch_new();
-    return *bt;
+    AU_ASSERT(b->ibatch != NULL);
+    if (b->itickets_n == b->itickets_cap) {
+        b->itickets_cap = b->itickets_cap ? b->itickets_cap * 2 : 64;
+        b->itickets = realloc(b->itickets, sizeof *b->itickets * b->itickets_cap);
+        AU_ASSERT(b->itickets != NULL);
+    }
+    b->itickets[b->itickets_n++] = t;
+}
+
+struct flush_arg {
+    uint64_t t0_us;
+    uint32_t ops, n;
+    struct pub_ticket *t[];
+};
+
+static void flush_done(struct au_shard *sh, void *arg, int err)
+{
+    struct flush_arg *fa = arg;
+    struct broker *b = broker_of(sh);
+    uint64_t dt = au_now_us() - fa->t0_us;
+    BS_INC(b, persist_flushes);
+    BS_ADD(b, persist_ops, fa->ops);
+    BS_ADD(b, persist_tickets, fa->n);
+    BS_ADD(b, persist_us_total, dt);
+    if (dt > b->stats.persist_us_max) __atomic_store_n(&b->stats.persist_us_max, dt, __ATOMIC_RELAXED);
+    if (err) {
+        au_error("store write failed (%d): %u acknowledgement(s) withheld", err, fa->n);
+    } else {
+        for (uint32_t i = 0; i < fa->n; i++) ticket_done(b, fa->t[i]);
+    }
+    free(fa);
+}
+
+void persist_flush(struct broker *b)
+{
+    struct store_batch *sb = b->ibatch;
+    if (!sb) return;
+    b->ibatch = NULL;
+    AU_ASSERT(g_store != NULL);
+    struct flush_arg *fa = malloc(sizeof *fa + sizeof fa->t[0] * b->itickets_n);
+    AU_ASSERT(fa != NULL);
+    fa->t0_us = au_now_us();
+    fa->ops = store_batch_count(sb);
+    fa->n = b->itickets_n;
+    if (fa->n) memcpy(fa->t, b->itickets, sizeof fa->t[0] * fa->n);
+    b->itickets_n = 0;
+    store_write(g_store, b->shard->id, sb, flush_done, fa);
 }
 
 static uint64_t wall_from_mono(const struct broker *b, uint64_t mono)
@@ -50,12 +99,12 @@ static uint64_t mono_from_wall(const struct broker *b, uint64_t wall)
 
 /* ------------------------------------------------------------------ retained */
 
-void persist_retained(struct broker *b, struct store_batch **bt, const struct msg *m)
+void persist_retained(struct broker *b, const struct msg *m)
 {
     if (!g_store) return;
     uint8_t key[KS_KEY_MAX];
     size_t kl = ks_retained(key, m->app, msg_topic(m), m->topic_len);
-    struct store_batch *sb = batch_for(bt);
+    struct store_batch *sb = ib(b);
     if (!m->payload_len) {
         store_batch_del(sb, key, kl);
     } else {
@@ -69,7 +118,6 @@ void persist_retained(struct broker *b, struct store_batch **bt, const struct ms
         store_batch_put(sb, key, kl, v, n);
         free(v);
     }
-    submit(b, bt, sb);
 }
 
 /* ------------------------------------------------------------------ sessions */
@@ -78,7 +126,7 @@ void persist_session(struct broker *b, struct session *s)
 {
     if (!g_store || !s->persistent) return;
     uint8_t key[KS_KEY_MAX];
-    struct store_batch *sb = store_batch_new();
+    struct store_batch *sb = ib(b);
     size_t kl = ks_session_kind(key, s->app, s->client_id, s->cid_len, KS_SESS_RECORD);
     uint8_t v[64 + AU_MQTT_MAX_CLIENT_ID + 1024];
     struct ks_w w = ks_w_init(v, sizeof v);
@@ -114,7 +162,6 @@ void persist_session(struct broker *b, struct session *s)
     } else {
         store_batch_del(sb, key, kl);
     }
-    store_write(g_store, b->shard->id, sb, NULL, NULL);
     s->stored = 1;
 }
 
@@ -122,7 +169,7 @@ void persist_session_delete(struct broker *b, struct session *s)
 {
     if (!g_store || !s->stored) return;
     uint8_t key[KS_KEY_MAX];
-    struct store_batch *sb = store_batch_new();
+    struct store_batch *sb = ib(b);
     store_batch_del(sb, key, ks_session_kind(key, s->app, s->client_id, s->cid_len, KS_SESS_RECORD));
     store_batch_del(sb, key, ks_session_kind(key, s->app, s->client_id, s->cid_len, KS_SESS_WILL));
     for (uint32_t i = 0; i < s->nsubs; i++)
@@ -133,7 +180,6 @@ void persist_session_delete(struct broker *b, struct session *s)
         if (o->store_seq) store_batch_del(sb, key, ks_session_out(key, s->app, s->client_id, s->cid_len, o->store_seq));
     for (uint16_t i = 0; i < s->qos2_in_n; i++)
         store_batch_del(sb, key, ks_session_qos2in(key, s->app, s->client_id, s->cid_len, s->qos2_in[i]));
-    store_write(g_store, b->shard->id, sb, NULL, NULL);
     s->stored = 0;
 }
 
@@ -143,7 +189,7 @@ void persist_sub(struct broker *b, struct session *s, const uint8_t *filter, uin
     if (!g_store || !s->persistent) return;
     uint8_t key[KS_KEY_MAX];
     size_t kl = ks_session_sub(key, s->app, s->client_id, s->cid_len, filter, len);
-    struct store_batch *sb = store_batch_new();
+    struct store_batch *sb = ib(b);
     if (del) {
         store_batch_del(sb, key, kl);
     } else {
@@ -157,7 +203,6 @@ void persist_sub(struct broker *b, struct session *s, const uint8_t *filter, uin
         ks_w_u32(&w, o->sub_id);
         store_batch_put(sb, key, kl, v, w.len);
     }
-    store_write(g_store, b->shard->id, sb, NULL, NULL);
 }
 
 static void put_out(struct broker *b, struct store_batch *sb, struct session *s, const struct outmsg *om)
@@ -186,42 +231,34 @@ static void put_out(struct broker *b, struct store_batch *sb, struct session *s,
     if (v != stackv) free(v);
 }
 
-void persist_out_add(struct broker *b, struct store_batch **bt, struct session *s, struct outmsg *om)
+void persist_out_add(struct broker *b, struct session *s, struct outmsg *om)
 {
     if (!g_store || !s->persistent) return;
     om->store_seq = ++s->out_seq;
-    struct store_batch *sb = batch_for(bt);
-    put_out(b, sb, s, om);
-    submit(b, bt, sb);
+    put_out(b, ib(b), s, om);
 }
 
 void persist_out_del(struct broker *b, struct session *s, struct outmsg *om)
 {
     if (!g_store || !om->store_seq) return;
     uint8_t key[KS_KEY_MAX];
-    struct store_batch *sb = store_batch_new();
-    store_batch_del(sb, key, ks_session_out(key, s->app, s->client_id, s->cid_len, om->store_seq));
-    store_write(g_store, b->shard->id, sb, NULL, NULL);
+    store_batch_del(ib(b), key, ks_session_out(key, s->app, s->client_id, s->cid_len, om->store_seq));
     om->store_seq = 0;
 }
 
 void persist_out_pubrec(struct broker *b, struct session *s, struct outmsg *om)
 {
     if (!g_store || !om->store_seq) return;
-    struct store_batch *sb = store_batch_new();
-    put_out(b, sb, s, om); /* om->m is gone: the record keeps only the id and the state */
-    store_write(g_store, b->shard->id, sb, NULL, NULL);
+    put_out(b, ib(b), s, om); /* om->m is gone: the record keeps only the id and the state */
 }
 
-void persist_qos2in(struct broker *b, struct store_batch **bt, struct session *s, uint16_t pid, bool del)
+void persist_qos2in(struct broker *b, struct session *s, uint16_t pid, bool del)
 {
     if (!g_store || !s->persistent) return;
     uint8_t key[KS_KEY_MAX];
     size_t kl = ks_session_qos2in(key, s->app, s->client_id, s->cid_len, pid);
-    struct store_batch *sb = batch_for(bt);
-    if (del) store_batch_del(sb, key, kl);
-    else store_batch_put(sb, key, kl, "", 0);
-    submit(b, bt, sb);
+    if (del) store_batch_del(ib(b), key, kl);
+    else store_batch_put(ib(b), key, kl, "", 0);
 }
 
 /* ------------------------------------------------------------------ loading */

@@ -12,15 +12,23 @@ static inline bool persist_on(void) { return persist_store() != NULL; }
 /* Start-up, on the shard's thread: load the retained replica and the sessions this shard owns. */
 void persist_load(struct broker *b);
 
-/* Writes go into *bt when bt is given (the caller submits it), else are submitted on their own. */
-void persist_retained(struct broker *b, struct store_batch **bt, const struct msg *m);
+/* Writes go into the shard's batch of this loop iteration (b->ibatch), submitted in order by
+ * persist_flush, which the shard calls once per loop iteration (shard_tick) and before it detaches
+ * from the store. A write is durable once that batch's completion ran. */
+void persist_retained(struct broker *b, const struct msg *m);
 void persist_session(struct broker *b, struct session *s);           /* record + will */
 void persist_session_delete(struct broker *b, struct session *s);    /* every key of the session */
 void persist_sub(struct broker *b, struct session *s, const uint8_t *filter, uint16_t len, const struct sub_opts *o,
                  bool del);
-void persist_out_add(struct broker *b, struct store_batch **bt, struct session *s, struct outmsg *om);
+void persist_out_add(struct broker *b, struct session *s, struct outmsg *om);
 void persist_out_del(struct broker *b, struct session *s, struct outmsg *om);
 void persist_out_pubrec(struct broker *b, struct session *s, struct outmsg *om); /* now awaiting PUBCOMP */
-void persist_qos2in(struct broker *b, struct store_batch **bt, struct session *s, uint16_t pid, bool del);
+void persist_qos2in(struct broker *b, struct session *s, uint16_t pid, bool del);
+/* Operations in the pending batch (0 = nothing pending). */
+uint32_t persist_pending_ops(const struct broker *b);
+/* Complete this shard's part of ticket t (ticket_done) once the pending batch is durable (there must be one). */
+void persist_ticket(struct broker *b, struct pub_ticket *t);
+/* Submit the pending batch, if any. */
+void persist_flush(struct broker *b);
 
 #endif
