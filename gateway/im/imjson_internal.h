@@ -64,6 +64,13 @@ void im_copy_cut(char *out, size_t max, const char *s, size_t len);
 int im_names_from_array(struct pctx *c, json_t *arr, const char *what, struct im_name *out,
                         size_t cap, int too_many_code, int dup_code, size_t *n);
 
+/* im/send's shortcut (imjson_fast.c): a device's text message validated and written in its stored form
+ * (im_msg_parse_canon's output for src = device, from_type = user) in one pass without jansson. 1 = done
+ * (out NUL-terminated, *out_len, m filled as im_msg_parse would); 0 = not handled here (possibly invalid):
+ * the caller runs the general path, which decides. Never accepts what the general path refuses. */
+int im_msg_canon_fast(const char *json, size_t len, const char *from_id, struct im_msg *m, char *out, size_t cap,
+                      size_t *out_len);
+
 /* Writer helpers. */
 void im_jw_kstr(struct im_jw *w, const char *key, const char *s);
 void im_jw_kstr_opt(struct im_jw *w, const char *key, const char *s); /* skipped when "" */

@@ -372,6 +372,20 @@ int im_msg_parse_canon(const char *json, size_t len, enum im_src src, enum im_fr
     err->msg[0] = '\0';
     *canon = NULL;
     *canon_len = 0;
+    size_t fidl = strlen(from_id);
+    if (src == IM_SRC_DEVICE && from_type == IM_FROM_USER && len <= AU_IM_MSG_JSON_MAX) {
+        /* the common case without jansson (imjson_fast.c); anything it does not take goes on below */
+        size_t cap = len + 64 + 2 * fidl;
+        char *s = malloc(cap);
+        AU_ASSERT(s != NULL);
+        if (im_msg_canon_fast(json, len, from_id, out, s, cap, canon_len)) {
+            *canon = s;
+            return 0;
+        }
+        free(s);
+        memset(out, 0, sizeof *out);
+        *canon_len = 0;
+    }
     json_t *root = im_load(&c, json, len, AU_IM_MSG_JSON_MAX, IM_F_TOO_LONG);
     if (!root)
         return -1;
@@ -389,7 +403,7 @@ int im_msg_parse_canon(const char *json, size_t len, enum im_src src, enum im_fr
     r |= json_object_set_new(root, "version", json_integer(1));
     /* Compact output is about the input's size; a larger one (e.g. reals printed with 17 digits) is
      * measured first. */
-    size_t cap = len + 64 + strlen(from_id) + 1;
+    size_t cap = len + 64 + fidl + 1;
     char *s = r ? NULL : malloc(cap);
     size_t n = s ? json_dumpb(root, s, cap - 1, JSON_COMPACT) : 0;
     if (s && n > cap - 1) {

@@ -2,6 +2,7 @@
  * two jansson rounds it replaced (load, force the sender, dump; load, add the server's fields, dump). */
 #include "tests/unit/test.h"
 #include "gateway/im/imjson.h"
+#include "gateway/im/imjson_internal.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -158,6 +159,107 @@ TEST(finish_extremes_and_in_place)
     CHECK(strcmp(e, "{\"msgid\":1,\"msg_ctime\":2,\"create_time\":0,\"sequence\":3}") == 0 && n == strlen(e));
 }
 
+/* The general path alone (what im_msg_parse_canon does when the shortcut declines): verdict, struct, bytes. */
+static char *slow_canon(const char *in, size_t len, const char *from, struct im_msg *m)
+{
+    struct im_err e;
+    if (im_msg_parse(in, len, IM_SRC_DEVICE, m, &e) != 0) return NULL;
+    json_t *o = json_loadb(in, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!o) return NULL;
+    static const char *const sk[] = { "msgid", "msg_ctime", "create_time", "sequence" };
+    for (size_t i = 0; i < 4; i++) json_object_del(o, sk[i]);
+    json_object_set_new(o, "from_type", json_string("user"));
+    json_object_set_new(o, "from_id", json_string(from));
+    json_object_set_new(o, "version", json_integer(1));
+    char *out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}
+
+static const char *k_seeds[] = {
+    "{\"version\":1,\"target_type\":\"single\",\"target_id\":\"bobby1\",\"msg_type\":\"text\","
+    "\"msg_body\":{\"text\":\"hello\"}}",
+    " {\"version\" : 1,\"from_type\":\"user\",\"from_id\":\"alice1\",\"target_type\":\"group\",\"target_id\":\"10001\","
+    "\"msg_type\":\"text\",\"msg_body\":{\"extras\":{\"a\":[1,-2,true,false,null,{\"b\":\"c\"}]},\"text\":\"q\\\"\\\\\\/\\n\\t\\b\\f\\r\"}} ",
+    "{\"msgid\":5,\"version\":1,\"target_type\":\"group\",\"target_id\":42,\"create_time\":17,\"msg_type\":\"text\","
+    "\"msg_body\":{\"text\":\"\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\",\"extras\":null},\"client_msg_id\":\"c-1\",\"sequence\":null,"
+    "\"from_name\":\"Al B\",\"from_platform\":\"a\",\"target_appkey\":\"abcdefghijklmnopqrstuvwx\",\"no_offline\":true,"
+    "\"no_notification\":false,\"notification\":null,\"x\":{},\"y\":[],\"from_id\":null,\"from_type\":null}",
+    "{\"target_type\":\"single\",\"target_id\":\"bobby1\",\"msg_type\":\"text\",\"msg_body\":{\"text\":\"hi\"},\"version\":1,"
+    "\"msg_ctime\":1.5,\"target_name\":\"\",\"from_appkey\":\"\"}",
+};
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+/* The shortcut never accepts what the general path refuses, and when it accepts, its bytes and its struct
+ * are the general path's: seeds plus random mutations (bytes from a JSON-ish alphabet, deletions, copies). */
+TEST(shortcut_agrees_with_the_general_path)
+{
+    static const char alpha[] = "{}[]\":,\\/ 0123456789-.eEtrufalsn\"xyz\n\t\xc3\xa9\x80\xff";
+    struct im_msg *m1 = malloc(sizeof *m1), *m2 = malloc(sizeof *m2);
+    char buf[2048], out[4096];
+    unsigned accepted = 0, agree_refuse = 0, seeds_fast = 0;
+    for (unsigned it = 0; it < 200000; it++) {
+        const char *seed = k_seeds[it % (sizeof k_seeds / sizeof k_seeds[0])];
+        size_t n = strlen(seed);
+        memcpy(buf, seed, n);
+        unsigned muts = it < 4 ? 0 : 1 + rnd() % 3;
+        for (unsigned k = 0; k < muts && n > 2; k++) {
+            size_t at = rnd() % n;
+            switch (rnd() % 4) {
+            case 0: buf[at] = alpha[rnd() % (sizeof alpha - 1)]; break;
+            case 1: memmove(buf + at, buf + at + 1, n - at - 1); n--; break;
+            case 2:
+                if (n + 1 < sizeof buf) {
+                    memmove(buf + at + 1, buf + at, n - at);
+                    buf[at] = alpha[rnd() % (sizeof alpha - 1)];
+                    n++;
+                }
+                break;
+            default: {
+                size_t from = rnd() % n, l = 1 + rnd() % 12;
+                if (from + l > n) l = n - from;
+                if (n + l < sizeof buf) {
+                    memmove(buf + at + l, buf + at, n - at);
+                    memmove(buf + at, buf + (from >= at ? from + l : from), l);
+                    n += l;
+                }
+            }
+            }
+        }
+        size_t ol = 0;
+        memset(m1, 0x5a, sizeof *m1);
+        int f = im_msg_canon_fast(buf, n, "alice1", m1, out, sizeof out, &ol);
+        char *slow = slow_canon(buf, n, "alice1", m2);
+        if (it < 4 && f) seeds_fast++;
+        if (f) {
+            accepted++;
+            bool same = slow && strlen(slow) == ol && memcmp(slow, out, ol) == 0 && memcmp(m1, m2, sizeof *m1) == 0;
+            CHECK(same);
+            if (!same) {
+                printf("  input  %.*s\n  fast   %.*s\n  slow   %s\n", (int)n, buf, (int)ol, out, slow ? slow : "(refused)");
+                free(slow);
+                break;
+            }
+        } else if (!slow) {
+            agree_refuse++;
+        }
+        free(slow);
+    }
+    printf("  shortcut took %u of 200000 (%u of the 4 seeds), both refused %u\n", accepted, seeds_fast, agree_refuse);
+    CHECK(seeds_fast == 3); /* the fourth carries a real: general path */
+    CHECK(accepted > 1000);
+    free(m1);
+    free(m2);
+}
+
 int main(void)
 {
     RUN(same_bytes_as_the_two_pass_render);
@@ -165,5 +267,6 @@ int main(void)
     RUN(sender_forced_and_reported);
     RUN(refusals_match_im_msg_parse);
     RUN(finish_extremes_and_in_place);
+    RUN(shortcut_agrees_with_the_general_path);
     TEST_MAIN_END();
 }
