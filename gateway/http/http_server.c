@@ -26,23 +26,24 @@ struct http_route {
 static struct http_route g_routes[HTTP_MAX_ROUTES];
 static size_t g_nroutes;
 
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return true;
-    default:
-        return false;
-    }
-}
+/* RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~" */
+static const uint8_t g_tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
+    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
+    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1,
+    ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1,
+    ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
 
 static bool is_token(const char *s, size_t n)
 {
     if (n == 0) return false;
     for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)s[i])) return false;
+        if (!g_tchar[(unsigned char)s[i]]) return false;
     return true;
 }
 
@@ -314,15 +315,29 @@ void http_resp_status(struct http_resp *resp, int code)
     resp->status = code;
 }
 
-static bool hdr_name_managed(const char *name)
+static bool hdr_name_managed(const char *name, size_t n)
 {
-    return strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0 ||
-           strcasecmp(name, "connection") == 0;
+    switch (n) {
+    case 10: return strcasecmp(name, "connection") == 0;
+    case 14: return strcasecmp(name, "content-length") == 0;
+    case 17: return strcasecmp(name, "transfer-encoding") == 0;
+    default: return false;
+    }
 }
 
-static int hdr_append(struct http_resp *r, const char *name, const char *value)
+/* A whole "Name: value\r\n" line the caller vouches for (a constant of this file). */
+static int hdr_line(struct http_resp *r, const char *line, size_t n)
 {
-    size_t nl = strlen(name), vl = strlen(value);
+    if (n > sizeof(r->hdr) - r->hdr_len) return -1;
+    memcpy(r->hdr + r->hdr_len, line, n);
+    r->hdr_len = (uint16_t)(r->hdr_len + n);
+    return 0;
+}
+#define HDR_JSON "Content-Type: application/json\r\n"
+
+static int hdr_append_n(struct http_resp *r, const char *name, size_t nl, const char *value)
+{
+    size_t vl = strlen(value);
     if (!is_token(name, nl)) return -1;
     for (size_t i = 0; i < vl; i++) {
         unsigned char c = (unsigned char)value[i];
@@ -339,10 +354,16 @@ static int hdr_append(struct http_resp *r, const char *name, const char *value)
     return 0;
 }
 
+static int hdr_append(struct http_resp *r, const char *name, const char *value)
+{
+    return hdr_append_n(r, name, strlen(name), value);
+}
+
 int http_resp_header(struct http_resp *resp, const char *name, const char *value)
 {
-    if (hdr_name_managed(name)) return -1;
-    return hdr_append(resp, name, value);
+    size_t nl = strlen(name);
+    if (hdr_name_managed(name, nl)) return -1;
+    return hdr_append_n(resp, name, nl, value);
 }
 
 static int body_reserve(struct http_resp *r, size_t need)
@@ -391,9 +412,14 @@ void http_resp_body_ref(struct http_resp *resp, const void *data, size_t len)
 
 int http_resp_json(struct http_resp *resp, int code, const char *json)
 {
+    return http_resp_json_len(resp, code, json, strlen(json));
+}
+
+int http_resp_json_len(struct http_resp *resp, int code, const char *json, size_t len)
+{
     http_resp_status(resp, code);
-    if (hdr_append(resp, "Content-Type", "application/json") < 0) return -1;
-    return http_resp_body(resp, json, strlen(json));
+    if (hdr_line(resp, HDR_JSON, sizeof(HDR_JSON) - 1) < 0) return -1;
+    return http_resp_body(resp, json, len);
 }
 
 int http_resp_error(struct http_resp *resp, int status, long code, const char *message)
@@ -402,7 +428,7 @@ int http_resp_error(struct http_resp *resp, int status, long code, const char *m
     int n = snprintf(head, sizeof(head), "{\"error\":{\"code\":%ld,\"message\":\"", code);
     AU_ASSERT(n > 0 && (size_t)n < sizeof(head));
     http_resp_status(resp, status);
-    if (hdr_append(resp, "Content-Type", "application/json") < 0) return -1;
+    if (hdr_line(resp, HDR_JSON, sizeof(HDR_JSON) - 1) < 0) return -1;
     if (http_resp_body(resp, head, (size_t)n) < 0) return -1;
     for (const unsigned char *p = (const unsigned char *)message; *p; p++) {
         char esc[8];

@@ -144,6 +144,7 @@ int http_resp_append(struct http_resp *resp, const void *data, size_t len); /* c
 void http_resp_body_ref(struct http_resp *resp, const void *data, size_t len);
 /* status + "Content-Type: application/json" + body = json (copied). */
 int http_resp_json(struct http_resp *resp, int code, const char *json);
+int http_resp_json_len(struct http_resp *resp, int code, const char *json, size_t len);
 /* status + {"error":{"code":<code>,"message":"<message, JSON-escaped>"}} */
 int http_resp_error(struct http_resp *resp, int status, long code, const char *message);
 void http_resp_close(struct http_resp *resp);

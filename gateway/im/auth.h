@@ -88,6 +88,14 @@ bool auth_key_ok(const char *s, size_t len);
 int auth_secret_hash(const char *secret, size_t len, char *out);
 /* 1 = matches, 0 = does not, -1 = stored string malformed. Constant time. Microseconds: fine on a shard. */
 int auth_secret_verify(const char *stored, size_t stored_len, const char *secret, size_t len);
+/* The same in two steps, for a caller that checks one app's secret on every request: parse the stored
+ * string once (0, or -1 malformed), then check (1 = matches, 0 = does not; one SHA-256, ~0.3-0.5 µs). */
+struct auth_secret {
+    uint8_t salt[AUTH_SALT_LEN];
+    uint8_t hash[AUTH_HASH_LEN];
+};
+int auth_secret_parse(const char *stored, size_t stored_len, struct auth_secret *out);
+int auth_secret_check(const struct auth_secret *sec, const char *secret, size_t len);
 
 /* ---- login tokens ---- */
 struct auth_token_key {
