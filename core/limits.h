@@ -11,6 +11,11 @@
 #define AU_FIXED_FILES_MAX         20000   /* ceiling of the sparse direct-descriptor table per ring */
 #define AU_FIXED_FILES_RESERVE     64      /* slots kept free: accept pauses when fewer remain */
 #define AU_LISTEN_BACKLOG          4096
+#define AU_LISTEN_DEFER_ACCEPT_S   1       /* TCP_DEFER_ACCEPT: accept once the first bytes are there (a silent
+                                            * client is accepted after about this long anyway) */
+#define AU_ACCEPT_OVERSHOOT        32      /* connections taken past max_conns while a full shard's pause takes
+                                            * effect (the protocol refuses them: MQTT CONNACK server unavailable) */
+#define AU_ACCEPT_RESUME_GAP       64      /* a full shard accepts again below max_conns - min(this, max_conns / 8) */
 #define AU_LISTEN_PROBE_MS         10000   /* wait for a previous instance's listening sockets to go */
 
 /* ---- receive buffers (provided-buffer ring, multishot recv) ---- */
@@ -77,6 +82,7 @@ _Static_assert((AU_XQ_DEPTH & (AU_XQ_DEPTH - 1)) == 0, "queue depth must be a po
 _Static_assert(AU_MQTT_MAX_PACKET <= AU_MQTT_MAX_PACKET_CEIL, "packet limit above ceiling");
 _Static_assert(AU_MQTT_MAX_TOPIC <= 65535, "MQTT strings are 16-bit length prefixed");
 _Static_assert(AU_FIXED_FILES_RESERVE < AU_FIXED_FILES_MAX, "reserve must leave room");
+_Static_assert(AU_ACCEPT_OVERSHOOT < AU_FIXED_FILES_RESERVE, "over-limit connections need reserved slots");
 _Static_assert(AU_MQTT_MAX_INFLIGHT <= 65535, "packet ids are 16 bit");
 
 #endif

@@ -46,6 +46,7 @@ struct handoff {
     uint8_t *in;
     uint32_t in_len, in_cap;
     uint8_t listener;
+    bool sent;                    /* the descriptor is on its way (send_fd ran) */
     uint64_t id;
     int to;
 };
@@ -121,6 +122,22 @@ static void arm_recv(struct au_conn *c)
     if (c->flags & (AU_CONN_RECV_ARMED | AU_CONN_CLOSED | AU_CONN_PAUSED)) return;
     struct io_uring_sqe *sqe = get_sqe(c->shard);
     au_prep_recv_multishot_fixed(sqe, c->slot, AU_RECV_BGID);
+    io_uring_sqe_set_data64(sqe, UD(OP_RECV, c));
+    c->flags |= AU_CONN_RECV_ARMED;
+    c->ops++;
+}
+
+/* The first receive of an accepted connection is a single-shot recv: the listener defers accepting until the
+ * first bytes are there (TCP_DEFER_ACCEPT), so it completes at once, without arming a poll, and the protocol
+ * decides on those bytes whether the connection stays here (then the multishot recv is armed) or moves to
+ * another shard (then nothing armed here has to be cancelled first). */
+static void arm_recv_once(struct au_conn *c)
+{
+    if (c->flags & (AU_CONN_RECV_ARMED | AU_CONN_CLOSED | AU_CONN_PAUSED)) return;
+    struct io_uring_sqe *sqe = get_sqe(c->shard);
+    io_uring_prep_recv(sqe, (int)c->slot, NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+    sqe->buf_group = AU_RECV_BGID;
     io_uring_sqe_set_data64(sqe, UD(OP_RECV, c));
     c->flags |= AU_CONN_RECV_ARMED;
     c->ops++;
@@ -334,6 +351,8 @@ static void drop_output(struct au_conn *c)
 
 /* ------------------------------------------------------------------ close / free */
 
+static void update_accepting(struct au_shard *s);
+
 static void maybe_free(struct au_conn *c)
 {
     /* Still referenced by a completion in flight, or by a shard list walked later this iteration. */
@@ -350,20 +369,24 @@ static void maybe_free(struct au_conn *c)
     s->nconns--;
     AU_STAT_ADD(s, conns, (uint64_t)-1);
     AU_STAT_INC(s, closed);
+    if (!s->accepting && !s->stopping && s->nconns < s->max_conns) update_accepting(s); /* room again */
 }
 
-/* shutdown (wakes a pending multishot recv, sends FIN) then close our slot. A connection handed to
- * another shard only releases its slot: the socket itself lives on over there. */
-static void submit_close_ex(struct au_conn *c, bool shut)
+/* Cancel a pending multishot recv (it holds a reference to the socket, so closing the slot alone would
+ * leave the socket open until the peer sends), then close our slot: the socket closes (FIN) when the last
+ * reference goes. Cancelling runs inline; IORING_OP_SHUTDOWN, used before, always went to an io-wq worker
+ * (~20 % of the CPU of a connection storm with its disconnects). A connection handed to another shard
+ * only releases its slot: the socket itself lives on over there (nothing is armed on it here then). */
+static void submit_close_ex(struct au_conn *c, bool cancel_recv)
 {
     if (c->flags & AU_CONN_CLOSED) return;
     c->flags |= AU_CONN_CLOSED | AU_CONN_CLOSING;
     struct au_shard *s = c->shard;
     struct io_uring_sqe *sqe;
-    if (shut) {
+    if (cancel_recv && (c->flags & AU_CONN_RECV_ARMED)) {
         sqe = get_sqe(s);
-        io_uring_prep_shutdown(sqe, (int)c->slot, SHUT_RDWR);
-        sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
+        io_uring_prep_cancel64(sqe, UD(OP_RECV, c), 0);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
         io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
     }
     sqe = get_sqe(s);
@@ -462,19 +485,68 @@ static void pause_accept(struct au_shard *s)
     }
 }
 
+/* A listening socket of this shard, in the port's SO_REUSEPORT group. Options set here are inherited by every
+ * accepted socket (no per-connection setsockopt). Returns the descriptor or -errno. */
+static int open_listener(const struct au_listener_spec *l)
+{
+    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1, defer = AU_LISTEN_DEFER_ACCEPT_S;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer);
+    if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0 || listen(fd, AU_LISTEN_BACKLOG) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* Leave the SO_REUSEPORT group: shutdown() takes the socket out of LISTEN at once, even while an accept of the
+ * ring still holds a reference to the file (connections still in its accept queue are reset). */
+static void close_listeners(struct au_shard *s)
+{
+    for (unsigned i = 0; i < s->nlisteners; i++) {
+        if (s->listen_fd[i] < 0) continue;
+        shutdown(s->listen_fd[i], SHUT_RDWR);
+        close(s->listen_fd[i]);
+        s->listen_fd[i] = -1;
+    }
+}
+
+static uint32_t resume_below(const struct au_shard *s)
+{
+    uint32_t gap = s->max_conns / 8 < AU_ACCEPT_RESUME_GAP ? s->max_conns / 8 : AU_ACCEPT_RESUME_GAP;
+    return s->max_conns - gap;
+}
+
 static void update_accepting(struct au_shard *s)
 {
-    bool want = !s->stopping && s->nconns < s->max_conns;
+    bool want;
+    if (s->stopping) want = false;
+    else if (s->accepting) want = s->nconns < s->max_conns;
+    else want = s->nconns < resume_below(s) || (s->nconns < s->max_conns && s->listen_fd[0] >= 0);
     if (want == s->accepting) return;
     s->accepting = want;
     if (want) {
+        for (unsigned i = 0; i < s->nlisteners; i++) {
+            if (s->listen_fd[i] >= 0) continue;
+            int fd = open_listener(&s->lspec[i]);
+            if (fd < 0) au_warn("listen %s again: %s", s->lspec[i].name, strerror(-fd));
+            s->listen_fd[i] = fd;
+        }
         for (unsigned i = 0; i < s->nlisteners; i++) arm_accept(s, i);
+        if (s->stats.accept_paused) au_info("accepting again conns=%u max=%u", s->nconns, s->max_conns);
     } else {
+        pause_accept(s);
         if (!s->stopping) {
             AU_STAT_INC(s, accept_paused);
-            au_warn("accept paused conns=%u max=%u", s->nconns, s->max_conns);
+            au_warn("shard full: accept paused, listeners leave the port group conns=%u max=%u", s->nconns,
+                    s->max_conns);
+            close_listeners(s);
         }
-        pause_accept(s);
     }
 }
 
@@ -507,17 +579,21 @@ static void on_accept(struct au_shard *s, struct io_uring_cqe *cqe, unsigned i)
 {
     if (!(cqe->flags & IORING_CQE_F_MORE)) s->accept_armed[i] = 0;
     if (cqe->res >= 0) {
-        if (s->stopping || s->nconns >= s->max_conns) {
+        /* Past max_conns (accepted before the pause took effect) the protocol sees au_shard_over_limit() and
+         * refuses; past the overshoot there is no room even for that. */
+        if (s->stopping || s->nconns >= s->max_conns + AU_ACCEPT_OVERSHOOT) {
             close_slot(s, (uint32_t)cqe->res);
         } else {
             struct au_conn *c = conn_new(s, (uint32_t)cqe->res, i);
             AU_STAT_INC(s, accepted);
-            arm_recv(c);
             if (c->proto->on_open) c->proto->on_open(c);
+            arm_recv_once(c);
         }
     } else if (cqe->res == -ENFILE || cqe->res == -EMFILE) {
         s->accepting = false; /* table full (slots held by closing/handed-off sockets): resume on close */
         AU_STAT_INC(s, accept_paused);
+    } else if (cqe->res == -EINVAL && s->listen_fd[i] < 0) {
+        /* the listener left the port group (shard full or stopping) */
     } else if (cqe->res != -ECANCELED) {
         au_warn("accept error listener=%u err=%s", i, strerror(-cqe->res));
     }
@@ -549,6 +625,8 @@ static void send_fd(struct au_conn *c)
 {
     struct au_shard *s = c->shard;
     struct handoff *h = c->proto_state;
+    AU_ASSERT(!h->sent && !(c->flags & AU_CONN_RECV_ARMED));
+    h->sent = true;
     h->in = c->in;
     h->in_len = c->in_len;
     h->in_cap = c->in_cap;
@@ -586,7 +664,12 @@ static void on_handoff_out(struct au_shard *s, struct au_conn *c, int res)
         c->proto_state = h->arg;
         free(h);
         c->flags &= ~AU_CONN_HANDOFF;
-        begin_close(c, false);
+        if (c->proto->on_handoff_failed && !(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED))) {
+            c->proto->on_handoff_failed(c, res); /* may queue a refusal, flushed before the close */
+            begin_close(c, true);
+        } else {
+            begin_close(c, false);
+        }
     } else {
         c->proto_state = NULL;
         c->flags |= AU_CONN_CLOSING; /* no on_close: the session continues on the target shard */
@@ -693,18 +776,22 @@ static bool drain_inbox(struct au_shard *s)
 static void on_recv(struct au_shard *s, struct au_conn *c, struct io_uring_cqe *cqe)
 {
     int res = cqe->res;
+    bool ended = !(cqe->flags & IORING_CQE_F_MORE);
     AU_STAT_INC(s, recv_cqes);
+    /* Nothing is armed any more once the last completion of a receive is here: a hand-off started by these
+     * bytes sends the descriptor at once instead of cancelling a receive that no longer exists. */
+    if (ended) c->flags &= ~AU_CONN_RECV_ARMED;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         if (res > 0 && !(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)))
             conn_input(c, s->bufs + (size_t)bid * AU_RECV_BUF_SIZE, (size_t)res);
         recycle_buf(s, bid);
     }
-    if (!(cqe->flags & IORING_CQE_F_MORE)) {
-        c->flags &= ~AU_CONN_RECV_ARMED;
+    if (ended) {
         c->ops--;
         if (c->flags & AU_CONN_HANDOFF) {
-            if (!(c->flags & AU_CONN_CLOSED)) send_fd(c);
+            struct handoff *h = c->proto_state;
+            if (!(c->flags & AU_CONN_CLOSED) && !h->sent) send_fd(c);
         } else if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)) {
             /* already going away */
         } else if (res == -ENOBUFS) {
@@ -774,7 +861,6 @@ static void handle_cqe(struct au_shard *s, struct io_uring_cqe *cqe)
         struct au_conn *c = p;
         c->ops--;
         maybe_free(c);
-        if (!s->stopping && !s->accepting && s->nconns < s->max_conns) update_accepting(s);
         break;
     }
     case OP_WAKE: break; /* the inbox is drained at the top of every iteration */
@@ -841,18 +927,10 @@ static int shard_setup(struct au_shard *s, const struct au_loop_opts *o)
     s->lspec = o->listeners;
     s->nlisteners = o->nlisteners;
     for (unsigned i = 0; i < o->nlisteners; i++) {
-        const struct au_listener_spec *l = &o->listeners[i];
-        int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) return -errno;
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* inherited by accepted sockets */
-        if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0 || listen(fd, AU_LISTEN_BACKLOG) < 0) {
-            r = -errno;
-            au_error("listen %s: %s", l->name, strerror(errno));
-            close(fd);
-            return r;
+        int fd = open_listener(&o->listeners[i]);
+        if (fd < 0) {
+            au_error("listen %s: %s", o->listeners[i].name, strerror(-fd));
+            return fd;
         }
         s->listen_fd[i] = fd;
     }
@@ -874,13 +952,7 @@ static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
             s->stopping = true;
             s->stop_deadline = s->now_ms + (o->drain_ms ? o->drain_ms : 3000);
             update_accepting(s);
-            for (unsigned i = 0; i < s->nlisteners; i++) {
-                /* shutdown() takes the socket out of LISTEN now, even while the ring's cancelled accept
-                 * still holds a reference to the file: a restarted instance can bind at once. */
-                shutdown(s->listen_fd[i], SHUT_RDWR);
-                close(s->listen_fd[i]);
-                s->listen_fd[i] = -1;
-            }
+            close_listeners(s); /* a restarted instance can bind at once */
             if (s->hooks && s->hooks->shard_stop) s->hooks->shard_stop(s);
             for (struct au_conn *c = s->conns; c; c = c->all_next)
                 if (!(c->flags & AU_CONN_HANDOFF)) begin_close(c, true); /* those finish moving first */

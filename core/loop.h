@@ -34,6 +34,11 @@ struct au_proto {
     /* A connection handed over from another shard (au_conn_handoff) has arrived here; `arg` is
      * what the sender passed; the carried input bytes are presented through on_data next. */
     void (*on_handoff)(struct au_conn *c, void *arg);
+    /* Optional, on the source shard: the target could not take a connection given to au_conn_handoff (its
+     * descriptor table is full). proto_state is `arg` again and the kept input is back in the connection; the
+     * protocol may queue a refusal (MQTT: CONNACK "server unavailable"); the loop then closes the connection
+     * after flushing. NULL = close at once. */
+    void (*on_handoff_failed)(struct au_conn *c, int err);
 };
 
 /* Transport between socket and protocol. Plain TCP has decode/encode = NULL (bytes pass through). */
@@ -230,6 +235,18 @@ void au_conn_resume(struct au_conn *c);
 /* Move the connection to shard `to` with its unconsumed input bytes; `arg` reaches
  * proto->on_handoff there. Only valid before any output was queued. Returns 0 or -1. */
 int au_conn_handoff(struct au_conn *c, int to, void *arg);
+
+/* ---- capacity ----
+ * A shard holds at most max_conns connections. At the limit it stops accepting and takes its listening
+ * sockets out of the SO_REUSEPORT group, so the kernel gives new connections to the other shards (when every
+ * shard is full, connects are refused by the kernel: nothing listens). Connections that were already in the
+ * accept queue, and hand-offs that arrive while the shard is full, are still taken (up to
+ * AU_ACCEPT_OVERSHOOT more) so that the protocol can refuse them cleanly; below the limit again
+ * (less AU_ACCEPT_RESUME_GAP), the shard rejoins the group. */
+/* Any thread: shard `s` has room for one more connection (a relaxed read: a hint for routing decisions). */
+static inline bool au_shard_has_room(const struct au_shard *s) { return AU_STAT_READ(s, conns) < s->max_conns; }
+/* Shard thread: the shard holds more connections than max_conns (this one was taken over the limit). */
+static inline bool au_shard_over_limit(const struct au_shard *s) { return s->nconns > s->max_conns; }
 
 /* ---- cross-shard ---- */
 /* Post a message from shard `self` to shard `to` (to may equal self: runs on the next iteration). */

@@ -85,10 +85,21 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     /* The session lives on the shard that owns the identity: move the connection there first. */
     int owner = broker_owner_shard(b, app, cid, cid_len);
     if (owner != sh->id) {
+        /* A full owner shard cannot take the session: refuse here rather than move the connection for
+         * nothing (the owner checks again, and a failed move is refused the same way: mc_handoff_failed). */
+        if (!au_shard_has_room(sh->all[owner]))
+            return refuse(b, mc, ver, MQTT_RC_SERVER_UNAVAILABLE, "server full");
         au_timer_cancel(&b->timers, &mc->ka_timer);
+        mc->version = ver; /* the CONNACK's format, should the move fail */
         if (au_conn_handoff(mc->conn, owner, mc) == 0) return 1;
         au_warn("handoff to shard %d refused", owner);
         return -1;
+    }
+    if (au_shard_over_limit(sh)) {
+        /* Taken past max_conns (in the accept queue when the shard filled, or moved here meanwhile). A
+         * takeover may go on: it releases the connection it replaces. */
+        struct session *cur = session_find(b, app, cid, cid_len);
+        if (!cur || !cur->mc) return refuse(b, mc, ver, MQTT_RC_SERVER_UNAVAILABLE, "server full");
     }
     if (c->version == MQTT_V5 && (c->props.present & MQTT_PBIT(MQTT_PROP_AUTH_METHOD)))
         return refuse(b, mc, ver, MQTT_RC_BAD_AUTH_METHOD, "no enhanced authentication methods are supported");

@@ -70,9 +70,34 @@ static void mc_handoff(struct au_conn *c, void *arg)
     struct broker *b = broker_of(c->shard);
     struct mqtt_conn *mc = arg;
     mc->conn = c;
+    mc->version = 0; /* set by the source only for a refusal; the CONNECT is parsed again here */
     c->proto_state = mc;
     au_timer_init(&mc->ka_timer, ka_fire);
     au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
+}
+
+/* The owner shard could not take the connection (its descriptor table is full): CONNACK "server unavailable"
+ * (3.1.1 return code 3, 5.0 reason 0x88), then the loop closes the connection. */
+static void mc_handoff_failed(struct au_conn *c, int err)
+{
+    struct mqtt_conn *mc = c->proto_state;
+    struct broker *b = broker_of(c->shard);
+    uint8_t out[64];
+    struct mqtt_props pr;
+    memset(&pr, 0, sizeof pr);
+    if (mc->version == MQTT_V5) {
+        static const char why[] = "server full";
+        pr.present = MQTT_PBIT(MQTT_PROP_REASON_STRING);
+        pr.reason_string.p = (const uint8_t *)why;
+        pr.reason_string.len = (uint16_t)(sizeof why - 1);
+    }
+    size_t n = mqtt_enc_connack(out, sizeof out, mc->version == MQTT_V5 ? MQTT_V5 : MQTT_V311, false,
+                                mc->version == MQTT_V5 ? MQTT_RC_SERVER_UNAVAILABLE : MQTT3_SERVER_UNAVAILABLE, &pr);
+    AU_ASSERT(n > 0);
+    au_conn_write(c, out, n);
+    BS_INC(b, connacks_refused);
+    au_info("CONNECT refused: owner shard full (%s)", strerror(-err));
+    mc->state = MC_CLOSING;
 }
 
 static void mc_free(struct mqtt_conn *mc)
@@ -207,4 +232,5 @@ const struct au_proto mqtt_proto = {
     .on_drain = mc_drain,
     .on_close = mc_close,
     .on_handoff = mc_handoff,
+    .on_handoff_failed = mc_handoff_failed,
 };
