@@ -285,17 +285,10 @@ void ticket_done(struct broker *b, struct pub_ticket *t)
     au_shard_post_disposable(b->shard, t->origin, &tx->x, ticket_x_dispose);
 }
 
-/* This shard's part of m's ticket: done now, or when the writes the pass made are durable. */
-static void pass_done(struct broker *b, struct msg *m, uint32_t ops0)
-{
-    if (!m->ticket) return;
-    if (persist_pending_ops(b) != ops0) persist_ticket(b, m->ticket);
-    else ticket_done(b, m->ticket);
-}
-
 void broker_deliver_local(struct broker *b, struct msg *m)
 {
     uint32_t ops0 = persist_pending_ops(b);
+    persist_pass_begin(b, m);
     if (m->retain && (int)(m->seq >> 48) == b->shard->id) persist_retained(b, m); /* the origin writes it once */
     if (m->retain) {
         /* Every shard keeps a replica of the retained store: apply the update here. */
@@ -307,7 +300,7 @@ void broker_deliver_local(struct broker *b, struct msg *m)
         __atomic_store_n(&b->stats.retained, b->retained.msgs, __ATOMIC_RELAXED);
     }
     if (m->expire_at && m->expire_at <= b->shard->now_ms) {
-        pass_done(b, m, ops0);
+        persist_pass_end(b, m, ops0);
         return;
     }
     b->fan_n = 0;
@@ -321,7 +314,7 @@ void broker_deliver_local(struct broker *b, struct msg *m)
     }
     deliver_end(b);
     b->fan_n = 0;
-    pass_done(b, m, ops0);
+    persist_pass_end(b, m, ops0);
 }
 
 /* ------------------------------------------------------------------ shard hooks */
@@ -369,6 +362,10 @@ static void persist_log(struct broker *b, uint64_t now_ms)
                  (double)(st->persist_ops - o->persist_ops) / (double)f,
                  (double)(st->persist_tickets - o->persist_tickets) / (double)f,
                  (double)(st->persist_us_total - o->persist_us_total) / (double)f, (unsigned long long)st->persist_us_max);
+        au_debug("persist: %llu deliveries deferred, %llu acknowledged before their deadline, %llu stored",
+                 (unsigned long long)(st->persist_deferred - o->persist_deferred),
+                 (unsigned long long)(st->persist_defer_acked - o->persist_defer_acked),
+                 (unsigned long long)(st->persist_defer_stored - o->persist_defer_stored));
         if (b->shard->id == 0 && persist_store()) {
             struct store_stats ss;
             store_get_stats(persist_store(), &ss);
@@ -387,9 +384,11 @@ static int shard_tick(struct au_shard *s, uint64_t now_ms)
 {
     struct broker *b = broker_of(s);
     au_timer_advance(&b->timers, now_ms);
+    int due = persist_defer_due(b, now_ms);
     persist_flush(b); /* this iteration's store writes: one batch */
     persist_log(b, now_ms);
-    return (int)au_timer_next_ms(&b->timers, now_ms, 1000);
+    int next = (int)au_timer_next_ms(&b->timers, now_ms, 1000);
+    return due >= 0 && due < next ? due : next;
 }
 
 static void shard_fini(struct au_shard *s)
@@ -397,6 +396,7 @@ static void shard_fini(struct au_shard *s)
     struct broker *b = broker_of(s);
     rest_media_shard_detach(s); /* before the store: a finished upload still writes its record */
     if (persist_store()) {
+        persist_defer_due(b, UINT64_MAX); /* everything not acknowledged is stored before the detach */
         persist_flush(b);
         store_shard_detach(persist_store(), s->id); /* completions run here, before freeing */
     }
@@ -418,7 +418,7 @@ static void shard_fini(struct au_shard *s)
     au_hash_free(&b->sessions);
     free(b->fan);
     if (b->ibatch) store_batch_free(b->ibatch); /* written after the detach (nothing should be): dropped */
-    free(b->itickets);
+    free(b->iwait);
     /* Connections still open at this point are torn down with the ring. */
     s->app = NULL;
     free(b);

@@ -22,6 +22,9 @@
 
 #define AU_DEFAULT_APP 1u
 #define BROKER_PERSIST_LOG_MS 5000u  /* --log-level debug: store write figures this often per shard */
+/* A QoS 1 message sent at once to an online persistent session is written to the store only if the
+ * subscriber has not acknowledged it within this time (the publisher's PUBACK waits for either). */
+#define BROKER_STORE_DEFER_MS 2u
 
 /* An application message as published: immutable after creation, shared by every shard that
  * delivers or retains it. Layout of data[]: topic, forwarded v5 properties (payload format,
@@ -75,6 +78,7 @@ struct outmsg {
     struct msg *m;
     uint64_t store_seq;         /* key of its record in the store (persistent sessions), 0 = not stored */
     uint32_t *sub_ids;          /* malloc'd when n_sub_ids > 0 */
+    struct defer_node *dn;      /* not yet stored: waiting for the subscriber's PUBACK (persist.c), or NULL */
     uint16_t pid;
     uint8_t qos, state, retain, n_sub_ids;
 };
@@ -159,6 +163,22 @@ struct pend_ack {
     uint8_t ready;
 };
 
+/* One shard's part of a publish whose deliveries to online persistent sessions wait for the subscribers'
+ * PUBACK before they are stored (persist.c): the ticket's part is done once every such delivery was
+ * acknowledged, dropped or made durable, and the other writes of the pass are durable. */
+struct defer_rec {
+    struct broker *b;
+    struct pub_ticket *t;
+    uint32_t waiting;
+};
+struct defer_node {
+    struct defer_node *prev, *next; /* the shard's list, by deadline */
+    struct outmsg *om;
+    struct session *s;
+    struct defer_rec *rec;
+    uint64_t at;                  /* stored at this time (shard ms) unless acknowledged before */
+};
+
 /* Counts the shards that still have to make their part of a publish durable. */
 struct pub_ticket {
     atomic_int pending;
@@ -180,6 +200,7 @@ struct broker_stats {
     uint64_t subscribes, unsubscribes, subscriptions, retained, wills_sent, protocol_errors, keepalive_timeouts;
     /* store writes (persist_flush): batches submitted, their operations and tickets, submit -> durable time */
     uint64_t persist_flushes, persist_ops, persist_tickets, persist_us_total, persist_us_max;
+    uint64_t persist_deferred, persist_defer_acked, persist_defer_stored; /* deliveries stored only if not acked */
 };
 #define BS_ADD(b, f, n) __atomic_store_n(&(b)->stats.f, (b)->stats.f + (n), __ATOMIC_RELAXED)
 #define BS_INC(b, f) BS_ADD(b, f, 1)
@@ -218,8 +239,11 @@ struct broker {
      * submitted once per loop iteration by persist_flush (shard_tick), in order; the tickets of the
      * publishes whose messages it stores complete when it is durable. */
     struct store_batch *ibatch;
-    struct pub_ticket **itickets;
-    uint32_t itickets_n, itickets_cap;
+    uintptr_t *iwait;            /* struct pub_ticket *, or struct defer_rec * | 1: done when ibatch is durable */
+    uint32_t iwait_n, iwait_cap;
+    struct defer_node *dhead, *dtail; /* deliveries not stored yet, by deadline */
+    struct msg *pass_m;          /* message of the fan-out pass in progress */
+    struct defer_rec *pass_rec;  /* its deferred deliveries on this shard, NULL = none */
     struct broker_stats plog;    /* stats at the last persist debug log line */
     uint64_t plog_ms;
     bool stopping;               /* graceful shutdown: wills are not published */

@@ -161,9 +161,16 @@ void send_ack(struct mqtt_conn *mc, uint8_t type, uint16_t pid, uint8_t reason, 
 
 void outmsg_free(struct outmsg *om)
 {
+    persist_undefer(om);
     msg_unref(om->m);
     free(om->sub_ids);
     free(om);
+}
+
+static uint32_t session_window(const struct broker *b, const struct mqtt_conn *mc)
+{
+    uint32_t window = mc->client_recv_max;
+    return window > b->cfg->max_inflight ? b->cfg->max_inflight : window;
 }
 
 static bool expired(const struct msg *m, uint64_t now)
@@ -214,11 +221,15 @@ void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t
         memcpy(om->sub_ids, ids, sizeof(uint32_t) * n_ids);
         om->n_sub_ids = n_ids;
     }
+    /* Goes out now (session_pump below sends it): nothing queued before it, room in the window and the
+     * send queue. Then its store write may wait for the subscriber's PUBACK (persist_defer). */
+    bool now = online && !s->q_head && s->inflight < session_window(b, mc) &&
+               au_conn_queued(mc->conn) <= b->cfg->send_queue_bytes;
     if (s->q_tail) s->q_tail->next = om;
     else s->q_head = om;
     s->q_tail = om;
     s->queued++;
-    if (!m->im_conv) persist_out_add(b, s, om); /* IM: replayed from the store */
+    if (!m->im_conv && !(now && persist_defer(b, s, om))) persist_out_add(b, s, om); /* IM: replayed from the store */
     if (online) session_pump(b, s);
 }
 
@@ -241,8 +252,7 @@ void session_pump(struct broker *b, struct session *s)
 {
     struct mqtt_conn *mc = s->mc;
     if (!mc || mc->state != MC_CONNECTED) return;
-    uint32_t window = mc->client_recv_max;
-    if (window > b->cfg->max_inflight) window = b->cfg->max_inflight;
+    uint32_t window = session_window(b, mc);
     while (s->q_head && s->inflight < window && au_conn_queued(mc->conn) <= b->cfg->send_queue_bytes) {
         struct outmsg *om = s->q_head;
         s->q_head = om->next;

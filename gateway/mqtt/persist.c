@@ -33,21 +33,31 @@ static struct store_batch *ib(struct broker *b)
 
 uint32_t persist_pending_ops(const struct broker *b) { return b->ibatch ? store_batch_count(b->ibatch) : 0; }
 
-void persist_ticket(struct broker *b, struct pub_ticket *t)
+static void wait_push(struct broker *b, uintptr_t w)
 {
     AU_ASSERT(b->ibatch != NULL);
-    if (b->itickets_n == b->itickets_cap) {
-        b->itickets_cap = b->itickets_cap ? b->itickets_cap * 2 : 64;
-        b->itickets = realloc(b->itickets, sizeof *b->itickets * b->itickets_cap);
-        AU_ASSERT(b->itickets != NULL);
+    if (b->iwait_n == b->iwait_cap) {
+        b->iwait_cap = b->iwait_cap ? b->iwait_cap * 2 : 64;
+        b->iwait = realloc(b->iwait, sizeof *b->iwait * b->iwait_cap);
+        AU_ASSERT(b->iwait != NULL);
     }
-    b->itickets[b->itickets_n++] = t;
+    b->iwait[b->iwait_n++] = w;
+}
+
+void persist_ticket(struct broker *b, struct pub_ticket *t) { wait_push(b, (uintptr_t)t); }
+
+static void rec_dec(struct defer_rec *r)
+{
+    AU_ASSERT(r->waiting > 0);
+    if (--r->waiting) return;
+    if (r->t) ticket_done(r->b, r->t);
+    free(r);
 }
 
 struct flush_arg {
     uint64_t t0_us;
     uint32_t ops, n;
-    struct pub_ticket *t[];
+    uintptr_t w[];
 };
 
 static void flush_done(struct au_shard *sh, void *arg, int err)
@@ -63,9 +73,104 @@ static void flush_done(struct au_shard *sh, void *arg, int err)
     if (err) {
         au_error("store write failed (%d): %u acknowledgement(s) withheld", err, fa->n);
     } else {
-        for (uint32_t i = 0; i < fa->n; i++) ticket_done(b, fa->t[i]);
+        for (uint32_t i = 0; i < fa->n; i++) {
+            if (fa->w[i] & 1u) rec_dec((struct defer_rec *)(fa->w[i] & ~(uintptr_t)1));
+            else ticket_done(b, (struct pub_ticket *)fa->w[i]);
+        }
     }
     free(fa);
+}
+
+/* ------------------------------------------------------------------ deferred deliveries */
+
+void persist_pass_begin(struct broker *b, struct msg *m)
+{
+    b->pass_m = m;
+    b->pass_rec = NULL;
+}
+
+void persist_pass_end(struct broker *b, struct msg *m, uint32_t ops0)
+{
+    struct defer_rec *r = b->pass_rec;
+    bool wrote = persist_pending_ops(b) != ops0;
+    b->pass_m = NULL;
+    b->pass_rec = NULL;
+    if (r) {
+        if (wrote) {
+            r->waiting++;
+            wait_push(b, (uintptr_t)r | 1u);
+        }
+        rec_dec(r); /* the pass's own hold */
+    } else if (m->ticket) {
+        if (wrote) persist_ticket(b, m->ticket);
+        else ticket_done(b, m->ticket);
+    }
+}
+
+static void unlink_node(struct broker *b, struct defer_node *n)
+{
+    if (n->prev) n->prev->next = n->next;
+    else b->dhead = n->next;
+    if (n->next) n->next->prev = n->prev;
+    else b->dtail = n->prev;
+}
+
+bool persist_defer(struct broker *b, struct session *s, struct outmsg *om)
+{
+    struct msg *m = om->m;
+    if (!g_store || !s->persistent || om->qos != 1 || m != b->pass_m || !m->ticket || m->im_conv) return false;
+    struct defer_rec *r = b->pass_rec;
+    if (!r) {
+        r = malloc(sizeof *r);
+        AU_ASSERT(r != NULL);
+        r->b = b;
+        r->t = m->ticket;
+        r->waiting = 1; /* the pass's own hold, released by persist_pass_end */
+        b->pass_rec = r;
+    }
+    struct defer_node *n = malloc(sizeof *n);
+    AU_ASSERT(n != NULL);
+    n->om = om;
+    n->s = s;
+    n->rec = r;
+    n->at = b->shard->now_ms + BROKER_STORE_DEFER_MS;
+    n->next = NULL;
+    n->prev = b->dtail;
+    if (b->dtail) b->dtail->next = n;
+    else b->dhead = n;
+    b->dtail = n;
+    om->dn = n;
+    r->waiting++;
+    BS_INC(b, persist_deferred);
+    return true;
+}
+
+void persist_undefer(struct outmsg *om)
+{
+    struct defer_node *n = om->dn;
+    if (!n) return;
+    struct broker *b = n->rec->b;
+    om->dn = NULL;
+    unlink_node(b, n);
+    BS_INC(b, persist_defer_acked);
+    rec_dec(n->rec);
+    free(n);
+}
+
+int persist_defer_due(struct broker *b, uint64_t now_ms)
+{
+    struct defer_node *n;
+    while ((n = b->dhead) && n->at <= now_ms) {
+        unlink_node(b, n);
+        n->om->dn = NULL;
+        uint32_t ops0 = persist_pending_ops(b);
+        persist_out_add(b, n->s, n->om);
+        BS_INC(b, persist_defer_stored);
+        if (persist_pending_ops(b) != ops0) wait_push(b, (uintptr_t)n->rec | 1u); /* done when durable */
+        else rec_dec(n->rec);                                                     /* no longer kept */
+        free(n);
+    }
+    return n ? (int)(n->at - now_ms) : -1;
 }
 
 void persist_flush(struct broker *b)
@@ -74,13 +179,13 @@ void persist_flush(struct broker *b)
     if (!sb) return;
     b->ibatch = NULL;
     AU_ASSERT(g_store != NULL);
-    struct flush_arg *fa = malloc(sizeof *fa + sizeof fa->t[0] * b->itickets_n);
+    struct flush_arg *fa = malloc(sizeof *fa + sizeof fa->w[0] * b->iwait_n);
     AU_ASSERT(fa != NULL);
     fa->t0_us = au_now_us();
     fa->ops = store_batch_count(sb);
-    fa->n = b->itickets_n;
-    if (fa->n) memcpy(fa->t, b->itickets, sizeof fa->t[0] * fa->n);
-    b->itickets_n = 0;
+    fa->n = b->iwait_n;
+    if (fa->n) memcpy(fa->w, b->iwait, sizeof fa->w[0] * fa->n);
+    b->iwait_n = 0;
     store_write(g_store, b->shard->id, sb, flush_done, fa);
 }
 

@@ -28,6 +28,17 @@ void persist_qos2in(struct broker *b, struct session *s, uint16_t pid, bool del)
 uint32_t persist_pending_ops(const struct broker *b);
 /* Complete this shard's part of ticket t (ticket_done) once the pending batch is durable (there must be one). */
 void persist_ticket(struct broker *b, struct pub_ticket *t);
+/* Fan-out pass of m on this shard: start, and end with its ticket's part (done now, after the pending batch,
+ * or after the deferred deliveries); ops0 = persist_pending_ops() when the pass began. */
+void persist_pass_begin(struct broker *b, struct msg *m);
+void persist_pass_end(struct broker *b, struct msg *m, uint32_t ops0);
+/* Instead of persist_out_add for a QoS 1 delivery that goes out now to an online persistent session in a pass
+ * with a ticket: store it only if no PUBACK came within BROKER_STORE_DEFER_MS. False = not deferrable. */
+bool persist_defer(struct broker *b, struct session *s, struct outmsg *om);
+/* The delivery is done with (acknowledged, dropped, session ended): called by outmsg_free. */
+void persist_undefer(struct outmsg *om);
+/* Store the deferred deliveries that are due; returns ms until the next one is due (-1 = none). */
+int persist_defer_due(struct broker *b, uint64_t now_ms);
 /* Submit the pending batch, if any. */
 void persist_flush(struct broker *b);
 
