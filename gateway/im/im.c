@@ -42,6 +42,8 @@ struct conv_state {              /* owner shard: sequence of a conversation */
     bool loaded, loading;
     bool uconv_stored;           /* both users' KS_IM_UCONV keys are durable (written by a committed message) */
     struct send_job *waiting, *waiting_tail;
+    struct send_job *head_job;   /* latest message of the batch being built: its head is written at the flush */
+    struct conv_state *dirty_next;
 };
 
 struct cursor_pend {             /* a cursor move not written yet: the latest acknowledged sequence */
@@ -61,6 +63,11 @@ struct im_shard {
     uint64_t msgid_ms;
     struct au_hash cursors;      /* KS_IM_CURSOR key -> cursor_pend, waiting for the write in flight */
     bool cursor_busy;            /* a cursor write is in flight */
+    /* Messages sequenced here go into one store batch per commit round (see "sending"). */
+    struct store_batch *mb;      /* being built (NULL: empty) */
+    struct send_job *mb_jobs, **mb_tail;
+    struct conv_state *mb_dirty; /* conversations with a message in mb: their head is added at the flush */
+    unsigned mb_inflight;        /* batches submitted, not completed */
 };
 
 struct im_sess {                 /* per IM session */
@@ -314,9 +321,8 @@ static uint64_t next_msgid(struct au_shard *sh)
     return (ms << 22) | ((uint64_t)(sh->id & 0x3f) << 16) | st->msgid_counter;
 }
 
-static void job_committed(struct au_shard *sh, void *arg, int err)
+static void job_committed(struct au_shard *sh, struct send_job *j, int err)
 {
-    struct send_job *j = arg;
     if (err) {
         j->err = IM_ESTORE;
         msg_unref(j->m);
@@ -339,6 +345,72 @@ static void put_u64(uint8_t *p, uint64_t v)
 {
     au_wr32(p, (uint32_t)(v >> 32));
     au_wr32(p + 4, (uint32_t)v);
+}
+
+/* Message batches. The owner shard puts the records of the messages it sequences into one store batch and
+ * keeps at most IM_MSG_INFLIGHT such batches submitted; while they are in flight, newly sequenced messages
+ * gather in the next one. The store's writer commits whatever is queued in one fsync anyway, so this costs
+ * no extra wait, and it writes each conversation's head (KS_IM_CONV: last_seq) once per batch instead of
+ * once per message, in the same atomic batch as the messages (a head never lags a stored message), with
+ * one store request and one completion for the lot. */
+#define IM_MSG_INFLIGHT 2u
+
+struct mb_commit {
+    struct send_job *jobs;
+};
+
+static void mb_flush(struct au_shard *sh, struct im_shard *st);
+
+static void mb_committed(struct au_shard *sh, void *arg, int err)
+{
+    struct mb_commit *c = arg;
+    struct im_shard *st = ims(sh);
+    st->mb_inflight--;
+    if (st->mb) mb_flush(sh, st);
+    for (struct send_job *j = c->jobs, *n; j; j = n) {
+        n = j->next;
+        job_committed(sh, j, err);
+    }
+    free(c);
+}
+
+static void put_head(struct store_batch *b, struct send_job *j)
+{
+    struct im_send_req *r = j->req;
+    uint8_t key[KS_KEY_MAX], cv[32 + 2 * 130];
+    struct ks_w cw = ks_w_init(cv, sizeof cv);
+    ks_w_u8(&cw, KS_V1);
+    ks_w_u8(&cw, r->target_group ? 2 : 1);
+    ks_w_u64(&cw, j->seq);
+    if (r->target_group) {
+        ks_w_u64(&cw, r->gid);
+    } else {
+        ks_w_str16(&cw, r->from, strlen(r->from));
+        ks_w_str16(&cw, r->target, strlen(r->target));
+    }
+    AU_ASSERT(!cw.err);
+    store_batch_put(b, key, ks_im_id(key, KS_IM_CONV, r->app, j->conv), cv, cw.len);
+}
+
+static void mb_flush(struct au_shard *sh, struct im_shard *st)
+{
+    AU_ASSERT(st->mb != NULL && st->mb_jobs != NULL);
+    for (struct conv_state *cs = st->mb_dirty, *n; cs; cs = n) {
+        n = cs->dirty_next;
+        put_head(st->mb, cs->head_job);
+        cs->head_job = NULL;
+        cs->dirty_next = NULL;
+    }
+    struct mb_commit *c = malloc(sizeof *c);
+    AU_ASSERT(c != NULL);
+    c->jobs = st->mb_jobs;
+    struct store_batch *b = st->mb;
+    st->mb = NULL;
+    st->mb_jobs = NULL;
+    st->mb_tail = &st->mb_jobs;
+    st->mb_dirty = NULL;
+    st->mb_inflight++;
+    store_write(persist_store(), sh->id, b, mb_committed, c);
 }
 
 /* Runs on the owner shard with the conversation's sequence loaded. */
@@ -392,27 +464,21 @@ static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send
         outl = im_msg_canon_finish(r->json, r->json_len, j->msgid, j->ctime_ms, j->seq, out, jl + 1);
     }
 
+    struct im_shard *st = ims(sh);
+    if (!st->mb) st->mb = store_batch_new();
+    struct store_batch *batch = st->mb;
     uint8_t key[KS_KEY_MAX];
-    struct store_batch *batch = store_batch_new();
     store_batch_put(batch, key, ks_im_msg(key, r->app, j->conv, j->seq), v, hdr + outl);
     uint8_t cs16[16];
     put_u64(cs16, j->conv);
     put_u64(cs16 + 8, j->seq);
     store_batch_put(batch, key, ks_im_id(key, KS_IM_MSGID, r->app, j->msgid), cs16, 16);
-    /* conversation head */
-    uint8_t cv[32 + 2 * 130];
-    struct ks_w cw = ks_w_init(cv, sizeof cv);
-    ks_w_u8(&cw, KS_V1);
-    ks_w_u8(&cw, r->target_group ? 2 : 1);
-    ks_w_u64(&cw, j->seq);
-    if (r->target_group) {
-        ks_w_u64(&cw, r->gid);
-    } else {
-        ks_w_str16(&cw, r->from, fl);
-        ks_w_str16(&cw, r->target, strlen(r->target));
+    /* conversation head: at the flush, from the conversation's latest message in the batch */
+    if (!cs->head_job) {
+        cs->dirty_next = st->mb_dirty;
+        st->mb_dirty = cs;
     }
-    AU_ASSERT(!cw.err);
-    store_batch_put(batch, key, ks_im_id(key, KS_IM_CONV, r->app, j->conv), cv, cw.len);
+    cs->head_job = j;
     /* The participants' conversation lists: written until one message of the conversation carrying them
      * has committed (they are never deleted but with their app, whose ids are not reused). */
     if (!r->target_group && !cs->uconv_stored) {
@@ -453,7 +519,10 @@ static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send
         if (r->extra_len) memcpy(j->users + o2, r->extra_recipients, r->extra_len);
         j->users_len = ul;
     }
-    store_write(persist_store(), sh->id, batch, job_committed, j);
+    j->next = NULL;
+    *st->mb_tail = j;
+    st->mb_tail = &j->next;
+    if (st->mb_inflight < IM_MSG_INFLIGHT) mb_flush(sh, st);
 }
 
 static void conv_loaded(struct au_shard *sh, void *arg, int err, const void *v, size_t vl)
@@ -951,6 +1020,7 @@ void im_shard_init(struct au_shard *sh)
     AU_ASSERT(au_hash_init(&st->inbox, 256) == 0 && au_hash_init(&st->convs, 256) == 0 &&
               au_hash_init(&st->cursors, 256) == 0);
     st->shard = sh;
+    st->mb_tail = &st->mb_jobs;
     broker_of(sh)->imsvc = st;
     au_timer_init(&st->sweep_timer, sweep_fire);
     if (sh->id == 0) au_timer_arm(&broker_of(sh)->timers, &st->sweep_timer, sh->now_ms + IM_SWEEP_FIRST_MS);
@@ -980,6 +1050,13 @@ void im_shard_fini(struct au_shard *sh)
         }
         free(cs);
     }
+    /* Empty too (a batch is built only while IM_MSG_INFLIGHT are in flight, and their completions, run
+     * by the store's detach, submit it); never submitted otherwise: nothing of it was acknowledged. */
+    for (struct send_job *j = st->mb_jobs, *n; j; j = n) {
+        n = j->next;
+        job_dispose(&j->x);
+    }
+    if (st->mb) store_batch_free(st->mb);
     au_hash_iter_init(&st->cursors, &it); /* empty: the store's detach ran the flushes */
     while (au_hash_next(&st->cursors, &it)) free(it.value);
     au_hash_free(&st->inbox);

@@ -367,7 +367,6 @@ int im_msg_parse_canon(const char *json, size_t len, enum im_src src, enum im_fr
     AU_ASSERT(from_type == IM_FROM_USER || from_type == IM_FROM_ADMIN);
     AU_ASSERT(from_id && from_id[0] && strlen(from_id) <= AU_IM_USERNAME_MAX);
     struct pctx c = { src, err };
-    memset(out, 0, sizeof *out);
     err->code = IM_OK;
     err->msg[0] = '\0';
     *canon = NULL;
@@ -383,9 +382,9 @@ int im_msg_parse_canon(const char *json, size_t len, enum im_src src, enum im_fr
             return 0;
         }
         free(s);
-        memset(out, 0, sizeof *out);
         *canon_len = 0;
     }
+    memset(out, 0, sizeof *out);
     json_t *root = im_load(&c, json, len, AU_IM_MSG_JSON_MAX, IM_F_TOO_LONG);
     if (!root)
         return -1;
