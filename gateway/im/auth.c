@@ -67,49 +67,45 @@ size_t auth_b64_enc(const uint8_t *in, size_t n, char *out, bool url)
     return o;
 }
 
-/* 0..63 = value + 1 in either alphabet (0 = not a base64 character); '+' '/' standard only, '-' '_' URL only. */
-#define B64_ROW(c0, v0) [c0] = (v0) + 1
-static const uint8_t B64_DEC[256] = {
-    B64_ROW('A', 0),  B64_ROW('B', 1),  B64_ROW('C', 2),  B64_ROW('D', 3),  B64_ROW('E', 4),  B64_ROW('F', 5),
-    B64_ROW('G', 6),  B64_ROW('H', 7),  B64_ROW('I', 8),  B64_ROW('J', 9),  B64_ROW('K', 10), B64_ROW('L', 11),
-    B64_ROW('M', 12), B64_ROW('N', 13), B64_ROW('O', 14), B64_ROW('P', 15), B64_ROW('Q', 16), B64_ROW('R', 17),
-    B64_ROW('S', 18), B64_ROW('T', 19), B64_ROW('U', 20), B64_ROW('V', 21), B64_ROW('W', 22), B64_ROW('X', 23),
-    B64_ROW('Y', 24), B64_ROW('Z', 25), B64_ROW('a', 26), B64_ROW('b', 27), B64_ROW('c', 28), B64_ROW('d', 29),
-    B64_ROW('e', 30), B64_ROW('f', 31), B64_ROW('g', 32), B64_ROW('h', 33), B64_ROW('i', 34), B64_ROW('j', 35),
-    B64_ROW('k', 36), B64_ROW('l', 37), B64_ROW('m', 38), B64_ROW('n', 39), B64_ROW('o', 40), B64_ROW('p', 41),
-    B64_ROW('q', 42), B64_ROW('r', 43), B64_ROW('s', 44), B64_ROW('t', 45), B64_ROW('u', 46), B64_ROW('v', 47),
-    B64_ROW('w', 48), B64_ROW('x', 49), B64_ROW('y', 50), B64_ROW('z', 51), B64_ROW('0', 52), B64_ROW('1', 53),
-    B64_ROW('2', 54), B64_ROW('3', 55), B64_ROW('4', 56), B64_ROW('5', 57), B64_ROW('6', 58), B64_ROW('7', 59),
-    B64_ROW('8', 60), B64_ROW('9', 61), B64_ROW('+', 62), B64_ROW('/', 63), B64_ROW('-', 62), B64_ROW('_', 63),
-};
+/* value + 1 of each symbol (0 = not a symbol of that alphabet): standard "+/", URL-safe "-_". */
+#define B64_COMMON                                                                                              \
+    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8, ['I'] = 9, ['J'] = 10, \
+    ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19,   \
+    ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28,   \
+    ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37,   \
+    ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46,   \
+    ['u'] = 47, ['v'] = 48, ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55,   \
+    ['3'] = 56, ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62
+static const uint8_t B64_DEC_STD[256] = { B64_COMMON, ['+'] = 63, ['/'] = 64 };
+static const uint8_t B64_DEC_URL[256] = { B64_COMMON, ['-'] = 63, ['_'] = 64 };
 
-static int b64_val(char c, bool url)
-{
-    unsigned char u = (unsigned char)c;
-    if (u == (url ? '+' : '-') || u == (url ? '/' : '_')) return -1; /* the other alphabet's two symbols */
-    return (int)B64_DEC[u] - 1;
-}
-
+/* Four symbols at a time (the REST path decodes a 68-symbol Authorization header on every request). */
 int auth_b64_dec(const char *in, size_t n, uint8_t *out, size_t cap, bool url)
 {
     if (n % 4 == 1) return -1;
     size_t olen = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
     if (olen > cap) return -1;
-    size_t o = 0;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_val(in[i], url);
-        if (v < 0) return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
+    const uint8_t *t = url ? B64_DEC_URL : B64_DEC_STD;
+    const unsigned char *p = (const unsigned char *)in;
+    size_t i = 0, o = 0;
+    for (; i + 4 <= n; i += 4) {
+        unsigned a = t[p[i]], b = t[p[i + 1]], c = t[p[i + 2]], d = t[p[i + 3]];
+        if (!a || !b || !c || !d) return -1;
+        uint32_t v = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6 | (d - 1);
+        out[o] = (uint8_t)(v >> 16);
+        out[o + 1] = (uint8_t)(v >> 8);
+        out[o + 2] = (uint8_t)v;
+        o += 3;
     }
-    if (acc != 0) return -1; /* non-canonical: unused trailing bits set */
+    size_t r = n - i; /* 0, 2 or 3 symbols left: 1 or 2 bytes, the unused low bits must be zero */
+    if (r) {
+        unsigned a = t[p[i]], b = t[p[i + 1]], c = r == 3 ? t[p[i + 2]] : 1;
+        if (!a || !b || !c) return -1;
+        uint32_t v = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6;
+        if (v & (r == 2 ? 0xffffu : 0xffu)) return -1; /* non-canonical: unused trailing bits set */
+        out[o++] = (uint8_t)(v >> 16);
+        if (r == 3) out[o++] = (uint8_t)(v >> 8);
+    }
     AU_ASSERT(o == olen);
     return (int)o;
 }
@@ -507,7 +503,7 @@ int auth_token_verify(const struct auth_token_key *k, const char *tok, size_t le
     if ((size_t)n != payload_len(al, ul) || !auth_username_ok((const char *)pl + 2 + al, ul))
         return AUTH_TOKEN_NOT_TOKEN;
     for (size_t i = dot + 1; i < len; i++)
-        if (b64_val(tok[i], true) < 0) return AUTH_TOKEN_NOT_TOKEN;
+        if (!B64_DEC_URL[(unsigned char)tok[i]]) return AUTH_TOKEN_NOT_TOKEN;
 
     /* MAC: recompute over "au1.<payload>" and compare the encoded tag as a whole, in constant time
      * (comparing the text also rejects non-canonical encodings of the right tag). */

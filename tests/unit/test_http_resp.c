@@ -99,6 +99,127 @@ TEST(b64_alphabets)
     }
 }
 
+/* ---- routing: the shape prefilter (segment count, first two literal lengths) must not change a match ---- */
+static int g_hit;
+#define H(n) static void h##n(const struct http_req *q, struct http_resp *r, void *c) { (void)q; (void)r; (void)c; g_hit = n; }
+H(1) H(2) H(3) H(4) H(5) H(6) H(7) H(8) H(9) H(10)
+#undef H
+
+static int route_of(const char *method, const char *path)
+{
+    char req[1024];
+    snprintf(req, sizeof req, "%s %s HTTP/1.1\r\n\r\n", method, path);
+    g_hit = 0;
+    if (run_one(req) < 0) return -1;
+    if (g_hit) return g_hit;
+    return strncmp(g_out.buf, "HTTP/1.1 405", 12) == 0 ? 405 : strncmp(g_out.buf, "HTTP/1.1 404", 12) == 0 ? 404 : -2;
+}
+
+TEST(routes_prefilter)
+{
+    char lit250[300], lit255[300], path[700];
+    memset(lit250, 'a', 250);
+    lit250[250] = '\0';
+    memset(lit255, 'b', 255);
+    lit255[255] = '\0';
+    http_routes_clear();
+    CHECK_EQ(http_route_add("GET", "/v1/users/{u}", h1), 0);
+    CHECK_EQ(http_route_add("GET", "/v1/users/userstat", h2), 0);
+    CHECK_EQ(http_route_add("GET", "/v1/{x}/groups", h3), 0);
+    CHECK_EQ(http_route_add("GET", "/{a}/{b}", h4), 0);
+    CHECK_EQ(http_route_add("GET", "/static/{*}", h5), 0);
+    CHECK_EQ(http_route_add("GET", "/", h6), 0);
+    snprintf(path, sizeof path, "/%s", lit250);             /* patterns are < HTTP_ROUTE_PATTERN_MAX bytes */
+    CHECK_EQ(http_route_add("GET", path, h7), 0);
+    snprintf(path, sizeof path, "/%s", lit255);
+    CHECK_EQ(http_route_add("GET", path, h8), -1);
+    CHECK_EQ(http_route_add("PUT", "/v1/users/{u}/groups", h9), 0);
+    CHECK_EQ(http_route_add("GET", "/v1/usersX/{u}", h10), 0);
+
+    CHECK_EQ(route_of("GET", "/v1/users/bob"), 1);
+    CHECK_EQ(route_of("GET", "/v1/users/userstat"), 2);      /* most literal wins */
+    CHECK_EQ(route_of("GET", "/v1/users/userstat/"), 2);
+    CHECK_EQ(route_of("GET", "/v1/users/groups"), 1);
+    CHECK_EQ(route_of("GET", "/v1/abc/groups"), 3);
+    CHECK_EQ(route_of("GET", "/v1/usersX/q"), 10);
+    CHECK_EQ(route_of("GET", "/v2/users"), 4);
+    CHECK_EQ(route_of("GET", "/x/y"), 4);
+    CHECK_EQ(route_of("GET", "/static"), 5);                  /* {*} takes zero segments too */
+    CHECK_EQ(route_of("GET", "/static/a/b/c/d/e"), 5);
+    CHECK_EQ(route_of("GET", "/"), 6);
+    CHECK_EQ(route_of("GET", "/x"), 404);
+    CHECK_EQ(route_of("GET", "/v1/users/bob/groups"), 405);   /* only PUT there */
+    CHECK_EQ(route_of("PUT", "/v1/users/bob/groups"), 9);
+    snprintf(path, sizeof path, "/%s", lit250);
+    CHECK_EQ(route_of("GET", path), 7);
+    snprintf(path, sizeof path, "/%sa", lit250);
+    CHECK_EQ(route_of("GET", path), 404);
+    snprintf(path, sizeof path, "/%s", lit255);               /* segments of 255+ bytes */
+    CHECK_EQ(route_of("GET", path), 404);
+    snprintf(path, sizeof path, "/%s/x", lit255);
+    CHECK_EQ(route_of("GET", path), 4);
+    snprintf(path, sizeof path, "/%s/%s", lit255, lit255);
+    CHECK_EQ(route_of("GET", path), 4);
+    http_routes_clear();
+}
+
+/* The bit-at-a-time decoder auth_b64_dec replaced: the reference for the four-at-a-time one. */
+static int ref_b64_dec(const char *in, size_t n, uint8_t *out, size_t cap, bool url)
+{
+    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char urls[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if (n % 4 == 1) return -1;
+    size_t olen = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
+    if (olen > cap) return -1;
+    size_t o = 0;
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *f = in[i] ? strchr(url ? urls : std, in[i]) : NULL;
+        if (!f) return -1;
+        acc = (acc << 6) | (uint32_t)(f - (url ? urls : std));
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return acc != 0 ? -1 : (int)o;
+}
+
+TEST(b64_against_reference)
+{
+    static const char sym[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=\0\x80 .";
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    size_t mismatches = 0, accepted = 0;
+    for (int k = 0; k < 200000; k++) {
+        char in[16];
+        uint8_t a[16], b[16];
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t n = (size_t)(x % 13);
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* mostly valid symbols of either alphabet, some junk */
+            in[i] = sym[x % (k % 3 ? 64 : sizeof sym - 1)];
+        }
+        bool url = k & 1;
+        size_t cap = (size_t)(x >> 40) % 12;
+        int ra = auth_b64_dec(in, n, a, cap, url), rb = ref_b64_dec(in, n, b, cap, url);
+        if (ra != rb || (ra > 0 && memcmp(a, b, (size_t)ra) != 0)) mismatches++;
+        accepted += ra >= 0;
+    }
+    CHECK_EQ(mismatches, 0);
+    CHECK(accepted > 10000);
+    uint8_t o[4];
+    CHECK_EQ(auth_b64_dec("AA", 2, o, sizeof o, false), 1);
+    CHECK_EQ(auth_b64_dec("AB", 2, o, sizeof o, false), -1);  /* unused bits set */
+    CHECK_EQ(auth_b64_dec("AAE", 3, o, sizeof o, false), 2);
+    CHECK_EQ(auth_b64_dec("AAB", 3, o, sizeof o, false), -1);
+    CHECK_EQ(auth_b64_dec("A", 1, o, sizeof o, false), -1);
+    CHECK_EQ(auth_b64_dec("", 0, o, sizeof o, false), 0);
+}
+
 TEST(secret_two_steps)
 {
     char key[AUTH_KEY_LEN + 1], other[AUTH_KEY_LEN + 1], stored[AUTH_SECRET_HASH_STR_MAX];
@@ -156,7 +277,9 @@ TEST(secret_check_cost)
 int main(void)
 {
     RUN(resp_header_names);
+    RUN(routes_prefilter);
     RUN(b64_alphabets);
+    RUN(b64_against_reference);
     RUN(secret_two_steps);
     RUN(secret_check_cost);
     TEST_MAIN_END();
