@@ -25,6 +25,11 @@
 /* A QoS 1 message sent at once to an online persistent session is written to the store only if the
  * subscriber has not acknowledged it within this time (the publisher's PUBACK waits for either). */
 #define BROKER_STORE_DEFER_MS 2u
+/* QoS 0 to a connection is dropped once this much (or send_queue_bytes, if lower) waits in its send queue:
+ * past saturation a fan-out then levels off instead of queueing seconds of messages per subscriber and
+ * faulting in fresh pages for them. QoS 1/2 and IM messages are queued in the session instead, never dropped
+ * for this. (Belongs with AU_SEND_QUEUE_BYTES in core/limits.h.) */
+#define MQTT_QOS0_QUEUE_BYTES (256u << 10)
 
 /* An application message as published: immutable after creation, shared by every shard that
  * delivers or retains it. Layout of data[]: topic, forwarded v5 properties (payload format,

@@ -144,6 +144,16 @@ bool send_publish(struct broker *b, struct mqtt_conn *mc, struct msg *m, uint8_t
 
 void send_ack(struct mqtt_conn *mc, uint8_t type, uint16_t pid, uint8_t reason, const char *reason_str)
 {
+    if (!(mc->version == MQTT_V5 && reason_str && mc->req_problem_info)) {
+        /* No properties (the common case, one per QoS 1/2 message): the 4- or 5-byte packet, written in place
+         * (same bytes as mqtt_enc_ack: 3.1.1 has no reason code; MQTT 5 omits a success one). */
+        AU_ASSERT(type >= MQTT_PUBACK && type <= MQTT_PUBCOMP && pid != 0);
+        bool rc = mc->version == MQTT_V5 && reason != MQTT_RC_SUCCESS;
+        uint8_t out[5] = { (uint8_t)(type << 4 | (type == MQTT_PUBREL ? 2 : 0)), rc ? 3 : 2, (uint8_t)(pid >> 8),
+                           (uint8_t)pid, reason };
+        au_conn_write(mc->conn, out, rc ? 5u : 4u);
+        return;
+    }
     uint8_t out[512];
     struct mqtt_props pr;
     memset(&pr, 0, sizeof pr);
@@ -189,7 +199,8 @@ void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t
     bool online = mc && mc->state == MC_CONNECTED;
     if (qos == 0) {
         if (!online) return; /* QoS 0 is not queued for offline sessions */
-        if (au_conn_queued(mc->conn) > b->cfg->send_queue_bytes) {
+        uint32_t budget = b->cfg->send_queue_bytes < MQTT_QOS0_QUEUE_BYTES ? b->cfg->send_queue_bytes : MQTT_QOS0_QUEUE_BYTES;
+        if (au_conn_queued(mc->conn) > budget) {
             BS_INC(b, dropped_qos0_slow); /* slow consumer: QoS 0 is dropped, never buffered without bound */
             return;
         }

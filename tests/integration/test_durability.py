@@ -11,7 +11,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Aurora, client, on_aurora, raw, run_tests, scale, wait_until,  # noqa: E402
-                     connect_packet, publish_packet, pubrel_packet, PUBACK, PUBREC, PUBCOMP, PUBLISH, parse_publish)
+                     connect_packet, publish_packet, pubrel_packet, subscribe_packet, PUBACK, PUBREC, PUBCOMP,
+                     PUBLISH, SUBACK, parse_publish)
 
 
 @on_aurora
@@ -81,6 +82,33 @@ def kill9_keeps_pipelined_publishes_to_offline_sessions(b):
         got = c.messages(n, timeout=15)
         assert [m.payload for m in got] == [b"%d:%d" % (i, k) for k in range(n)], (i, [m.payload for m in got[:5]])
         c.disconnect()
+
+
+@on_aurora
+def kill9_keeps_unacknowledged_deliveries_to_online_sessions(b):
+    # An online persistent subscriber gets each QoS 1 message at once; its store write waits a moment for the
+    # subscriber's PUBACK (BROKER_STORE_DEFER_MS). This one never acknowledges: the publisher's PUBACK must still
+    # mean the message is on disk, so after SIGKILL the session gets every message again.
+    s = raw(b)
+    t, _, _ = s.connect(client_id="ua-sub", version=4, clean=False)
+    s.send(subscribe_packet(1, [("ua/t", 1)]))
+    assert s.expect_packet(SUBACK, 5)
+    pub = client(b, client_id="ua-pub", version=4)
+    n = scale(50)
+    for i in range(n):
+        pub.publish("ua/t", b"u%d" % i, qos=1, wait=True)            # PUBACK: durable (never acknowledged)
+    got = []
+    while len(got) < n:
+        p = s.recv_packet(5)
+        assert p is not None and p[0] == PUBLISH, p
+        got.append(p)
+    b.kill()
+    b.restart()
+    c = client(b, client_id="ua-sub", version=4, clean=False)
+    assert c.connack.session_present
+    msgs = c.messages(n, timeout=10)
+    assert [m.payload for m in msgs] == [b"u%d" % i for i in range(n)], [m.payload for m in msgs[:5]]
+    c.disconnect()
 
 
 @on_aurora
