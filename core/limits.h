@@ -13,8 +13,10 @@
 #define AU_LISTEN_BACKLOG          4096
 #define AU_LISTEN_DEFER_ACCEPT_S   1       /* TCP_DEFER_ACCEPT: accept once the first bytes are there (a silent
                                             * client is accepted after about this long anyway) */
-#define AU_ACCEPT_OVERSHOOT        32      /* connections taken past max_conns while a full shard's pause takes
-                                            * effect (the protocol refuses them: MQTT CONNACK server unavailable) */
+#define AU_ACCEPT_OVERSHOOT        32      /* connections taken past max_conns (accepted while a full shard's pause
+                                            * takes effect, or by the last shard left listening when every shard is
+                                            * full), only to be refused by the protocol (MQTT CONNACK server
+                                            * unavailable) */
 #define AU_ACCEPT_RESUME_GAP       64      /* a full shard accepts again below max_conns - min(this, max_conns / 8) */
 #define AU_LISTEN_PROBE_MS         10000   /* wait for a previous instance's listening sockets to go */
 

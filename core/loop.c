@@ -352,6 +352,7 @@ static void drop_output(struct au_conn *c)
 /* ------------------------------------------------------------------ close / free */
 
 static void update_accepting(struct au_shard *s);
+static void arm_accept(struct au_shard *s, unsigned i);
 
 static void maybe_free(struct au_conn *c)
 {
@@ -370,6 +371,8 @@ static void maybe_free(struct au_conn *c)
     AU_STAT_ADD(s, conns, (uint64_t)-1);
     AU_STAT_INC(s, closed);
     if (!s->accepting && !s->stopping && s->nconns < s->max_conns) update_accepting(s); /* room again */
+    if (s->refusing && s->nconns < s->max_conns + AU_ACCEPT_OVERSHOOT)
+        for (unsigned i = 0; i < s->nlisteners; i++) arm_accept(s, i);
 }
 
 /* Cancel a pending multishot recv (it holds a reference to the socket, so closing the slot alone would
@@ -470,7 +473,10 @@ static void arm_accept(struct au_shard *s, unsigned i)
 {
     if (s->accept_armed[i] || s->listen_fd[i] < 0) return;
     struct io_uring_sqe *sqe = get_sqe(s);
-    io_uring_prep_multishot_accept_direct(sqe, s->listen_fd[i], NULL, NULL, 0);
+    /* A refusing shard takes one connection per accept: a multishot accept would empty the whole queue at once,
+     * past the slots it may use for refusals (those would be closed without an answer). */
+    if (s->refusing) io_uring_prep_accept_direct(sqe, s->listen_fd[i], NULL, NULL, 0, IORING_FILE_INDEX_ALLOC - 1);
+    else io_uring_prep_multishot_accept_direct(sqe, s->listen_fd[i], NULL, NULL, 0);
     io_uring_sqe_set_data64(sqe, UD(OP_ACCEPT, (uintptr_t)i));
     s->accept_armed[i] = 1;
 }
@@ -522,29 +528,62 @@ static uint32_t resume_below(const struct au_shard *s)
     return s->max_conns - gap;
 }
 
+static void leave_group(struct au_shard *s)
+{
+    pause_accept(s);
+    close_listeners(s);
+    if (s->in_group) {
+        s->in_group = false;
+        atomic_fetch_sub_explicit(s->in_group_count, 1, memory_order_acq_rel);
+    }
+}
+
+/* A refusing shard (full, last in the group) leaves the group once another shard is back in it. */
+static void check_refusing(struct au_shard *s)
+{
+    if (!s->refusing || atomic_load_explicit(s->in_group_count, memory_order_acquire) < 2) return;
+    s->refusing = false;
+    au_info("another shard accepts again: leaving the port group conns=%u max=%u", s->nconns, s->max_conns);
+    leave_group(s);
+}
+
 static void update_accepting(struct au_shard *s)
 {
     bool want;
     if (s->stopping) want = false;
     else if (s->accepting) want = s->nconns < s->max_conns;
-    else want = s->nconns < resume_below(s) || (s->nconns < s->max_conns && s->listen_fd[0] >= 0);
+    else want = s->nconns < resume_below(s) || (s->nconns < s->max_conns && s->in_group);
     if (want == s->accepting) return;
     s->accepting = want;
     if (want) {
+        s->refusing = false;
         for (unsigned i = 0; i < s->nlisteners; i++) {
             if (s->listen_fd[i] >= 0) continue;
             int fd = open_listener(&s->lspec[i]);
             if (fd < 0) au_warn("listen %s again: %s", s->lspec[i].name, strerror(-fd));
             s->listen_fd[i] = fd;
         }
+        if (!s->in_group) {
+            s->in_group = true;
+            atomic_fetch_add_explicit(s->in_group_count, 1, memory_order_acq_rel);
+        }
         for (unsigned i = 0; i < s->nlisteners; i++) arm_accept(s, i);
         if (s->stats.accept_paused) au_info("accepting again conns=%u max=%u", s->nconns, s->max_conns);
-    } else {
+    } else if (s->stopping) {
         pause_accept(s);
-        if (!s->stopping) {
-            AU_STAT_INC(s, accept_paused);
+    } else {
+        AU_STAT_INC(s, accept_paused);
+        /* Leave the group unless we are the last one in it: then stay and refuse (accept stays armed). */
+        if (s->in_group && atomic_fetch_sub_explicit(s->in_group_count, 1, memory_order_acq_rel) == 1) {
+            atomic_fetch_add_explicit(s->in_group_count, 1, memory_order_acq_rel);
+            s->refusing = true;
+            pause_accept(s); /* the multishot accept ends; on_accept arms single accepts from now on */
+            au_warn("every shard full: refusing new connections conns=%u max=%u", s->nconns, s->max_conns);
+        } else {
+            s->in_group = false; /* counted out above */
             au_warn("shard full: accept paused, listeners leave the port group conns=%u max=%u", s->nconns,
                     s->max_conns);
+            pause_accept(s);
             close_listeners(s);
         }
     }
@@ -598,7 +637,12 @@ static void on_accept(struct au_shard *s, struct io_uring_cqe *cqe, unsigned i)
         au_warn("accept error listener=%u err=%s", i, strerror(-cqe->res));
     }
     if (s->nconns >= s->max_conns) update_accepting(s);
-    if (!s->accept_armed[i] && s->accepting) arm_accept(s, i);
+    check_refusing(s);
+    if (s->refusing && s->nconns >= s->max_conns + AU_ACCEPT_OVERSHOOT) {
+        pause_accept(s); /* refusing as fast as we can: the rest waits in the queue until some are gone */
+    } else if (!s->accept_armed[i] && (s->accepting || s->refusing)) {
+        arm_accept(s, i);
+    }
 }
 
 /* ------------------------------------------------------------------ handoff */
@@ -934,6 +978,7 @@ static int shard_setup(struct au_shard *s, const struct au_loop_opts *o)
         }
         s->listen_fd[i] = fd;
     }
+    s->in_group = true;
     return 0;
 }
 
@@ -952,6 +997,7 @@ static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
             s->stopping = true;
             s->stop_deadline = s->now_ms + (o->drain_ms ? o->drain_ms : 3000);
             update_accepting(s);
+            s->refusing = false;
             close_listeners(s); /* a restarted instance can bind at once */
             if (s->hooks && s->hooks->shard_stop) s->hooks->shard_stop(s);
             for (struct au_conn *c = s->conns; c; c = c->all_next)
@@ -962,6 +1008,7 @@ static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
             int t = s->hooks->shard_tick(s, s->now_ms);
             if (t >= 0 && t < wait_ms) wait_ms = t;
         }
+        check_refusing(s);
         if (s->closing) {
             reap_closing(s);
             if (wait_ms > 100) wait_ms = 100;
@@ -1075,7 +1122,9 @@ int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out)
     AU_ASSERT(o->nlisteners <= 8);
     AU_ASSERT(o->n_ext >= 0 && o->n_ext <= AU_MAX_EXT);
     struct au_shard **all = calloc((size_t)n, sizeof *all);
-    AU_ASSERT(all != NULL);
+    atomic_int *in_group_count = malloc(sizeof *in_group_count);
+    AU_ASSERT(all != NULL && in_group_count != NULL);
+    atomic_init(in_group_count, n);
     for (int i = 0; i < n; i++) {
         struct au_shard *s = aligned_alloc(64, (sizeof *s + 63) & ~(size_t)63);
         AU_ASSERT(s != NULL);
@@ -1084,6 +1133,7 @@ int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out)
         s->nshards = n;
         s->all = all;
         s->hooks = o->hooks;
+        s->in_group_count = in_group_count;
         s->ninq = n + o->n_ext;
         s->inq = calloc((size_t)s->ninq, sizeof *s->inq);
         s->ovf_head = calloc((size_t)n, sizeof *s->ovf_head);
@@ -1120,6 +1170,7 @@ int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out)
 
 void au_loop_stop(struct au_shard **shards, int nshards)
 {
+    atomic_int *in_group_count = shards[0]->in_group_count;
     for (int i = 0; i < nshards; i++) {
         atomic_store(&shards[i]->stop, 1);
         if (g_main_ring_ok) {
@@ -1148,6 +1199,7 @@ void au_loop_stop(struct au_shard **shards, int nshards)
         free(s);
     }
     free(shards);
+    free(in_group_count);
     if (g_main_ring_ok) {
         io_uring_queue_exit(&g_main_ring);
         g_main_ring_ok = 0;

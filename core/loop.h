@@ -165,6 +165,9 @@ struct au_shard {
     uint32_t nseg_free;
     bool accepting;               /* listeners armed (not paused, not stopping) */
     bool stopping;
+    bool in_group;                /* our listening sockets are in the port's SO_REUSEPORT group */
+    bool refusing;                /* full, but the last shard in the group: accepts to refuse (see below) */
+    atomic_int *in_group_count;   /* shards with in_group set (shared by all shards) */
     uint64_t stop_deadline;
     uint64_t next_conn_id;
     uint64_t now_ms;              /* updated every iteration */
@@ -238,11 +241,12 @@ int au_conn_handoff(struct au_conn *c, int to, void *arg);
 
 /* ---- capacity ----
  * A shard holds at most max_conns connections. At the limit it stops accepting and takes its listening
- * sockets out of the SO_REUSEPORT group, so the kernel gives new connections to the other shards (when every
- * shard is full, connects are refused by the kernel: nothing listens). Connections that were already in the
- * accept queue, and hand-offs that arrive while the shard is full, are still taken (up to
- * AU_ACCEPT_OVERSHOOT more) so that the protocol can refuse them cleanly; below the limit again
- * (less AU_ACCEPT_RESUME_GAP), the shard rejoins the group. */
+ * sockets out of the SO_REUSEPORT group, so the kernel gives new connections to the other shards. The last
+ * shard in the group stays in it when it fills ("refusing"): it goes on accepting, up to AU_ACCEPT_OVERSHOOT
+ * past its limit, so that the protocol refuses every new connection cleanly (MQTT: CONNACK "server
+ * unavailable") instead of leaving it in an accept queue or the port without a listener; it leaves the group
+ * as soon as another shard is back in it. Hand-offs that arrive at a full shard are taken too (the protocol
+ * refuses them, au_shard_over_limit). Below the limit again (less AU_ACCEPT_RESUME_GAP) a shard rejoins. */
 /* Any thread: shard `s` has room for one more connection (a relaxed read: a hint for routing decisions). */
 static inline bool au_shard_has_room(const struct au_shard *s) { return AU_STAT_READ(s, conns) < s->max_conns; }
 /* Shard thread: the shard holds more connections than max_conns (this one was taken over the limit). */

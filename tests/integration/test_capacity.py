@@ -4,9 +4,9 @@ Aurora is started with a tiny `max_connections` (split evenly over the shards). 
 hash(client id) mod shards; when that shard is full:
   - a connection accepted by another shard is answered CONNACK "server unavailable" (3.1.1 return code 3,
     MQTT 5 reason 0x88) and closed;
-  - the full shard's listener leaves the SO_REUSEPORT group, so its accept queue does not hold new connections
-    (with every shard full nothing listens: the kernel refuses the TCP connect);
-and once sessions go away the shards accept again. Every attempt must end (CONNACK or refused) well within the
+  - the full shard's listener leaves the SO_REUSEPORT group, so its accept queue does not hold new connections;
+and once sessions go away the shards accept again. The last shard in the group stays in it when it fills,
+accepting only to refuse, so even with every shard full a client gets its CONNACK refusal. Every attempt must end (CONNACK or refused) well within the
 client's timeout: the bug was connections waiting in a full shard's accept queue until the client gave up.
 
 Run: /usr/bin/python3 tests/integration/test_capacity.py [-k name] [-v]
@@ -65,7 +65,7 @@ def owner_shard_full_refused_with_connack():
                 refused[ver].append(v)
             else:
                 tcp += 1
-                time.sleep(0.05)  # both shards full for a moment (a session leaving): nothing listens
+                time.sleep(0.05)  # reset in a leaving listener's accept queue
             if refused[4] and refused[5] and len(held) == 3:
                 break
         assert refused[4] and refused[5], "no CONNACK refusal seen (held %d, served %d, tcp refusals %d, connack %r)" % (
@@ -94,16 +94,17 @@ def owner_shard_full_refused_with_connack():
 
 @test
 def single_shard_full_refuses_and_recovers():
-    # One shard of 2 connections: the third connect is refused at once (the listener left the port group, or it
-    # was in the accept queue and gets CONNACK 3), never left waiting; after one session leaves, a new one fits.
+    # One shard of 2 connections: the last shard in the port group stays in it when full and refuses every new
+    # session with CONNACK "server unavailable" (never a stall, nor a port without a listener); after one
+    # session leaves, a new one fits.
     with Aurora(extra_args=["--shards", "1", "--set", "max_connections=2"]) as b:
         a = client(b, "one-a")
         c = client(b, "one-b")
-        for i in range(5):
-            kind, v = attempt(b, "one-x%d" % i, 4 + (i % 2))
-            assert kind != "ok", "a third session was accepted with max_connections=2"
-            if kind == "connack":
-                assert v in (3, 0x88), v
+        for i in range(6):
+            ver = 4 + (i % 2)
+            kind, v = attempt(b, "one-x%d" % i, ver)
+            assert kind == "connack", "connect %d with max_connections=2 reached by 2 sessions: %r" % (i, (kind, v))
+            assert v == (3 if ver == 4 else 0x88), (ver, v)
         assert a.connected and c.connected
         c.disconnect()
         got = []
@@ -116,6 +117,43 @@ def single_shard_full_refuses_and_recovers():
         assert wait_until(fits, timeout=10, interval=0.1), "no session accepted after one left"
         got[0].disconnect()
         a.disconnect()
+
+
+@test
+def every_shard_full_still_answers():
+    # 2 shards x 2 connections, all 4 held: new clients are still answered, by CONNACK 3 / 0x88 from the last
+    # shard left in the port group; then one session leaves and its shard takes new sessions again.
+    with Aurora(extra_args=["--set", "max_connections=4"]) as b:
+        held, kinds = [], []
+        for i in range(300):
+            kind, v = attempt(b, "all-%d" % i, 4)
+            if kind == "ok":
+                held.append(v)
+            if len(held) == 4:
+                break
+        assert len(held) == 4, "could not fill both shards"
+        for i in range(10):
+            ver = 4 + (i % 2)
+            kind, v = attempt(b, "all-x%d" % i, ver)
+            kinds.append(kind)
+            assert kind != "ok", "a fifth session was accepted with max_connections=4"
+            if kind == "connack":
+                assert v == (3 if ver == 4 else 0x88), (ver, v)
+        assert kinds.count("connack") >= 9, "every shard full: refusals were %r" % kinds
+        assert "every shard full" in b.log_text()
+        for c in held:
+            assert c.connected
+        held.pop().disconnect()
+        got = []
+
+        def fits():
+            kind, v = attempt(b, "all-again-%d" % len(kinds), 4)
+            kinds.append(kind)
+            if kind == "ok":
+                got.append(v)
+            return bool(got)
+        assert wait_until(fits, timeout=10, interval=0.1), "no session accepted after one left"
+        close_all(got + held)
 
 
 if __name__ == "__main__":
