@@ -538,12 +538,24 @@ static void leave_group(struct au_shard *s)
     }
 }
 
+/* Capacity transitions can flap many times a second at the limit (each refused connection frees its slot):
+ * log them at most once a second per shard (the counters keep the exact count). */
+enum { CAP_LOG_LEAVE, CAP_LOG_REFUSING, CAP_LOG_RESUME, CAP_LOG_YIELD };
+static bool capacity_log_ok(struct au_shard *s, unsigned kind)
+{
+    AU_ASSERT(kind < AU_ARRAY_LEN(s->capacity_log_ms));
+    if (s->capacity_log_ms[kind] && s->now_ms < s->capacity_log_ms[kind] + 1000) return false;
+    s->capacity_log_ms[kind] = s->now_ms;
+    return true;
+}
+
 /* A refusing shard (full, last in the group) leaves the group once another shard is back in it. */
 static void check_refusing(struct au_shard *s)
 {
     if (!s->refusing || atomic_load_explicit(s->in_group_count, memory_order_acquire) < 2) return;
     s->refusing = false;
-    au_info("another shard accepts again: leaving the port group conns=%u max=%u", s->nconns, s->max_conns);
+    if (capacity_log_ok(s, CAP_LOG_YIELD))
+        au_info("another shard accepts again: leaving the port group conns=%u max=%u", s->nconns, s->max_conns);
     leave_group(s);
 }
 
@@ -568,7 +580,8 @@ static void update_accepting(struct au_shard *s)
             atomic_fetch_add_explicit(s->in_group_count, 1, memory_order_acq_rel);
         }
         for (unsigned i = 0; i < s->nlisteners; i++) arm_accept(s, i);
-        if (s->stats.accept_paused) au_info("accepting again conns=%u max=%u", s->nconns, s->max_conns);
+        if (s->stats.accept_paused && capacity_log_ok(s, CAP_LOG_RESUME))
+            au_info("accepting again conns=%u max=%u", s->nconns, s->max_conns);
     } else if (s->stopping) {
         pause_accept(s);
     } else {
@@ -578,11 +591,13 @@ static void update_accepting(struct au_shard *s)
             atomic_fetch_add_explicit(s->in_group_count, 1, memory_order_acq_rel);
             s->refusing = true;
             pause_accept(s); /* the multishot accept ends; on_accept arms single accepts from now on */
-            au_warn("every shard full: refusing new connections conns=%u max=%u", s->nconns, s->max_conns);
+            if (capacity_log_ok(s, CAP_LOG_REFUSING))
+                au_warn("every shard full: refusing new connections conns=%u max=%u", s->nconns, s->max_conns);
         } else {
             s->in_group = false; /* counted out above */
-            au_warn("shard full: accept paused, listeners leave the port group conns=%u max=%u", s->nconns,
-                    s->max_conns);
+            if (capacity_log_ok(s, CAP_LOG_LEAVE))
+                au_warn("shard full: accept paused, listeners leave the port group conns=%u max=%u", s->nconns,
+                        s->max_conns);
             pause_accept(s);
             close_listeners(s);
         }

@@ -168,6 +168,7 @@ struct au_shard {
     bool in_group;                /* our listening sockets are in the port's SO_REUSEPORT group */
     bool refusing;                /* full, but the last shard in the group: accepts to refuse (see below) */
     atomic_int *in_group_count;   /* shards with in_group set (shared by all shards) */
+    uint64_t capacity_log_ms[4];  /* last capacity transition of each kind logged (rate limit) */
     uint64_t stop_deadline;
     uint64_t next_conn_id;
     uint64_t now_ms;              /* updated every iteration */
