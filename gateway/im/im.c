@@ -192,65 +192,6 @@ static void deliver_user(struct broker *b, struct msg *m, const char *user, size
     for (uint32_t i = 0; i < e->n; i++) deliver_to_session(b, e->v[i], m);
 }
 
-struct deliver_x {
-    struct au_xmsg x;
-    struct msg *m;
-    uint64_t gid;                /* group conversation: members from the local directory replica */
-    char *users;                 /* NUL-separated recipients (single chat, event extras) */
-    size_t users_len;
-    atomic_uint refs;            /* users is shared by the copies */
-};
-
-static void deliver_handler(struct au_shard *self, struct au_xmsg *x)
-{
-    struct deliver_x *d = (struct deliver_x *)x;
-    struct broker *b = broker_of(self);
-    struct msg *m = d->m;
-    deliver_begin(b, m);
-    if (d->gid) {
-        struct dir_group *g = im_dir_group(im_dir_of(self), m->app, d->gid);
-        if (g)
-            for (uint32_t i = 0; i < g->nmembers; i++)
-                deliver_user(b, m, im_user_name(g->members[i]), g->members[i]->name_len);
-    }
-    for (size_t off = 0; off < d->users_len;) {
-        size_t l = strlen(d->users + off);
-        if (l) deliver_user(b, m, d->users + off, l);
-        off += l + 1;
-    }
-    deliver_end(b);
-    msg_unref(m);
-    free(d->users);
-    free(d);
-}
-
-static void deliver_dispose(struct au_xmsg *x)
-{
-    struct deliver_x *d = (struct deliver_x *)x;
-    msg_unref(d->m);
-    free(d->users);
-    free(d);
-}
-
-static void broadcast_delivery(struct au_shard *sh, struct msg *m, uint64_t gid, const char *users, size_t ulen)
-{
-    for (int i = 0; i < sh->nshards; i++) {
-        struct deliver_x *d = calloc(1, sizeof *d);
-        AU_ASSERT(d != NULL);
-        d->x.handler = deliver_handler;
-        d->m = msg_ref(m);
-        d->gid = gid;
-        if (ulen) {
-            d->users = malloc(ulen);
-            AU_ASSERT(d->users != NULL);
-            memcpy(d->users, users, ulen);
-            d->users_len = ulen;
-        }
-        if (i == sh->id) deliver_handler(sh, &d->x);
-        else au_shard_post_disposable(sh, i, &d->x, deliver_dispose);
-    }
-}
-
 /* ------------------------------------------------------------------ sending */
 
 struct send_job {
@@ -321,19 +262,87 @@ static uint64_t next_msgid(struct au_shard *sh)
     return (ms << 22) | ((uint64_t)(sh->id & 0x3f) << 16) | st->msgid_counter;
 }
 
-static void job_committed(struct au_shard *sh, struct send_job *j, int err)
+/* The deliveries of a committed message batch: one message per shard for the whole batch (instead of one per
+ * message), each entry delivered in batch order, i.e. in sequence order per conversation. */
+struct deliver_ent {
+    struct msg *m;
+    uint64_t gid;
+    uint32_t uoff, ulen;         /* NUL-separated recipients in the batch's users[] */
+};
+
+struct deliver_batch {
+    struct au_xmsg x;
+    uint32_t n;
+    struct deliver_ent *e;       /* [n], in the same allocation */
+    char *users;                 /* in the same allocation */
+};
+
+static void deliver_batch_handler(struct au_shard *self, struct au_xmsg *x)
 {
-    if (err) {
-        j->err = IM_ESTORE;
-        msg_unref(j->m);
-        j->m = NULL;
-        free(j->users);
-        j->users = NULL;
-        job_reply(sh, j);
-        return;
+    struct deliver_batch *db = (struct deliver_batch *)x;
+    struct broker *b = broker_of(self);
+    for (uint32_t k = 0; k < db->n; k++) {
+        struct deliver_ent *e = &db->e[k];
+        struct msg *m = e->m;
+        deliver_begin(b, m);
+        if (e->gid) {
+            struct dir_group *g = im_dir_group(im_dir_of(self), m->app, e->gid);
+            if (g)
+                for (uint32_t i = 0; i < g->nmembers; i++)
+                    deliver_user(b, m, im_user_name(g->members[i]), g->members[i]->name_len);
+        }
+        const char *u = db->users + e->uoff;
+        for (size_t off = 0; off < e->ulen;) {
+            size_t l = strlen(u + off);
+            if (l) deliver_user(b, m, u + off, l);
+            off += l + 1;
+        }
+        deliver_end(b);
+        msg_unref(m);
     }
-    if (j->cs) j->cs->uconv_stored = true;
-    broadcast_delivery(sh, j->m, j->req->target_group ? j->req->gid : 0, j->users, j->users_len);
+    free(db);
+}
+
+static void deliver_batch_dispose(struct au_xmsg *x)
+{
+    struct deliver_batch *db = (struct deliver_batch *)x;
+    for (uint32_t k = 0; k < db->n; k++) msg_unref(db->e[k].m);
+    free(db);
+}
+
+static void broadcast_batch(struct au_shard *sh, struct send_job *jobs)
+{
+    uint32_t n = 0;
+    size_t ubytes = 0;
+    for (struct send_job *j = jobs; j; j = j->next) {
+        n++;
+        ubytes += j->users_len;
+    }
+    size_t sz = sizeof(struct deliver_batch) + (size_t)n * sizeof(struct deliver_ent) + ubytes;
+    for (int i = 0; i < sh->nshards; i++) {
+        struct deliver_batch *db = malloc(sz);
+        AU_ASSERT(db != NULL);
+        memset(&db->x, 0, sizeof db->x);
+        db->x.handler = deliver_batch_handler;
+        db->n = n;
+        db->e = (struct deliver_ent *)(void *)(db + 1);
+        db->users = (char *)(db->e + n);
+        uint32_t k = 0, uo = 0;
+        for (struct send_job *j = jobs; j; j = j->next, k++) {
+            db->e[k] = (struct deliver_ent){ msg_ref(j->m), j->req->target_group ? j->req->gid : 0, uo,
+                                             (uint32_t)j->users_len };
+            if (j->users_len) memcpy(db->users + uo, j->users, j->users_len);
+            uo += (uint32_t)j->users_len;
+        }
+        if (i == sh->id) deliver_batch_handler(sh, &db->x);
+        else au_shard_post_disposable(sh, i, &db->x, deliver_batch_dispose);
+    }
+}
+
+/* A message whose batch could not be stored: answered with the error, delivered to nobody. */
+static void job_failed(struct au_shard *sh, struct send_job *j)
+{
+    j->err = IM_ESTORE;
     msg_unref(j->m);
     j->m = NULL;
     free(j->users);
@@ -367,9 +376,19 @@ static void mb_committed(struct au_shard *sh, void *arg, int err)
     struct im_shard *st = ims(sh);
     st->mb_inflight--;
     if (st->mb) mb_flush(sh, st);
+    if (!err) broadcast_batch(sh, c->jobs);
     for (struct send_job *j = c->jobs, *n; j; j = n) {
         n = j->next;
-        job_committed(sh, j, err);
+        if (err) {
+            job_failed(sh, j);
+            continue;
+        }
+        if (j->cs) j->cs->uconv_stored = true;
+        msg_unref(j->m);
+        j->m = NULL;
+        free(j->users);
+        j->users = NULL;
+        job_reply(sh, j);
     }
     free(c);
 }
