@@ -245,6 +245,23 @@ static void job_reply(struct au_shard *owner, struct send_job *j)
     else au_shard_post_disposable(owner, j->from, &j->x, job_dispose);
 }
 
+/* Answers of a committed batch for one sending shard: a chain of jobs (->next), one post. */
+static void job_chain_handler(struct au_shard *self, struct au_xmsg *x)
+{
+    for (struct send_job *j = (struct send_job *)x, *n; j; j = n) {
+        n = j->next;
+        job_reply_handler(self, &j->x);
+    }
+}
+
+static void job_chain_dispose(struct au_xmsg *x)
+{
+    for (struct send_job *j = (struct send_job *)x, *n; j; j = n) {
+        n = j->next;
+        job_dispose(&j->x);
+    }
+}
+
 static uint64_t next_msgid(struct au_shard *sh)
 {
     struct im_shard *st = ims(sh);
@@ -377,6 +394,8 @@ static void mb_committed(struct au_shard *sh, void *arg, int err)
     st->mb_inflight--;
     if (st->mb) mb_flush(sh, st);
     if (!err) broadcast_batch(sh, c->jobs);
+    /* Answers: in batch order per sending shard; one chain (one post) per other shard. */
+    struct send_job *chain[AU_MAX_SHARDS] = { NULL }, **tail[AU_MAX_SHARDS];
     for (struct send_job *j = c->jobs, *n; j; j = n) {
         n = j->next;
         if (err) {
@@ -388,7 +407,19 @@ static void mb_committed(struct au_shard *sh, void *arg, int err)
         j->m = NULL;
         free(j->users);
         j->users = NULL;
-        job_reply(sh, j);
+        if (j->from == sh->id) {
+            job_reply(sh, j);
+            continue;
+        }
+        j->next = NULL;
+        if (!chain[j->from]) chain[j->from] = j;
+        else *tail[j->from] = j;
+        tail[j->from] = &j->next;
+    }
+    for (int i = 0; i < sh->nshards; i++) {
+        if (!chain[i]) continue;
+        chain[i]->x.handler = job_chain_handler;
+        au_shard_post_disposable(sh, i, &chain[i]->x, job_chain_dispose);
     }
     free(c);
 }
