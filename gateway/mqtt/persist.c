@@ -107,6 +107,16 @@ void persist_pass_end(struct broker *b, struct msg *m, uint32_t ops0)
     }
 }
 
+/* One more outcome of a deferred delivery: acknowledged in time (hit) or stored at its deadline. */
+static void defer_outcome(struct broker *b, bool hit)
+{
+    if (hit) b->defer_hit++;
+    else b->defer_miss++;
+    if (b->defer_hit + b->defer_miss < BROKER_DEFER_SAMPLE) return;
+    if (b->defer_hit * BROKER_DEFER_MIN_HIT_DIV < BROKER_DEFER_SAMPLE) b->defer_skip = BROKER_DEFER_SKIP;
+    b->defer_hit = b->defer_miss = 0;
+}
+
 static void unlink_node(struct broker *b, struct defer_node *n)
 {
     if (n->prev) n->prev->next = n->next;
@@ -119,6 +129,10 @@ bool persist_defer(struct broker *b, struct session *s, struct outmsg *om)
 {
     struct msg *m = om->m;
     if (!g_store || !s->persistent || om->qos != 1 || m != b->pass_m || !m->ticket || m->im_conv) return false;
+    if (b->defer_skip) {
+        b->defer_skip--;
+        return false;
+    }
     struct defer_rec *r = b->pass_rec;
     if (!r) {
         r = malloc(sizeof *r);
@@ -153,6 +167,7 @@ void persist_undefer(struct outmsg *om)
     om->dn = NULL;
     unlink_node(b, n);
     BS_INC(b, persist_defer_acked);
+    defer_outcome(b, true);
     rec_dec(n->rec);
     free(n);
 }
@@ -166,6 +181,7 @@ int persist_defer_due(struct broker *b, uint64_t now_ms)
         uint32_t ops0 = persist_pending_ops(b);
         persist_out_add(b, n->s, n->om);
         BS_INC(b, persist_defer_stored);
+        defer_outcome(b, false);
         if (persist_pending_ops(b) != ops0) wait_push(b, (uintptr_t)n->rec | 1u); /* done when durable */
         else rec_dec(n->rec);                                                     /* no longer kept */
         free(n);
