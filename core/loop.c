@@ -117,15 +117,21 @@ static void mark_dirty(struct au_conn *c)
 
 /* ------------------------------------------------------------------ receive */
 
-static void arm_recv(struct au_conn *c)
+/* poll_first: the socket was just drained (its bytes were read a moment ago), so skip the receive attempt that
+ * would only find it empty and arm the poll at once (IORING_RECVSEND_POLL_FIRST; bytes already there are
+ * still received at once: the poll finds them ready). */
+static void arm_recv_ex(struct au_conn *c, bool poll_first)
 {
     if (c->flags & (AU_CONN_RECV_ARMED | AU_CONN_CLOSED | AU_CONN_PAUSED)) return;
     struct io_uring_sqe *sqe = get_sqe(c->shard);
     au_prep_recv_multishot_fixed(sqe, c->slot, AU_RECV_BGID);
+    if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     io_uring_sqe_set_data64(sqe, UD(OP_RECV, c));
     c->flags |= AU_CONN_RECV_ARMED;
     c->ops++;
 }
+
+static void arm_recv(struct au_conn *c) { arm_recv_ex(c, false); }
 
 /* The first receive of an accepted connection is a single-shot recv: the listener defers accepting until the
  * first bytes are there (TCP_DEFER_ACCEPT), so it completes at once, without arming a poll, and the protocol
@@ -691,9 +697,17 @@ static void send_fd(struct au_conn *c)
     h->in_cap = c->in_cap;
     c->in = NULL;
     c->in_len = c->in_cap = 0;
+    if (io_uring_sq_space_left(&s->ring) < 2) io_uring_submit(&s->ring); /* the linked pair in one submission */
     struct io_uring_sqe *sqe = get_sqe(s);
     au_prep_msg_ring_fd_alloc(sqe, s->all[h->to]->ring_fd, c->slot, UD(OP_HANDOFF_IN, h));
     io_uring_sqe_set_data64(sqe, UD(OP_HANDOFF_OUT, c));
+    /* Our slot is closed right behind a successful move, in the same submission and without a completion of
+     * its own; a failed move cancels the close (-ECANCELED, ignored) and the slot stays ours. */
+    sqe->flags |= IOSQE_IO_LINK;
+    sqe = get_sqe(s);
+    io_uring_prep_close_direct(sqe, c->slot);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, UD(OP_CLOSE_SLOT, 0));
     c->ops++;
     AU_STAT_INC(s, handoffs_out);
 }
@@ -731,8 +745,8 @@ static void on_handoff_out(struct au_shard *s, struct au_conn *c, int res)
         }
     } else {
         c->proto_state = NULL;
-        c->flags |= AU_CONN_CLOSING; /* no on_close: the session continues on the target shard */
-        submit_close_ex(c, false);
+        /* no on_close: the session continues on the target shard; our slot was closed by the linked close */
+        c->flags |= AU_CONN_CLOSING | AU_CONN_CLOSED;
     }
     maybe_free(c);
 }
@@ -748,7 +762,7 @@ static void on_handoff_in(struct au_shard *s, struct handoff *h, int res)
     c->id = h->id;
     AU_STAT_INC(s, handoffs_in);
     if (c->proto->on_handoff) c->proto->on_handoff(c, h->arg);
-    arm_recv(c);
+    arm_recv_ex(c, true); /* the source read what had arrived */
     if (h->in_len) (void)au_conn_deliver(c, h->in, h->in_len);
     free(h->in);
     free(h);
@@ -857,7 +871,7 @@ static void on_recv(struct au_shard *s, struct au_conn *c, struct io_uring_cqe *
             AU_STAT_INC(s, nobufs);
             arm_recv(c);
         } else if (res > 0 || (res == -ECANCELED && (c->flags & AU_CONN_PAUSED))) {
-            arm_recv(c);
+            arm_recv_ex(c, res > 0 && res < (int)AU_RECV_BUF_SIZE); /* a short read drained the socket */
         } else {
             begin_close(c, false); /* EOF or error: the peer is gone */
         }
