@@ -30,7 +30,7 @@
  * 1/BROKER_DEFER_MIN_HIT_DIV were acknowledged in time, the next BROKER_DEFER_SKIP eligible deliveries are
  * stored at once. */
 #define BROKER_DEFER_SAMPLE 256u
-#define BROKER_DEFER_MIN_HIT_DIV 8u
+#define BROKER_DEFER_MIN_HIT_DIV 32u
 #define BROKER_DEFER_SKIP 4096u
 /* QoS 0 to a connection is dropped once this much (or send_queue_bytes, if lower) waits in its send queue:
  * past saturation a fan-out then levels off instead of queueing seconds of messages per subscriber and
