@@ -68,6 +68,7 @@ struct im_shard {
     struct send_job *mb_jobs, **mb_tail;
     struct conv_state *mb_dirty; /* conversations with a message in mb: their head is added at the flush */
     unsigned mb_inflight;        /* batches submitted, not completed */
+    bool mb_posted;              /* a flush is posted to this shard's next loop iteration */
 };
 
 struct im_sess {                 /* per IM session */
@@ -373,19 +374,40 @@ static void put_u64(uint8_t *p, uint64_t v)
     au_wr32(p + 4, (uint32_t)v);
 }
 
-/* Message batches. The owner shard puts the records of the messages it sequences into one store batch and
- * keeps at most IM_MSG_INFLIGHT such batches submitted; while they are in flight, newly sequenced messages
- * gather in the next one. The store's writer commits whatever is queued in one fsync anyway, so this costs
- * no extra wait, and it writes each conversation's head (KS_IM_CONV: last_seq) once per batch instead of
- * once per message, in the same atomic batch as the messages (a head never lags a stored message), with
- * one store request and one completion for the lot. */
-#define IM_MSG_INFLIGHT 2u
+/* Message batches. The owner shard puts the records of the messages it sequences during one loop iteration
+ * into one store batch, submitted at the start of the next iteration (a message posted to itself), and
+ * keeps at most IM_MSG_INFLIGHT such batches submitted; while that many are in flight, newly sequenced
+ * messages gather in the next one, submitted when one completes. The store's writer commits whatever is
+ * queued in one fsync anyway, so this costs no extra wait; it writes each conversation's head (KS_IM_CONV:
+ * last_seq) once per batch instead of once per message, in the same atomic batch as the messages (a head
+ * never lags a stored message), with one store request and one completion for the lot. */
+#define IM_MSG_INFLIGHT 4u
 
 struct mb_commit {
     struct send_job *jobs;
 };
 
 static void mb_flush(struct au_shard *sh, struct im_shard *st);
+
+static void mb_tick(struct au_shard *sh, struct au_xmsg *x)
+{
+    struct im_shard *st = ims(sh);
+    free(x);
+    st->mb_posted = false;
+    if (st->mb && st->mb_inflight < IM_MSG_INFLIGHT) mb_flush(sh, st);
+}
+
+static void mb_tick_dispose(struct au_xmsg *x) { free(x); } /* shutdown: im_shard_fini cancels the batch */
+
+static void mb_schedule(struct au_shard *sh, struct im_shard *st)
+{
+    if (st->mb_posted || st->mb_inflight >= IM_MSG_INFLIGHT) return; /* a completion flushes it then */
+    struct au_xmsg *x = calloc(1, sizeof *x);
+    AU_ASSERT(x != NULL);
+    x->handler = mb_tick;
+    st->mb_posted = true;
+    au_shard_post_disposable(sh, sh->id, x, mb_tick_dispose);
+}
 
 static void mb_committed(struct au_shard *sh, void *arg, int err)
 {
@@ -572,7 +594,7 @@ static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send
     j->next = NULL;
     *st->mb_tail = j;
     st->mb_tail = &j->next;
-    if (st->mb_inflight < IM_MSG_INFLIGHT) mb_flush(sh, st);
+    mb_schedule(sh, st);
 }
 
 static void conv_loaded(struct au_shard *sh, void *arg, int err, const void *v, size_t vl)
@@ -1100,8 +1122,8 @@ void im_shard_fini(struct au_shard *sh)
         }
         free(cs);
     }
-    /* Empty too (a batch is built only while IM_MSG_INFLIGHT are in flight, and their completions, run
-     * by the store's detach, submit it); never submitted otherwise: nothing of it was acknowledged. */
+    /* A batch still being built (its flush was posted to an iteration that never ran, or waited for a
+     * completion): never submitted, nothing of it was acknowledged. */
     for (struct send_job *j = st->mb_jobs, *n; j; j = n) {
         n = j->next;
         job_dispose(&j->x);
