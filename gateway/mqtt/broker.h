@@ -29,9 +29,9 @@
  * as the fan-out itself takes longer). Per shard, after each BROKER_DEFER_SAMPLE outcomes: when fewer than
  * 1/BROKER_DEFER_MIN_HIT_DIV were acknowledged in time, the next BROKER_DEFER_SKIP eligible deliveries are
  * stored at once. */
-#define BROKER_DEFER_SAMPLE 256u
+#define BROKER_DEFER_SAMPLE 4096u
 #define BROKER_DEFER_MIN_HIT_DIV 32u
-#define BROKER_DEFER_SKIP 4096u
+#define BROKER_DEFER_SKIP 16384u
 /* QoS 0 to a connection is dropped once this much (or send_queue_bytes, if lower) waits in its send queue:
  * past saturation a fan-out then levels off instead of queueing seconds of messages per subscriber and
  * faulting in fresh pages for them. QoS 1/2 and IM messages are queued in the session instead, never dropped
