@@ -222,10 +222,41 @@ void ack_flush(struct session *s)
         struct pend_ack *a = s->ack_head;
         s->ack_head = a->next;
         if (!s->ack_head) s->ack_tail = NULL;
-        if (s->mc && s->mc->state == MC_CONNECTED)
-            send_ack(s->mc, a->type, a->pid, a->reason, a->reason >= 0x80 ? "not authorized" : NULL);
+        if (s->mc && s->mc->state == MC_CONNECTED) {
+            if (a->raw) au_conn_write(s->mc->conn, a->raw, a->raw_len);
+            else send_ack(s->mc, a->type, a->pid, a->reason, a->reason >= 0x80 ? "not authorized" : NULL);
+        }
+        free(a->raw);
         free(a);
     }
+}
+
+void ack_after_batch(struct broker *b, struct session *s, const uint8_t *pkt, size_t n, bool wrote)
+{
+    if (!wrote && !s->ack_head) {
+        au_conn_write(s->mc->conn, pkt, n);
+        return;
+    }
+    struct pend_ack *a = calloc(1, sizeof *a);
+    AU_ASSERT(a != NULL);
+    a->raw = malloc(n);
+    AU_ASSERT(a->raw != NULL);
+    memcpy(a->raw, pkt, n);
+    a->raw_len = (uint32_t)n;
+    a->s = s;
+    a->ready = !wrote;
+    if (s->ack_tail) s->ack_tail->next = a;
+    else s->ack_head = a;
+    s->ack_tail = a;
+    if (wrote) {
+        struct pub_ticket *t = malloc(sizeof *t);
+        AU_ASSERT(t != NULL);
+        atomic_init(&t->pending, 1);
+        t->origin = b->shard->id;
+        t->ack = a;
+        persist_ticket(b, t);
+    }
+    ack_flush(s);
 }
 
 void ack_release_all(struct session *s)
@@ -233,8 +264,12 @@ void ack_release_all(struct session *s)
     struct pend_ack *a = s->ack_head;
     while (a) {
         struct pend_ack *n = a->next;
-        if (a->ready) free(a);
-        else a->s = NULL; /* its ticket frees it */
+        if (a->ready) {
+            free(a->raw);
+            free(a);
+        } else {
+            a->s = NULL; /* its ticket frees it */
+        }
         a = n;
     }
     s->ack_head = s->ack_tail = NULL;
@@ -250,8 +285,12 @@ static void ticket_fire(struct pub_ticket *t)
     struct pend_ack *a = t->ack;
     free(t);
     a->ready = 1;
-    if (!a->s) free(a);
-    else ack_flush(a->s);
+    if (!a->s) {
+        free(a->raw);
+        free(a);
+    } else {
+        ack_flush(a->s);
+    }
 }
 
 static void ticket_x_handler(struct au_shard *self, struct au_xmsg *x)
@@ -267,7 +306,10 @@ static void ticket_x_dispose(struct au_xmsg *x)
     struct ticket_x *tx = (struct ticket_x *)x;
     struct pend_ack *a = tx->t->ack;
     free(tx->t);
-    if (!a->s) free(a); /* the session was freed at shutdown: nobody else owns the orphaned ack */
+    if (!a->s) { /* the session was freed at shutdown: nobody else owns the orphaned ack */
+        free(a->raw);
+        free(a);
+    }
     free(tx);
 }
 

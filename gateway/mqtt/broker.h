@@ -170,9 +170,11 @@ struct pend_ack {
     struct pend_ack *next;
     struct session *s;           /* NULL once the session ended (the ticket then frees this) */
     uint16_t pid;
-    uint8_t type;                /* MQTT_PUBACK / MQTT_PUBREC */
+    uint8_t type;                /* MQTT_PUBACK / MQTT_PUBREC (unused when raw is set) */
     uint8_t reason;
     uint8_t ready;
+    uint32_t raw_len;
+    uint8_t *raw;                /* an encoded SUBACK/UNSUBACK written as is, or NULL (freed with the entry) */
 };
 
 /* One shard's part of a publish whose deliveries to online persistent sessions wait for the subscribers'
@@ -292,6 +294,9 @@ void broker_publish_will(struct broker *b, struct session *s);
 void ticket_done(struct broker *b, struct pub_ticket *t);
 void ack_flush(struct session *s);
 void ack_release_all(struct session *s);
+/* Write packet pkt (a SUBACK/UNSUBACK) once the shard's pending store batch is durable, in order with the
+ * session's other pending acknowledgements; wrote = the handler added writes to that batch (else: now). */
+void ack_after_batch(struct broker *b, struct session *s, const uint8_t *pkt, size_t n, bool wrote);
 
 /* packet handlers (one file each) */
 int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);

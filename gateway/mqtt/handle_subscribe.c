@@ -46,6 +46,7 @@ int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_p
     AU_ASSERT(want_retained != NULL);
 
     uint32_t off = 0, i = 0;
+    uint32_t ops0 = persist_pending_ops(b);
     bool want_inbox = false;
     struct mqtt_sub_entry e;
     while (mqtt_sub_next(sub, mc->version, false, &off, &e)) {
@@ -123,7 +124,9 @@ int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_p
     AU_ASSERT(out != NULL);
     size_t n = mqtt_enc_suback(out, cap, mc->version, MQTT_SUBACK, sub->packet_id, rc, sub->count, NULL);
     AU_ASSERT(n > 0);
-    au_conn_write(mc->conn, out, n);
+    /* A persistent session's subscriptions are acknowledged once durable (a crash must not lose them); retained
+     * messages may precede that SUBACK (MQTT 3.8.4: permitted). */
+    ack_after_batch(b, s, out, n, persist_pending_ops(b) != ops0);
     if (out != stackbuf) free(out);
 
     off = 0;
@@ -148,6 +151,7 @@ int handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt
     uint8_t *rc = sub->count <= sizeof codes ? codes : malloc(sub->count);
     AU_ASSERT(rc != NULL);
     uint32_t off = 0, i = 0;
+    uint32_t ops0 = persist_pending_ops(b);
     struct mqtt_sub_entry e;
     while (mqtt_sub_next(sub, mc->version, true, &off, &e)) {
         struct topic_sub ts;
@@ -179,7 +183,7 @@ int handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt
     AU_ASSERT(out != NULL);
     size_t n = mqtt_enc_suback(out, cap, mc->version, MQTT_UNSUBACK, sub->packet_id, rc, sub->count, NULL);
     AU_ASSERT(n > 0);
-    au_conn_write(mc->conn, out, n);
+    ack_after_batch(b, s, out, n, persist_pending_ops(b) != ops0);
     if (out != stackbuf) free(out);
     if (rc != codes) free(rc);
     return 0;
