@@ -28,6 +28,7 @@
 /* ---- sending ---- */
 #define AU_SEND_IOV_MAX            64      /* iovecs gathered into one sendmsg */
 #define AU_SEND_QUEUE_BYTES        (8u << 20) /* (config) per-connection queued bytes before the slow-consumer policy applies */
+#define AU_QOS0_QUEUE_BYTES        (256u << 10) /* QoS 0 is dropped past this much queued on a connection (min with send_queue_bytes): overload levels off instead of collapsing */
 
 /* ---- cross-shard queues ---- */
 #define AU_XQ_DEPTH                65536   /* entries per single-producer queue per shard pair (power of two) */

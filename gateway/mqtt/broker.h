@@ -32,11 +32,6 @@
 #define BROKER_DEFER_SAMPLE 4096u
 #define BROKER_DEFER_MIN_HIT_DIV 32u
 #define BROKER_DEFER_SKIP 16384u
-/* QoS 0 to a connection is dropped once this much (or send_queue_bytes, if lower) waits in its send queue:
- * past saturation a fan-out then levels off instead of queueing seconds of messages per subscriber and
- * faulting in fresh pages for them. QoS 1/2 and IM messages are queued in the session instead, never dropped
- * for this. (Belongs with AU_SEND_QUEUE_BYTES in core/limits.h.) */
-#define MQTT_QOS0_QUEUE_BYTES (256u << 10)
 
 /* An application message as published: immutable after creation, shared by every shard that
  * delivers or retains it. Layout of data[]: topic, forwarded v5 properties (payload format,

@@ -1,6 +1,7 @@
 /* deliver.c - PUBLISH encoding (once per variant per shard), session queues and in-flight windows. */
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
+#include "core/limits.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -199,7 +200,7 @@ void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t
     bool online = mc && mc->state == MC_CONNECTED;
     if (qos == 0) {
         if (!online) return; /* QoS 0 is not queued for offline sessions */
-        uint32_t budget = b->cfg->send_queue_bytes < MQTT_QOS0_QUEUE_BYTES ? b->cfg->send_queue_bytes : MQTT_QOS0_QUEUE_BYTES;
+        uint32_t budget = b->cfg->send_queue_bytes < AU_QOS0_QUEUE_BYTES ? b->cfg->send_queue_bytes : AU_QOS0_QUEUE_BYTES;
         if (au_conn_queued(mc->conn) > budget) {
             BS_INC(b, dropped_qos0_slow); /* slow consumer: QoS 0 is dropped, never buffered without bound */
             return;
