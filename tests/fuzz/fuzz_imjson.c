@@ -6,6 +6,8 @@
  *   6 im_usernames_parse        7 im_group_create_parse    8 im_group_update_parse
  *   9 im_members_update_parse  10 validators (username, gid, date-time)
  *  11 writer: arbitrary bytes as a JSON string
+ *  12 im/send's jansson-free shortcut (im_msg_canon_fast) against the general path: it never accepts what
+ *     the general path refuses, and what it accepts has the general path's struct and stored bytes
  * Invariants: a refusal carries a code of the right family and a detail; an accepted input obeys
  * the documented limits; render -> parse gives back the same struct and the same bytes again;
  * every render is valid JSON (jansson) and its length matches the measuring call.
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "gateway/im/imjson.h"
+#include "gateway/im/imjson_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -354,13 +357,44 @@ static void fuzz_writer(const char *in, size_t n)
     FZ_CHECK(im_jw_finish(&w) == need && strlen(small) == (need < 7 ? need : 7));
 }
 
+static void fuzz_canon(const char *in, size_t n)
+{
+    static struct im_msg m1, m2;
+    static char out[1 << 16];
+    size_t cap = n + 64 + 2 * 6; /* what im_msg_parse_canon gives the shortcut for from_id "alice1" */
+    if (cap > sizeof out)
+        return;
+    size_t ol = 0;
+    memset(&m1, 0x5a, sizeof m1);
+    int fast = im_msg_canon_fast(in, n, "alice1", &m1, out, cap, &ol);
+    if (!fast)
+        return;
+    FZ_CHECK(ol < cap && out[ol] == '\0');
+    /* the general path: im_msg_parse's verdict and struct, jansson's compact render with the sender forced */
+    struct im_err e;
+    FZ_CHECK(im_msg_parse(in, n, IM_SRC_DEVICE, &m2, &e) == 0);
+    FZ_CHECK(memcmp(&m1, &m2, sizeof m1) == 0);
+    json_t *o = json_loadb(in, n, JSON_REJECT_DUPLICATES, NULL);
+    FZ_CHECK(o != NULL);
+    static const char *const sk[] = { "msgid", "msg_ctime", "create_time", "sequence" };
+    for (size_t i = 0; i < 4; i++)
+        json_object_del(o, sk[i]);
+    json_object_set_new(o, "from_type", json_string("user"));
+    json_object_set_new(o, "from_id", json_string("alice1"));
+    json_object_set_new(o, "version", json_integer(1));
+    char *slow = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    FZ_CHECK(slow != NULL && strlen(slow) == ol && memcmp(slow, out, ol) == 0);
+    free(slow);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
     const char *in = (const char *)data + 1;
     size_t n = size - 1;
-    switch (data[0] % 12) {
+    switch (data[0] % 13) {
     case 0:  fuzz_msg(in, n, IM_SRC_DEVICE); break;
     case 1:  fuzz_msg(in, n, IM_SRC_REST); break;
     case 2:  fuzz_users_reg(in, n); break;
@@ -372,6 +406,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 8:  fuzz_group_update(in, n); break;
     case 9:  fuzz_members(in, n); break;
     case 10: fuzz_validators(in, n); break;
+    case 12: fuzz_canon(in, n); break;
     default: fuzz_writer(in, n); break;
     }
     return 0;
