@@ -48,6 +48,9 @@ endif
 ifneq ($(CTL_SRC),)
 BINS += $(BUILD)/aurora-ctl
 endif
+ifneq ($(wildcard perf/rest-ceiling.c),)
+BINS += $(BUILD)/rest-ceiling
+endif
 
 .PHONY: all deps test-deps run test unit fuzz clean
 all: $(BINS) $(UNIT_BIN)
@@ -70,6 +73,9 @@ $(BUILD)/uring-ceiling: $(patsubst %.c,$(BUILD)/%.o,$(wildcard perf/ceiling/*.c)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/aurora-ctl: $(CTL_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libaurora.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/rest-ceiling: $(BUILD)/perf/rest-ceiling.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libaurora.a

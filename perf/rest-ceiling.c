@@ -8,7 +8,7 @@
  * It takes Aurora's command line so that `perf/compare --scenario rest --baseline build/rest-ceiling` runs it
  * in alternation with Aurora: --http and --mqtt ADDR:PORT (both answered; only 127.0.0.1), --shards N
  * (threads), anything else ignored; REST_CEILING_MODE=epoll selects the epoll variant.
- * Build: gcc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -o build/rest-ceiling perf/rest-ceiling.c -luring -lpthread */
+ * Built by `make` as build/rest-ceiling. */
 #include <errno.h>
 #include <sys/mman.h>
 #include <liburing.h>
