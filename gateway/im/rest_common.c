@@ -220,6 +220,20 @@ bool rest_username_param(const struct http_req *req, size_t i, struct http_resp 
     return true;
 }
 
+struct dir_group *rest_group_param(const struct http_req *req, struct http_resp *resp, void *ctx,
+                                   struct rest_ctx *c, uint64_t *gid)
+{
+    if (!rest_auth(req, resp, ctx, c)) return NULL;
+    AU_ASSERT(req->nparams >= 1);
+    if (!im_gid_parse(req->params[0].p, req->params[0].len, gid)) {
+        rest_error(resp, IM_E_PARAM, "gid: must be a decimal group id");
+        return NULL;
+    }
+    struct dir_group *g = im_dir_group(c->d, c->app, *gid);
+    if (!g) rest_error(resp, IM_E_NO_GROUP, NULL);
+    return g;
+}
+
 /* ------------------------------------------------------------------ paged scans */
 
 struct scan {

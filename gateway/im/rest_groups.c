@@ -115,20 +115,6 @@ static void group_put_change(struct im_changes *ch, uint32_t app, uint64_t gid, 
     snprintf(c->str, sizeof c->str, "%s", name);
 }
 
-/* {gid} path parameter of a group of this app that the local replica knows. */
-static struct dir_group *group_param(const struct http_req *req, struct http_resp *resp, void *ctx, struct rest_ctx *c,
-                                     uint64_t *gid)
-{
-    if (!rest_auth(req, resp, ctx, c)) return NULL;
-    if (!im_gid_parse(req->params[0].p, req->params[0].len, gid)) {
-        rest_error(resp, IM_E_PARAM, "gid: must be a decimal group id");
-        return NULL;
-    }
-    struct dir_group *g = im_dir_group(c->d, c->app, *gid);
-    if (!g) rest_error(resp, IM_E_NO_GROUP, NULL);
-    return g;
-}
-
 /* ================================================================== create */
 
 struct gcreate {
@@ -264,7 +250,7 @@ static void get_group(const struct http_req *req, struct http_resp *resp, void *
 {
     struct rest_ctx c;
     uint64_t gid;
-    if (!group_param(req, resp, ctx, &c, &gid)) return;
+    if (!rest_group_param(req, resp, ctx, &c, &gid)) return;
     struct gget *g = calloc(1, sizeof *g);
     AU_ASSERT(g != NULL);
     g->gid = gid;
@@ -313,7 +299,7 @@ static void put_group(const struct http_req *req, struct http_resp *resp, void *
 {
     struct rest_ctx c;
     uint64_t gid;
-    if (!group_param(req, resp, ctx, &c, &gid)) return;
+    if (!rest_group_param(req, resp, ctx, &c, &gid)) return;
     struct gupd *gu = calloc(1, sizeof *gu);
     AU_ASSERT(gu != NULL);
     size_t bl;
@@ -383,7 +369,7 @@ static void delete_group(const struct http_req *req, struct http_resp *resp, voi
 {
     struct rest_ctx c;
     uint64_t gid;
-    if (!group_param(req, resp, ctx, &c, &gid)) return;
+    if (!rest_group_param(req, resp, ctx, &c, &gid)) return;
     struct gdel *gd = calloc(1, sizeof *gd);
     AU_ASSERT(gd != NULL);
     gd->gid = gid;
@@ -457,7 +443,7 @@ static void post_members(const struct http_req *req, struct http_resp *resp, voi
 {
     struct rest_ctx c;
     uint64_t gid;
-    if (!group_param(req, resp, ctx, &c, &gid)) return;
+    if (!rest_group_param(req, resp, ctx, &c, &gid)) return;
     struct gmem *gm = calloc(1, sizeof *gm);
     AU_ASSERT(gm != NULL);
     size_t bl;
@@ -527,7 +513,7 @@ static void get_members(const struct http_req *req, struct http_resp *resp, void
 {
     struct rest_ctx c;
     uint64_t gid;
-    struct dir_group *g = group_param(req, resp, ctx, &c, &gid);
+    struct dir_group *g = rest_group_param(req, resp, ctx, &c, &gid);
     if (!g) return;
     struct gmlist *l = calloc(1, sizeof *l);
     AU_ASSERT(l != NULL);

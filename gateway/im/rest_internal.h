@@ -82,6 +82,10 @@ bool rest_paging(const struct http_req *req, struct http_resp *resp, uint64_t *s
 /* A {u} path parameter that must be a valid username. False: answered 899003. */
 bool rest_username_param(const struct http_req *req, size_t i, struct http_resp *resp, const char **name,
                          size_t *len);
+/* Basic auth, then the {gid} path parameter (params[0]) of a group of this app that the local replica
+ * knows. NULL: answered (401, 899003 for a malformed gid, 899006 for an unknown group). */
+struct dir_group *rest_group_param(const struct http_req *req, struct http_resp *resp, void *ctx,
+                                   struct rest_ctx *c, uint64_t *gid);
 
 /* Error codes travel through directory transactions as -code (JMessage codes are > 800000); any
  * other negative value (a store error) is a system error. */

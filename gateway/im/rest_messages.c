@@ -321,12 +321,8 @@ static void app_messages(const struct http_req *req, struct http_resp *resp, voi
 static void group_messages(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
     struct rest_ctx c;
-    if (!rest_auth(req, resp, ctx, &c)) return;
     uint64_t gid;
-    if (!im_gid_parse(req->params[0].p, req->params[0].len, &gid) || !im_dir_group(c.d, c.app, gid)) {
-        rest_error(resp, IM_E_NO_GROUP, NULL);
-        return;
-    }
+    if (!rest_group_param(req, resp, ctx, &c, &gid)) return;
     struct hq *h = calloc(1, sizeof *h);
     AU_ASSERT(h != NULL);
     h->kind = HQ_GROUP;

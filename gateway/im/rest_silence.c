@@ -68,12 +68,8 @@ static void silence_done(struct au_shard *s, void *arg, int err)
 static void put_silence(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
     struct rest_ctx c;
-    if (!rest_auth(req, resp, ctx, &c)) return;
     uint64_t gid;
-    if (!im_gid_parse(req->params[0].p, req->params[0].len, &gid) || !im_dir_group(c.d, c.app, gid)) {
-        rest_error(resp, IM_E_NO_GROUP, NULL);
-        return;
-    }
+    if (!rest_group_param(req, resp, ctx, &c, &gid)) return;
     char st[8];
     ssize_t sl = http_query_get(req->query, req->query_len, "status", st, sizeof st);
     if (sl < 0 || (strcmp(st, "true") != 0 && strcmp(st, "false") != 0)) {

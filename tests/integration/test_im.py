@@ -378,4 +378,17 @@ def silenced_member_cannot_send_to_the_group(b):
     assert st == 400 and body["error"]["code"] == 899003, (st, body)
 
 
+@on_aurora
+def group_endpoints_refuse_bad_and_unknown_gids(b):
+    # silence and group history take their {gid} like the /v1/groups/ endpoints: malformed -> 899003,
+    # a group this app does not have -> 899006
+    for path in ("/v1/groups/messages/%s/silence?status=true", "/v2/groups/%s/messages?count=10" + window()):
+        method = "PUT" if "silence" in path else "GET"
+        payload = ["bobby"] if method == "PUT" else None
+        st, body = rest(b, method, path % "12ab", payload)
+        assert st == 400 and body["error"]["code"] == 899003, (path, st, body)
+        st, body = rest(b, method, path % "987654321", payload)
+        assert st >= 400 and body["error"]["code"] == 899006, (path, st, body)
+
+
 run_tests(globals())
