@@ -62,6 +62,7 @@ Registration
 """
 import atexit
 import ctypes
+import json
 import os
 import queue
 import random
@@ -75,6 +76,8 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -116,6 +119,28 @@ def wait_until(pred, timeout=5.0, interval=0.02):
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def app_creds(b):
+    """(appkey, master_secret) of the default app an Aurora wrote into its data directory."""
+    with open(os.path.join(b.data_dir, "default-app.json")) as f:
+        d = json.load(f)
+    return d["appkey"], d["master_secret"]
+
+
+def http_ready(b, timeout=30):
+    """Wait until b's HTTP listener answers GET /healthz (Aurora.start already waits for it; kept for callers
+    that restart or reconfigure)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % b.http_port, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        assert time.monotonic() < deadline, "HTTP listener not ready"
+        time.sleep(0.05)
 
 
 def free_port():

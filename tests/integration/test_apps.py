@@ -7,28 +7,14 @@ import os
 import stat
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import REPO, ConnectRefused, client, on_aurora, run_tests  # noqa: E402
+from harness import REPO, ConnectRefused, client, on_aurora, run_tests, http_ready  # noqa: E402
 
 CTL = os.path.join(REPO, os.environ.get("BUILD", "build"), "aurora-ctl")
 
-
-def http_ready(b, timeout=30):
-    """The harness waits for the MQTT port only: wait until the HTTP listener answers too."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % b.http_port, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (OSError, urllib.error.URLError):
-            pass
-        assert time.monotonic() < deadline, "HTTP listener not ready"
-        time.sleep(0.05)
 
 def http(b, method, path, body=None, auth=None, raw=None):
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())

@@ -13,14 +13,8 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Aurora, client, on_aurora, run_tests, wait_until, ConnectRefused  # noqa: E402
+from harness import Aurora, client, on_aurora, run_tests, wait_until, ConnectRefused, app_creds  # noqa: E402
 from mqtt5_util import Raw5, publish_packet, subscribe_packet, sub_opts, ack_packet, P  # noqa: E402
-
-
-def app_creds(b):
-    with open(os.path.join(b.data_dir, "default-app.json")) as f:
-        d = json.load(f)
-    return d["appkey"], d["master_secret"]
 
 
 def rest(b, method, path, body=None, creds=None):

@@ -21,18 +21,12 @@ import urllib.parse
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import on_aurora, run_tests, scale, wait_until  # noqa: E402
+from harness import on_aurora, run_tests, scale, wait_until, app_creds  # noqa: E402
 
 MB8 = 8 * 1024 * 1024
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-def app_creds(b):
-    with open(os.path.join(b.data_dir, "default-app.json")) as f:
-        d = json.load(f)
-    return d["appkey"], d["master_secret"]
-
 
 def basic(creds):
     return "Basic " + base64.b64encode(("%s:%s" % creds).encode()).decode()

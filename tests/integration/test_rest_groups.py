@@ -5,31 +5,11 @@ import base64
 import json
 import os
 import sys
-import time
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import client, on_aurora, run_tests  # noqa: E402
-
-
-def http_ready(b, timeout=30):
-    """The harness waits for the MQTT port only: wait until the HTTP listener answers too."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % b.http_port, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (OSError, urllib.error.URLError):
-            pass
-        assert time.monotonic() < deadline, "HTTP listener not ready"
-        time.sleep(0.05)
-
-def app_creds(b):
-    with open(os.path.join(b.data_dir, "default-app.json")) as f:
-        d = json.load(f)
-    return d["appkey"], d["master_secret"]
+from harness import client, on_aurora, run_tests, http_ready, app_creds  # noqa: E402
 
 
 def rest(b, method, path, body=None, creds=None, auth=None, raw=None, timeout=60):
