@@ -72,6 +72,7 @@ static const struct key k_keys[] = {
     { "connect_timeout_ms",     K_U32,      F(connect_timeout_ms), AU_CONFIG_MIN_CONNECT_TIMEOUT_MS, AU_MQTT_CONNECT_TIMEOUT_MS },
     { "max_keepalive",          K_U32,      F(max_keepalive), 0, AU_MQTT_MAX_KEEPALIVE },
     { "max_session_expiry",     K_U32,      F(max_session_expiry), 0, AU_MQTT_MAX_SESSION_EXPIRY },
+    { "persistent_session_expiry", K_U32,   F(persistent_session_expiry), 0, AU_MQTT_MAX_SESSION_EXPIRY },
     { "max_retained",           K_U32,      F(max_retained), 0, AU_MQTT_MAX_RETAINED },
     { "retain_available",       K_BOOL,     F(retain_available), 0, 0 },
     { "allow_anonymous",        K_BOOL,     F(allow_anonymous), 0, 0 },
@@ -122,6 +123,7 @@ void au_config_defaults(struct au_config *cfg)
     cfg->connect_timeout_ms = AU_MQTT_CONNECT_TIMEOUT_MS;
     cfg->max_keepalive = AU_MQTT_MAX_KEEPALIVE;
     cfg->max_session_expiry = AU_MQTT_MAX_SESSION_EXPIRY;
+    cfg->persistent_session_expiry = AU_MQTT_PERSISTENT_SESSION_EXPIRY;
     cfg->max_retained = AU_MQTT_MAX_RETAINED;
     cfg->retain_available = true;
     cfg->allow_anonymous = true;

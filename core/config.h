@@ -54,6 +54,7 @@ struct au_config {
     uint32_t connect_timeout_ms;
     uint32_t max_keepalive;                  /* seconds; 0 = no server cap */
     uint32_t max_session_expiry;             /* seconds */
+    uint32_t persistent_session_expiry;      /* seconds an MQTT 3.1/3.1.1 clean-session-0 session is kept; 0 = never ends */
     uint32_t max_retained;
     bool retain_available;
     bool allow_anonymous;

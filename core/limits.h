@@ -50,6 +50,7 @@
 #define AU_MQTT_DEFAULT_KEEPALIVE  60      /* seconds, when a client asks 0 and server keep-alive is forced */
 #define AU_MQTT_MAX_KEEPALIVE      65535   /* (config) server keep-alive ceiling; above it, MQTT 5 clients are told the lower value */
 #define AU_MQTT_MAX_SESSION_EXPIRY 86400u * 7u /* (config) seconds a disconnected persistent session is kept */
+#define AU_MQTT_PERSISTENT_SESSION_EXPIRY (86400u * 7u) /* (config) default expiry of 3.1.1 clean-session-0 sessions */
 #define AU_MQTT_MAX_WILL_DELAY     86400u  /* seconds */
 #define AU_MQTT_MAX_RETAINED       1000000 /* (config) retained messages per app */
 #define IM_QUEUE_HARD_MAX          20000   /* IM messages queued for one device before it is disconnected (slow consumer) */

@@ -523,3 +523,43 @@ int auth_token_verify(const struct auth_token_key *k, const char *tok, size_t le
     if (gen != cur_gen) return AUTH_TOKEN_REVOKED;
     return AUTH_TOKEN_OK;
 }
+
+/* ------------------------------------------------------------------ device tokens */
+
+/* app claim "dev:<appkey>", user claim hex(SHA-256(client id)) */
+static int device_claims(const char *appkey, size_t appkey_len, const void *cid, size_t cid_len,
+                         char app[AUTH_TOKEN_APP_MAX + 1], char user[2 * AUTH_HASH_LEN + 1])
+{
+    if (!auth_key_ok(appkey, appkey_len) || !cid || cid_len == 0) return -1;
+    memcpy(app, AUTH_DEVICE_APP_PREFIX, AUTH_DEVICE_APP_PREFIX_LEN);
+    memcpy(app + AUTH_DEVICE_APP_PREFIX_LEN, appkey, appkey_len);
+    app[AUTH_DEVICE_APP_PREFIX_LEN + appkey_len] = 0;
+    uint8_t h[AUTH_HASH_LEN];
+    unsigned olen = 0;
+    if (EVP_Digest(cid, cid_len, h, &olen, sha256_md(), NULL) != 1 || olen != AUTH_HASH_LEN) return -1;
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < AUTH_HASH_LEN; i++) {
+        user[2 * i] = hex[h[i] >> 4];
+        user[2 * i + 1] = hex[h[i] & 15];
+    }
+    user[2 * AUTH_HASH_LEN] = 0;
+    return 0;
+}
+
+int auth_device_token_issue(const struct auth_token_key *k, const char *appkey, size_t appkey_len, const void *cid,
+                            size_t cid_len, uint64_t iat, uint64_t exp, char *out, size_t outcap)
+{
+    char app[AUTH_TOKEN_APP_MAX + 1], user[2 * AUTH_HASH_LEN + 1];
+    if (device_claims(appkey, appkey_len, cid, cid_len, app, user) != 0) return -1;
+    struct auth_token_claims c = { .app = app, .app_len = strlen(app), .user = user, .user_len = 2 * AUTH_HASH_LEN,
+                                   .iat = iat, .exp = exp, .gen = 0 };
+    return auth_token_issue(k, &c, out, outcap);
+}
+
+int auth_device_token_verify(const struct auth_token_key *k, const char *tok, size_t len, const char *appkey,
+                             size_t appkey_len, const void *cid, size_t cid_len, uint64_t now_s)
+{
+    char app[AUTH_TOKEN_APP_MAX + 1], user[2 * AUTH_HASH_LEN + 1];
+    if (device_claims(appkey, appkey_len, cid, cid_len, app, user) != 0) return AUTH_TOKEN_WRONG_USER;
+    return auth_token_verify(k, tok, len, app, strlen(app), user, 2 * AUTH_HASH_LEN, 0, now_s, NULL);
+}

@@ -148,6 +148,22 @@ int auth_token_verify(const struct auth_token_key *k, const char *tok, size_t le
                       const char *user, size_t user_len, uint32_t cur_gen, uint64_t now_s,
                       struct auth_token_claims *out);
 
+/* ---- device tokens ----
+ * A push-only device (CONNECT username "<appkey>") proves itself with a device token the app server got
+ * from POST /v1/devices/token: a login token (same key, format and code as above) whose app claim is
+ * AUTH_DEVICE_APP_PREFIX + AppKey and whose user claim is the lowercase hex SHA-256 of the device's client
+ * id (any client id fits the username syntax that way), generation 0. A user's login token never verifies
+ * as a device token, nor the other way round: their app claims differ. Results as auth_token_verify. */
+#define AUTH_DEVICE_APP_PREFIX     "dev:"
+#define AUTH_DEVICE_APP_PREFIX_LEN 4
+#define AUTH_DEVICE_TOKEN_TTL_S    (30u * 86400u)  /* default lifetime of a device token (seconds) */
+#define AUTH_DEVICE_TOKEN_TTL_MAX  (365u * 86400u) /* longest a caller may ask for */
+_Static_assert(AUTH_DEVICE_APP_PREFIX_LEN + AUTH_KEY_LEN <= AUTH_TOKEN_APP_MAX, "device app claim fits");
+int auth_device_token_issue(const struct auth_token_key *k, const char *appkey, size_t appkey_len, const void *cid,
+                            size_t cid_len, uint64_t iat, uint64_t exp, char *out, size_t outcap);
+int auth_device_token_verify(const struct auth_token_key *k, const char *tok, size_t len, const char *appkey,
+                             size_t appkey_len, const void *cid, size_t cid_len, uint64_t now_s);
+
 /* ---- base64 (exposed for tests and other modules) ----
  * url = false: standard alphabet; true: URL-safe. No padding. enc returns the output length and
  * NUL-terminates (out needs au_b64_len(n) + 1); dec returns the decoded length or -1 for anything

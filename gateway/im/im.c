@@ -14,6 +14,7 @@
 #include "gateway/im/dir.h"
 #include "gateway/im/imconn.h"
 #include "gateway/im/imjson.h"
+#include "gateway/im/auth.h"
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
@@ -72,7 +73,10 @@ struct im_shard {
 };
 
 struct im_sess {                 /* per IM session */
-    bool registered;             /* in the inbox index */
+    bool registered;             /* in the inbox index, under ukey */
+    uint8_t ukl;
+    char ukey[4 + AUTH_USERNAME_MAX];  /* the inbox key it registered under (app + user): removed from exactly that
+                                  * entry, whatever happens to the session's im_user meanwhile */
     bool replaying;
     uint32_t pending;            /* replay reads in flight */
     struct msg **held;           /* live messages that arrived during replay */
@@ -118,8 +122,11 @@ static size_t user_key(char *out, uint32_t app, const char *u, size_t ul)
 static void inbox_add(struct au_shard *sh, struct session *s)
 {
     struct im_shard *st = ims(sh);
-    char key[4 + 129];
-    size_t ul = strlen(s->im_user), kl = user_key(key, s->app, s->im_user, ul);
+    size_t ul = strlen(s->im_user);
+    AU_ASSERT(ul <= AUTH_USERNAME_MAX);
+    char *key = s->im->ukey;
+    size_t kl = user_key(key, s->app, s->im_user, ul);
+    s->im->ukl = (uint8_t)kl;
     struct inbox_entry *e = au_hash_get(&st->inbox, key, kl);
     if (!e) {
         e = calloc(1, sizeof *e + kl);
@@ -140,9 +147,8 @@ static void inbox_add(struct au_shard *sh, struct session *s)
 static void inbox_del(struct au_shard *sh, struct session *s)
 {
     struct im_shard *st = ims(sh);
-    char key[4 + 129];
-    size_t kl = user_key(key, s->app, s->im_user, strlen(s->im_user));
-    struct inbox_entry *e = au_hash_get(&st->inbox, key, kl);
+    size_t kl = s->im->ukl;
+    struct inbox_entry *e = au_hash_get(&st->inbox, s->im->ukey, kl);
     if (!e) return;
     for (uint32_t i = 0; i < e->n; i++)
         if (e->v[i] == s) {
@@ -953,7 +959,7 @@ static void replay_start(struct broker *b, struct session *s)
 
 void im_session_inbox(struct broker *b, struct session *s)
 {
-    if (!s->im_user) return;
+    if (!s->im_user || strlen(s->im_user) > AUTH_USERNAME_MAX) return; /* (a damaged restored record) */
     if (!s->im) {
         s->im = calloc(1, sizeof *s->im);
         AU_ASSERT(s->im != NULL);

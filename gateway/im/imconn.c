@@ -3,8 +3,11 @@
  * CONNECT username forms:
  *   "<appkey>:<username>"  IM login: the user's password (verified on an auth worker thread, never on
  *                          the loop) or a login token (au1.…, an HMAC checked in microseconds).
- *   "<appkey>"             push-only device of that app: no IM topics.
- *   anything else / none   plain MQTT in the default app (anonymous only where allow_anonymous).
+ *   "<appkey>"             push-only device of that app: no IM topics. Password = a device token bound
+ *                          to (appkey, client id) (HMAC, microseconds); without one only where
+ *                          allow_anonymous, and then any non-empty password must be a valid token.
+ *   anything else / none   plain MQTT in the default app, unverified: only where allow_anonymous.
+ * The identity a login proves (imconn_identity) owns the session it opens (gateway/mqtt/ident.h).
  * While a password is being verified the connection reads nothing further; when the answer comes the
  * CONNECT (kept unconsumed in the connection's input) is processed again with the verdict. */
 #include "gateway/im/imconn.h"
@@ -97,6 +100,8 @@ int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_con
         if (a) {
             out->app = a->id;
             out->kind = IM_LOGIN_PUSH;
+        } else {
+            out->kind = IM_LOGIN_PLAIN;
         }
         return 0;
     }
@@ -110,8 +115,76 @@ int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_con
     return 0;
 }
 
-int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, const struct im_login *l)
+/* "<appkey>" with a non-empty password: it must be a device token for this client id. */
+static int device_authenticate(struct broker *b, const struct mqtt_connect *c, struct im_login *l, const uint8_t *cid,
+                               size_t cid_len)
 {
+    l->device_token = 0;
+    if (!c->has_password || c->password.len == 0) return 0; /* no credential: handle_connect decides */
+    struct dir_app *a = im_dir_app(im_dir_of(b->shard), l->app);
+    if (!a || !g_tkey_ok) return -MQTT_RC_BAD_USER_PASS;
+    int r = auth_device_token_verify(&g_tkey, (const char *)c->password.p, c->password.len, a->key, IM_APPKEY_LEN, cid,
+                                     cid_len, au_wall_ms() / 1000);
+    if (r != AUTH_TOKEN_OK) return -MQTT_RC_BAD_USER_PASS;
+    l->device_token = 1;
+    return 0;
+}
+
+int imconn_device_token(const char *appkey, const uint8_t *cid, size_t cid_len, uint32_t ttl_s, char *out, size_t cap,
+                        uint64_t *exp)
+{
+    if (!g_tkey_ok || ttl_s == 0) return -1;
+    uint64_t now = au_wall_ms() / 1000;
+    *exp = now + ttl_s;
+    return auth_device_token_issue(&g_tkey, appkey, strlen(appkey), cid, cid_len, now, *exp, out, cap);
+}
+
+void imconn_identity(struct broker *b, const struct mqtt_connect *c, const struct im_login *l, struct sess_ident *out)
+{
+    switch (l->kind) {
+    case IM_LOGIN_USER: {
+        /* INCARNATION (merge point): the user's never-reused id, `struct dir_user`'s uid once the directory
+         * has it: incarnation = u ? u->uid : 0. Until then 0, and the same app + name is the same owner. */
+        struct dir_user *u = im_dir_user(im_dir_of(b->shard), l->app, l->user, l->user_len);
+        uint64_t incarnation = 0;
+        (void)u;
+        sess_ident_set(out, SESS_ID_USER, l->app, l->user, l->user_len, incarnation);
+        break;
+    }
+    case IM_LOGIN_PUSH:
+        sess_ident_set(out, l->device_token ? SESS_ID_DEVICE : SESS_ID_PUSH, l->app, NULL, 0, 0);
+        break;
+    case IM_LOGIN_PLAIN:
+        sess_ident_set(out, SESS_ID_PLAIN, l->app, (const char *)c->username.p, c->username.len, 0);
+        break;
+    default:
+        sess_ident_set(out, SESS_ID_ANON, l->app, NULL, 0, 0);
+        break;
+    }
+}
+
+void imconn_identity_legacy(struct broker *b, uint32_t app, const char *username, size_t ul, struct sess_ident *out)
+{
+    if (!username) {
+        sess_ident_set(out, SESS_ID_ANON, app, NULL, 0, 0);
+        return;
+    }
+    const char *colon = memchr(username, ':', ul);
+    struct im_dir *d = im_dir_of(b->shard);
+    if (colon) {
+        size_t nl = ul - (size_t)(colon - username) - 1;
+        sess_ident_set(out, SESS_ID_USER, app, colon + 1, nl, 0);
+    } else if (ul == IM_APPKEY_LEN && im_dir_app_by_key(d, username, ul)) {
+        sess_ident_set(out, SESS_ID_PUSH, app, NULL, 0, 0);
+    } else {
+        sess_ident_set(out, SESS_ID_PLAIN, app, username, ul, 0);
+    }
+}
+
+int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct im_login *l,
+                        const uint8_t *cid, size_t cid_len)
+{
+    if (l->kind == IM_LOGIN_PUSH) return device_authenticate(b, c, l, cid, cid_len);
     if (l->kind != IM_LOGIN_USER) return 0;
     struct im_dir *d = im_dir_of(b->shard);
     struct dir_app *a = im_dir_app(d, l->app);

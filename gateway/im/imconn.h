@@ -9,10 +9,13 @@ struct auth_token_key;
 
 #define IMCONN_PENDING 2          /* handler result: waiting for the password check */
 
-enum im_login_kind { IM_LOGIN_NONE = 0, IM_LOGIN_PUSH, IM_LOGIN_USER };
+/* NONE: no username; PLAIN: a username that is no AppKey form (default app, never verified);
+ * PUSH: "<appkey>" push-only device; USER: "<appkey>:<user>" IM login. */
+enum im_login_kind { IM_LOGIN_NONE = 0, IM_LOGIN_PUSH, IM_LOGIN_USER, IM_LOGIN_PLAIN };
 struct im_login {
     uint32_t app;
     uint8_t kind;
+    uint8_t device_token;         /* IM_LOGIN_PUSH: a device token for this client id verified */
     const char *user;             /* IM_LOGIN_USER: points into the CONNECT */
     size_t user_len;
 };
@@ -23,7 +26,19 @@ void imconn_setup(struct authpool *pool, const struct auth_token_key *key);
 int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct im_login *out);
 /* Verify an IM login: 0 = accepted, IMCONN_PENDING = the verdict comes later (the CONNECT is run again),
  * -(reason code) = refused. */
-int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, const struct im_login *l);
+int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct im_login *l,
+                        const uint8_t *cid, size_t cid_len);
+/* The identity an accepted login proves (the owner recorded in its session, compared on resume). */
+void imconn_identity(struct broker *b, const struct mqtt_connect *c, const struct im_login *l, struct sess_ident *out);
+/* The owner of a session record written before identities were recorded: what a login with the recorded
+ * username (NULL: none) would prove without a credential (an IM user: that user, incarnation 0; an AppKey: a
+ * push-only device without token; else a plain username or anonymous), in the record's app. */
+void imconn_identity_legacy(struct broker *b, uint32_t app, const char *username, size_t ul, struct sess_ident *out);
+/* A device token for push-only device `cid` of the app with AppKey `appkey`, valid ttl_s seconds from now:
+ * written NUL-terminated into out (AUTH_TOKEN_MAX bytes is enough), *exp = its expiry (wall seconds).
+ * Returns its length, or -1 (no token key, bad arguments). Any thread. */
+int imconn_device_token(const char *appkey, const uint8_t *cid, size_t cid_len, uint32_t ttl_s, char *out, size_t cap,
+                        uint64_t *exp);
 /* The connection is going away: forget a pending verification. */
 void imconn_conn_gone(struct mqtt_conn *mc);
 /* shard_fini: finish or cancel this shard's password checks, free its throttle. */

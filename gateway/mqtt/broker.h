@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "gateway/mqtt/codec.h"
 #include "gateway/mqtt/topic.h"
+#include "gateway/mqtt/ident.h"
 #include "store/store.h"
 
 #include <stdatomic.h>
@@ -130,6 +131,7 @@ struct session {
     char *key;                   /* hash key: 4-byte app id + client id */
     char *client_id;             /* NUL-terminated, inside key */
     char *username;
+    struct sess_ident ident;     /* who owns it: only the same identity resumes it (ident.h) */
     char *im_user;               /* IM login (<appkey>:<user>): the user; NULL for plain MQTT / push-only */
     struct im_sess *im;          /* IM state: inbox registration, replay (gateway/im/im.c) */
     uint64_t im_tokens_ms;       /* im/send rate limit: last refill */

@@ -103,14 +103,21 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     }
     if (c->version == MQTT_V5 && (c->props.present & MQTT_PBIT(MQTT_PROP_AUTH_METHOD)))
         return refuse(b, mc, ver, MQTT_RC_BAD_AUTH_METHOD, "no enhanced authentication methods are supported");
-    if (!c->has_username && !cfg->allow_anonymous)
-        return refuse(b, mc, ver, MQTT_RC_NOT_AUTHORIZED, "anonymous connections are not allowed");
-    int ar = imconn_authenticate(b, mc, c, &login);
+    /* With allow_anonymous = false nothing unverified gets in: no username, a plain username (no credential
+     * source yet) and a push-only device without a device token are refused. */
+    if (!cfg->allow_anonymous && (login.kind == IM_LOGIN_NONE || login.kind == IM_LOGIN_PLAIN))
+        return refuse(b, mc, ver, MQTT_RC_NOT_AUTHORIZED,
+                      "unverified connections are not allowed: log in as <appkey>:<user> or <appkey> with a device token");
+    if (!cfg->allow_anonymous && login.kind == IM_LOGIN_PUSH && (!c->has_password || c->password.len == 0))
+        return refuse(b, mc, ver, MQTT_RC_NOT_AUTHORIZED, "push-only devices need a device token as password");
+    int ar = imconn_authenticate(b, mc, c, &login, cid, cid_len);
     if (ar == IMCONN_PENDING) return IMCONN_PENDING;
     if (ar < 0) return refuse(b, mc, ver, (uint8_t)-ar, ar == -MQTT_RC_BANNED ? "user is forbidden" : "bad user name or password");
     if (c->will_flag) {
         if (!topic_name_valid(c->will_topic.p, c->will_topic.len))
             return refuse(b, mc, ver, MQTT_RC_TOPIC_NAME_INVALID, "invalid will topic");
+        if (imconn_reserved_topic(c->will_topic.p, c->will_topic.len))
+            return refuse(b, mc, ver, MQTT_RC_TOPIC_NAME_INVALID, "will topic is reserved to the service (im/, push/)");
         if (c->will_retain && !cfg->retain_available)
             return refuse(b, mc, ver, MQTT_RC_RETAIN_NOT_SUPPORTED, "retain not available");
     }
@@ -127,10 +134,10 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         mc->alias_max = (uint16_t)cfg->topic_alias_max;
         expiry = (c->props.present & MQTT_PBIT(MQTT_PROP_SESSION_EXPIRY)) ? c->props.session_expiry : 0;
     } else {
-        expiry = c->clean_start ? 0 : UINT32_MAX;
+        expiry = c->clean_start ? 0 : session_v3_expiry(cfg); /* persistent_session_expiry (0 = never) */
     }
     bool expiry_capped = false;
-    if (expiry > cfg->max_session_expiry && !(ver != MQTT_V5 && expiry == UINT32_MAX)) {
+    if (ver == MQTT_V5 && expiry > cfg->max_session_expiry) {
         expiry = cfg->max_session_expiry;
         expiry_capped = true;
     }
@@ -141,23 +148,37 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         ka_changed = true;
     }
 
-    /* Session: takeover, clean start, resume or create. */
+    /* Session: takeover, clean start, resume or create. Only the identity that owns a session resumes or
+     * takes it over; any other identity ends it (connection, IM state, queue, stored records) and gets a
+     * fresh one: nothing of it reaches another owner. */
+    struct sess_ident ident = { 0 };
+    imconn_identity(b, c, &login, &ident);
     struct session *s = session_find(b, app, cid, cid_len);
+    bool same = s && sess_ident_eq(&s->ident, &ident);
     if (s && s->mc) {
         struct mqtt_conn *old = s->mc;
         BS_INC(b, takeovers);
-        au_info("session takeover client=%s", s->client_id);
+        au_info("session takeover client=%s%s", s->client_id, same ? "" : " by another identity: session ended");
         mqtt_send_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER, "another connection took over this session");
         old->sess = NULL;
         old->state = MC_CLOSING;
         s->mc = NULL;
         BS_ADD(b, sessions_online, (uint64_t)-1);
         au_conn_close(old->conn);
+        /* The old connection's IM state goes with it (the new one registers and replays afresh). */
+        im_session_offline(b, s);
         /* The old connection ended abnormally: its will goes out now unless a delay is pending and the
          * session continues (a reconnect within the delay cancels it, MQTT 5 3.1.3.2.2). */
-        if (s->will.m && (s->will.delay == 0 || c->clean_start || s->expiry == 0)) broker_publish_will(b, s);
+        if (s->will.m && (s->will.delay == 0 || c->clean_start || s->expiry == 0 || !same)) broker_publish_will(b, s);
+    } else if (s && !same) {
+        au_info("session of client=%s (%s) ended: a %s connected with its client id", s->client_id,
+                sess_ident_kind_name(s->ident.kind), sess_ident_kind_name(ident.kind));
     }
     bool present = false;
+    if (s && !same) {
+        session_end(b, s);
+        s = NULL;
+    }
     if (s && c->clean_start) {
         session_end(b, s);
         s = NULL;
@@ -173,8 +194,11 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     s->persistent = expiry != 0;
     free(s->username);
     s->username = c->has_username ? strndup((const char *)c->username.p, c->username.len) : NULL;
+    /* The IM state is keyed by the user: detached before the user is replaced (a no-op when it is). */
+    im_session_offline(b, s);
     free(s->im_user);
     s->im_user = login.kind == IM_LOGIN_USER ? strndup(login.user, login.user_len) : NULL;
+    sess_ident_move(&s->ident, &ident);
     uint32_t will_delay;
     if (s->will.m) msg_unref(s->will.m);
     s->will.m = make_will(c, app, s->uid, sh->now_ms, &will_delay);

@@ -1,7 +1,10 @@
 /* persist.c - MQTT retained messages and persistent sessions in the store (see persist.h).
  *
  * Record values (all start with KS_V1, layouts also in docs/storage.md):
- *   session record : v | version u8 | expiry u32 | last_seen_ms u64 (wall) | has_user u8 | username str16
+ *   session record : v | version u8 | expiry u32 | last_seen_ms u64 (wall) | has_user u8 | username str16 |
+ *                    owner kind u8 | owner name str16 | owner incarnation u64     (the owner: ident.h; the
+ *                    app is the key's. A record without the owner fields, written before they existed,
+ *                    is owned by what its username proves without a credential: imconn_identity_legacy)
  *   will           : v | qos u8 | retain u8 | delay u32 | msg_expiry u32 | topic str16 | props str32 | payload
  *   subscription   : v | qos u8 | no_local u8 | rap u8 | retain_handling u8 | sub_id u32
  *   outgoing msg   : v | qos u8 | retain u8 | state u8 | pid u16 | expire_ms u64 (wall, 0 = never) |
@@ -12,6 +15,7 @@
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/session.h"
 #include "store/keyspace.h"
+#include "gateway/im/imconn.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -249,8 +253,11 @@ void persist_session(struct broker *b, struct session *s)
     uint8_t key[KS_KEY_MAX];
     struct store_batch *sb = ib(b);
     size_t kl = ks_session_kind(key, s->app, s->client_id, s->cid_len, KS_SESS_RECORD);
-    uint8_t v[64 + AU_MQTT_MAX_CLIENT_ID + 1024];
-    struct ks_w w = ks_w_init(v, sizeof v);
+    uint8_t stackv[64 + 1024 + 1024];
+    size_t vcap = 64 + 1024 + (size_t)s->ident.name_len;
+    uint8_t *v = vcap <= sizeof stackv ? stackv : malloc(vcap);
+    AU_ASSERT(v != NULL);
+    struct ks_w w = ks_w_init(v, vcap);
     ks_w_u8(&w, KS_V1);
     ks_w_u8(&w, s->version);
     ks_w_u32(&w, s->expiry);
@@ -259,8 +266,12 @@ void persist_session(struct broker *b, struct session *s)
     if (ul > 1024) ul = 1024;
     ks_w_u8(&w, s->username ? 1 : 0);
     ks_w_str16(&w, s->username ? s->username : "", ul);
+    ks_w_u8(&w, s->ident.kind);
+    ks_w_str16(&w, s->ident.name ? s->ident.name : "", s->ident.name_len);
+    ks_w_u64(&w, s->ident.incarnation);
     AU_ASSERT(!w.err);
     store_batch_put(sb, key, kl, v, w.len);
+    if (v != stackv) free(v);
 
     kl = ks_session_kind(key, s->app, s->client_id, s->cid_len, KS_SESS_WILL);
     if (s->will.m) {
@@ -475,11 +486,27 @@ static bool load_session_key(void *arg, const uint8_t *k, size_t kl, const uint8
         uint16_t ul;
         const uint8_t *u = ks_r_str16(&vr, &ul);
         if (vr.err) break;
+        free(s->username);
+        free(s->im_user);
+        s->username = s->im_user = NULL;
         if (has_user) {
             s->username = strndup((const char *)u, ul);
             const char *colon = memchr(s->username, ':', ul);
             if (colon) s->im_user = strdup(colon + 1); /* an IM login: <appkey>:<user> */
         }
+        if (vr.off == vr.len) { /* written before owners were recorded */
+            imconn_identity_legacy(b, app, has_user ? s->username : NULL, has_user ? strlen(s->username) : 0, &s->ident);
+        } else {
+            uint8_t okind = ks_r_u8(&vr);
+            uint16_t nl;
+            const uint8_t *name = ks_r_str16(&vr, &nl);
+            uint64_t inc = ks_r_u64(&vr);
+            if (vr.err) sess_ident_set(&s->ident, SESS_ID_NONE, app, NULL, 0, 0); /* damaged: nobody resumes it */
+            else sess_ident_set(&s->ident, okind, app, (const char *)name, nl, inc);
+        }
+        /* Restored under today's limits (a 3.1.1 session kept forever before persistent_session_expiry). */
+        uint32_t cap = s->version == MQTT_V5 ? b->cfg->max_session_expiry : session_v3_expiry(b->cfg);
+        if (s->expiry > cap) s->expiry = cap;
         /* Offline since it was last seen: the expiry runs from then. */
         uint64_t now = au_wall_ms(), gone = now > last_seen ? now - last_seen : 0;
         uint64_t left = s->expiry == UINT32_MAX ? 0 : (uint64_t)s->expiry * 1000u;

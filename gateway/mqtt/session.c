@@ -18,6 +18,12 @@ static size_t make_key(char *out, uint32_t app, const uint8_t *cid, size_t len)
     return 4 + len;
 }
 
+uint32_t session_v3_expiry(const struct au_config *cfg)
+{
+    if (!cfg->persistent_session_expiry) return UINT32_MAX;
+    return AU_MIN(cfg->persistent_session_expiry, cfg->max_session_expiry);
+}
+
 struct session *session_by_uid(struct broker *b, uint64_t uid) { return au_hash_get_u64(&b->by_uid, uid); }
 
 struct session *session_find(struct broker *b, uint32_t app, const uint8_t *cid, size_t len)
@@ -40,6 +46,7 @@ struct session *session_create(struct broker *b, uint32_t app, const uint8_t *ci
     s->app = app;
     s->uid = ((uint64_t)b->shard->id << 48) | ++b->next_uid;
     s->owner = b;
+    s->ident.kind = SESS_ID_NONE; /* until a login (or its stored record) says who owns it */
     au_timer_init(&s->exp_timer, exp_fire);
     void *prev = au_hash_put(&b->sessions, s->key, 4 + len, s);
     AU_ASSERT(prev == NULL);
@@ -88,6 +95,7 @@ void session_free(struct broker *b, struct session *s)
     free(s->qos2_in);
     free(s->username);
     free(s->im_user);
+    sess_ident_free(&s->ident);
     free(s->key);
     free(s);
     BS_ADD(b, sessions, (uint64_t)-1);

@@ -6,6 +6,9 @@
 
 struct session *session_find(struct broker *b, uint32_t app, const uint8_t *cid, size_t len);
 struct session *session_create(struct broker *b, uint32_t app, const uint8_t *cid, size_t len);
+/* Expiry (seconds) of an MQTT 3.1/3.1.1 clean-session-0 session: persistent_session_expiry capped by
+ * max_session_expiry as an MQTT 5 request would be, or UINT32_MAX (never) when persistent_session_expiry is 0. */
+uint32_t session_v3_expiry(const struct au_config *cfg);
 /* An offline session gets a connection again: stop its expiry timer and any pending delayed will. */
 void session_resume(struct broker *b, struct session *s);
 /* The session ends now: a pending will is published, subscriptions and queues are released. */
