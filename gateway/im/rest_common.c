@@ -26,6 +26,7 @@ void rest_init(const struct au_config *cfg)
     rest_routes_users();
     rest_routes_groups();
     rest_routes_apps(cfg);
+    rest_routes_devices();
 }
 
 /* ------------------------------------------------------------------ answers */

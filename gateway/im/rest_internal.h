@@ -37,6 +37,7 @@ struct authpool *rest_authpool(void);
 void rest_routes_users(void);
 void rest_routes_groups(void);
 void rest_routes_apps(const struct au_config *cfg);
+void rest_routes_devices(void);
 
 /* ---- one authenticated request ---- */
 struct rest_ctx {
