@@ -107,7 +107,9 @@ void broker_publish_will(struct broker *b, struct session *s)
     s->will.m = NULL;
     s->will_at = 0;
     if (!m) return;
-    if (au_acl_check(b->cfg, AU_ACL_PUBLISH, s->username, s->client_id, (const char *)msg_topic(m), m->topic_len)) {
+    /* A will on a reserved topic is refused at CONNECT; one restored from a record written before that is dropped. */
+    if (!imconn_reserved_topic(msg_topic(m), m->topic_len) &&
+        au_acl_check(b->cfg, AU_ACL_PUBLISH, s->username, s->client_id, (const char *)msg_topic(m), m->topic_len)) {
         /* Message expiry runs from when the will is published, not from CONNECT. */
         m->expire_at = s->will_expiry ? b->shard->now_ms + (uint64_t)s->will_expiry * 1000u : 0;
         BS_INC(b, wills_sent);

@@ -19,7 +19,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ConnectRefused, app_creds, client, on_aurora, parse_connack, raw, run_tests,  # noqa: E402
-                     wait_until, CONNACK)
+                     publish_packet, CONNACK, PUBACK)
 
 PW = "secret-pw"
 
@@ -339,21 +339,32 @@ def wills_on_reserved_topics_are_refused(b):
 
 
 @on_aurora
-def retained_publishes_to_reserved_topics_are_refused(b):
-    key, _ = app_creds(b)
-    p = client(b, client_id="pub5", version=5)
-    for topic in ("push/all", "im/inbox", "im/x"):
-        info = p.publish(topic, b"retained?", qos=1, retain=True)
-        assert info.rc == 0
-    time.sleep(0.3)
-    s = client(b, client_id="watch", version=5)
-    s.subscribe([("#", 1)])
-    got = drain(s, 0.8)
-    assert not [m for m in got if m.retain], got
-    b.restart()
-    s = client(b, client_id="watch2", version=5)
-    s.subscribe([("#", 1)])
-    assert not [m for m in drain(s, 0.8) if m.retain]
+def retained_messages_on_reserved_topics_are_refused(b):
+    # directly: PUBACK 0x87, nothing stored
+    r = raw(b)
+    assert parse_connack(r.connect("pub5", 5)[2], 5)[1] == 0
+    for pid, topic in enumerate(("push/all", "im/inbox", "im/x"), 1):
+        r.send(publish_packet(topic, b"retained?", qos=1, retain=True, pid=pid, version=5))
+        t, _, body = r.recv_packet(3)
+        assert t == PUBACK and body[:2] == bytes([0, pid]) and len(body) >= 3 and body[2] == 0x87, (topic, body)
+    r.close()
+    # through a retained will of a dropped connection (set on a reserved topic: refused at CONNECT)
+    for topic in ("push/all", "im/inbox"):
+        w = client(b, client_id="w-" + topic.replace("/", "-"), version=5, check=False,
+                   will=dict(topic=topic, payload=b"will-retained", qos=1, retain=True))
+        if w.connack is not None and w.connack.rc == 0:
+            w.drop()
+        else:
+            w._close_quietly()
+    time.sleep(0.5)
+    for attempt in ("live", "restart"):
+        s = client(b, client_id="watch-" + attempt, version=5)
+        s.subscribe([("#", 1)])
+        got = [m for m in drain(s, 0.8) if m.topic.startswith(("im", "push"))]
+        assert not got, (attempt, got)
+        s.disconnect()
+        if attempt == "live":
+            b.restart()
 
 
 @on_aurora(aurora_config="persistent_session_expiry = 2\n")

@@ -70,6 +70,7 @@ TEST(defaults)
     CHECK_EQ(c.connect_timeout_ms, AU_MQTT_CONNECT_TIMEOUT_MS);
     CHECK_EQ(c.max_keepalive, AU_MQTT_MAX_KEEPALIVE);
     CHECK_EQ(c.max_session_expiry, AU_MQTT_MAX_SESSION_EXPIRY);
+    CHECK_EQ(c.persistent_session_expiry, AU_MQTT_PERSISTENT_SESSION_EXPIRY);
     CHECK_EQ(c.max_retained, AU_MQTT_MAX_RETAINED);
     CHECK(c.retain_available);
     CHECK(c.allow_anonymous);
@@ -111,6 +112,7 @@ TEST(file_syntax)
         "connect_timeout_ms = 5000\n"
         "max_keepalive = 0\n"
         "max_session_expiry = 3600\n"
+        "persistent_session_expiry = 0\n"
         "max_retained = 10\n"
         "retain_available = no\n"
         "allow_anonymous = OFF\n"
@@ -146,6 +148,7 @@ TEST(file_syntax)
     CHECK_EQ(c.connect_timeout_ms, 5000);
     CHECK_EQ(c.max_keepalive, 0);
     CHECK_EQ(c.max_session_expiry, 3600);
+    CHECK_EQ(c.persistent_session_expiry, 0);
     CHECK_EQ(c.max_retained, 10);
     CHECK(!c.retain_available);
     CHECK(!c.allow_anonymous);
@@ -231,6 +234,7 @@ TEST(file_errors)
     CHECK(load_fails_with("connect_timeout_ms = 10001\n", "out of range"));
     CHECK(load_fails_with("max_keepalive = 65536\n", "out of range"));
     CHECK(load_fails_with("max_session_expiry = 604801\n", "out of range"));
+    CHECK(load_fails_with("persistent_session_expiry = 604801\n", "out of range"));
     CHECK(load_fails_with("max_retained = 1000001\n", "out of range"));
     CHECK(load_fails_with("max_connections = 99999999\n", "out of range"));
     CHECK(load_fails_with("im_max_group_members = 0\n", "out of range"));
