@@ -270,6 +270,35 @@ static int verify(const struct auth_token_key *k, const char *tok, size_t len, c
     return auth_token_verify(k, tok, len, APP, strlen(APP), user, strlen(user), gen, now, NULL);
 }
 
+TEST(device_token_bound_to_app_and_client_id)
+{
+    struct auth_token_key k;
+    CHECK_EQ(auth_token_key_random(&k), 0);
+    char t[AUTH_TOKEN_MAX];
+    const uint64_t now = 1700000000;
+    const char cid[] = "phone 42 \xc3\xa9/#+"; /* any client id, not a username */
+    int n = auth_device_token_issue(&k, APP, 24, cid, strlen(cid), now, now + 60, t, sizeof t);
+    CHECK(n > 0 && auth_token_like(t, (size_t)n));
+    CHECK_EQ(auth_device_token_verify(&k, t, (size_t)n, APP, 24, cid, strlen(cid), now + 1), AUTH_TOKEN_OK);
+    CHECK_EQ(auth_device_token_verify(&k, t, (size_t)n, APP, 24, cid, strlen(cid), now + 60), AUTH_TOKEN_EXPIRED);
+    CHECK_EQ(auth_device_token_verify(&k, t, (size_t)n, APP, 24, "phone 43", 8, now + 1), AUTH_TOKEN_WRONG_USER);
+    CHECK_EQ(auth_device_token_verify(&k, t, (size_t)n, "4f7aef34fb361292c566a1ce", 24, cid, strlen(cid), now + 1),
+             AUTH_TOKEN_WRONG_USER);
+    struct auth_token_key k2;
+    CHECK_EQ(auth_token_key_random(&k2), 0);
+    CHECK_EQ(auth_device_token_verify(&k2, t, (size_t)n, APP, 24, cid, strlen(cid), now + 1), AUTH_TOKEN_BAD_MAC);
+    /* a user's login token is no device token, and a device token is no login token */
+    char u[AUTH_TOKEN_MAX];
+    int un = issue(&k, "phone42x", now, now + 60, 0, u);
+    CHECK(un > 0);
+    CHECK_EQ(auth_device_token_verify(&k, u, (size_t)un, APP, 24, "phone42x", 8, now + 1), AUTH_TOKEN_WRONG_USER);
+    CHECK(verify(&k, t, (size_t)n, "phone42x", 0, now + 1) != AUTH_TOKEN_OK);
+    /* bad arguments */
+    CHECK_EQ(auth_device_token_issue(&k, APP, 24, "", 0, now, now + 60, t, sizeof t), -1);
+    CHECK_EQ(auth_device_token_issue(&k, "short", 5, cid, strlen(cid), now, now + 60, t, sizeof t), -1);
+    CHECK_EQ(auth_device_token_verify(&k, t, (size_t)n, APP, 24, "", 0, now + 1), AUTH_TOKEN_WRONG_USER);
+}
+
 TEST(token_issue_verify)
 {
     struct auth_token_key k;
@@ -780,6 +809,7 @@ int main(void)
     RUN(app_keys);
     RUN(secret_hash);
     RUN(token_issue_verify);
+    RUN(device_token_bound_to_app_and_client_id);
     RUN(token_tamper);
     RUN(token_vs_password);
     RUN(token_key_file);
