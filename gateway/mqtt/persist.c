@@ -406,7 +406,10 @@ static bool load_retained(void *arg, const uint8_t *k, size_t kl, const uint8_t 
     uint32_t app = au_rd32(k + 1);
     if (r.expire_ms && r.expire_ms <= au_wall_ms()) return true;
     if (imconn_reserved_topic(k + 5, kl - 5)) { /* set by a will before those were refused: never served */
-        au_warn("dropping a retained message on a reserved topic (im/, push/)");
+        if (b->shard->id == 0) { /* every shard loads the replica; one deletes the record */
+            au_warn("deleting a retained message on a reserved topic (im/, push/)");
+            store_batch_del(ib(b), k, kl);
+        }
         return true;
     }
     struct msg *m = msg_new_raw(app, k + 5, (uint16_t)(kl - 5), r.props, r.props_len, r.payload, (uint32_t)r.payload_len,
