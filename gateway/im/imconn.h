@@ -43,6 +43,7 @@ void im_session_inbox(struct broker *b, struct session *s);     /* subscribed to
 void im_session_offline(struct broker *b, struct session *s);   /* connection gone: unregister */
 void im_session_free(struct broker *b, struct session *s);
 bool im_session_online(const struct session *s);          /* registered for im/inbox */
+uint64_t im_session_uid(const struct session *s);         /* the user incarnation registered (0: none yet) */
 void im_cursor_ack(struct broker *b, struct session *s, const struct msg *m);
 int im_user_online_devices(struct au_shard *sh, uint32_t app, const char *user);
 

@@ -24,7 +24,9 @@ static size_t user_key_named(uint8_t *buf, uint32_t app, bool admin, const char 
 static struct dir_user *rmw_user(struct im_dir *d, uint32_t app, const char *name, bool admin, const json_t *rec)
 {
     struct dir_user *u = im_dir_user(d, app, name, strlen(name));
-    if (!u || !rec || (bool)u->admin != admin || strcmp(u->pw_hash, rest_json_str(rec, "password")) != 0) return NULL;
+    if (!u || !rec || (bool)u->admin != admin || rest_json_u64(rec, "uid") != u->uid ||
+        strcmp(u->pw_hash, rest_json_str(rec, "password")) != 0)
+        return NULL;
     return u;
 }
 
@@ -35,6 +37,7 @@ static void user_change(struct im_changes *ch, uint32_t app, const char *name, c
     c->admin = admin;
     c->forbidden = json_is_true(json_object_get(rec, "forbidden"));
     c->token_gen = (uint32_t)rest_json_u64(rec, "token_gen");
+    c->uid = rest_json_u64(rec, "uid");
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->str, sizeof c->str, "%s", rest_json_str(rec, "password"));
 }
@@ -97,7 +100,13 @@ static int reg_prepare(struct im_dir *d, void *arg, struct store_batch *b, struc
             item_fail(it, IM_E_USER_EXIST, NULL);
             continue;
         }
-        json_t *rec = rest_user_rec_new(it->username, r->hash[i], &it->profile, r->now);
+        /* A new incarnation id, never reused (also not by a later user of the same name). */
+        uint64_t uid = im_dir_next_id(d, r->a.app, IM_UID_COUNTER, b);
+        if (uid > IM_UID_MAX) {
+            item_fail(it, IM_E_SYSTEM, "the app's user id space is exhausted");
+            continue;
+        }
+        json_t *rec = rest_user_rec_new(it->username, uid, r->hash[i], &it->profile, r->now);
         rest_put_json(b, key, user_key_named(key, r->a.app, r->admin, it->username), rec);
         user_change(ch, r->a.app, it->username, rec, r->admin);
         json_decref(rec);
@@ -408,6 +417,7 @@ static void put_forbidden(const struct http_req *req, struct http_resp *resp, vo
 struct udel {
     struct rest_async a;
     char name[AU_IM_USERNAME_MAX + 1];
+    uint64_t uid;                 /* the deleted incarnation (set on the writer) */
     /* blacklist entries to remove: names this user blacklisted, names that blacklisted this user */
     struct im_name *mine, *theirs;
     size_t nmine, ntheirs, cap_mine, cap_theirs;
@@ -446,6 +456,7 @@ static int udel_prepare(struct im_dir *d, void *arg, struct store_batch *b, stru
     size_t nl = strlen(u->name);
     struct dir_user *du = im_dir_user(d, app, u->name, nl);
     if (!du) return -IM_E_NO_USER;
+    u->uid = du->uid;
     uint8_t key[KS_KEY_MAX];
     store_batch_del(b, key, rest_user_key(key, app, du));
     for (uint32_t i = 0; i < du->ngids; i++) {
@@ -468,6 +479,81 @@ static int udel_prepare(struct im_dir *d, void *arg, struct store_batch *b, stru
     return 0;
 }
 
+/* After a delete: the user's per-incarnation keys (conversation list 1e, device cursors 1c, client message ids
+ * 1b, all under `family | app | uid`) are removed in the background, page by page (scan, delete, scan again
+ * until empty). Nothing can reach them any more (uids are never reused), so the 204 does not wait; a crash
+ * half-way leaves unreachable keys that the app's deletion removes. Messages stay: they belong to the
+ * conversation, which the peer still has (docs/storage.md, "Deleting users and groups"). */
+static const uint8_t k_uid_families[] = { KS_IM_UCONV, KS_IM_CURSOR, KS_IM_CLIMSG };
+
+struct upurge {
+    uint32_t app;
+    uint64_t uid;
+    size_t fam;
+    uint64_t deleted;
+};
+
+static void upurge_scan(struct au_shard *s, struct upurge *p);
+
+static void upurge_written(struct au_shard *s, void *arg, int err)
+{
+    struct upurge *p = arg;
+    if (err) {
+        au_error("user %llu of app %u: deleting its keys failed (%d): left unreachable", (unsigned long long)p->uid,
+                 p->app, err);
+        free(p);
+        return;
+    }
+    if (broker_of(s)->stopping) { /* shutdown: what is left stays unreachable (uids are never reused) */
+        free(p);
+        return;
+    }
+    upurge_scan(s, p);
+}
+
+static void upurge_scanned(struct au_shard *s, void *arg, int err, const struct store_kv *kv, uint32_t n, bool more)
+{
+    (void)more;
+    struct upurge *p = arg;
+    if (err || broker_of(s)->stopping) {
+        free(p);
+        return;
+    }
+    if (n == 0) {
+        p->fam++;
+        upurge_scan(s, p);
+        return;
+    }
+    struct store_batch *b = store_batch_new();
+    for (uint32_t i = 0; i < n; i++) store_batch_del(b, kv[i].k, kv[i].kl);
+    p->deleted += n;
+    store_write(rest_store(), s->id, b, upurge_written, p);
+}
+
+static void upurge_scan(struct au_shard *s, struct upurge *p)
+{
+    if (p->fam == sizeof k_uid_families) {
+        au_debug("user %llu of app %u: %llu keys deleted", (unsigned long long)p->uid, p->app,
+                 (unsigned long long)p->deleted);
+        free(p);
+        return;
+    }
+    uint8_t k[KS_KEY_MAX], e[KS_KEY_MAX];
+    size_t kl = ks_im_uid_prefix(k, (enum ks_prefix)k_uid_families[p->fam], p->app, p->uid);
+    size_t el = store_prefix_end(k, kl, e);
+    store_scan(rest_store(), s->id, k, kl, e, el, REST_DEL_PAGE, 0, upurge_scanned, p);
+}
+
+static void upurge_start(struct au_shard *s, uint32_t app, uint64_t uid)
+{
+    if (!uid || !rest_store()) return;
+    struct upurge *p = calloc(1, sizeof *p);
+    AU_ASSERT(p != NULL);
+    p->app = app;
+    p->uid = uid;
+    upurge_scan(s, p);
+}
+
 static void udel_done(struct au_shard *s, void *arg, int err)
 {
     struct udel *u = arg;
@@ -476,6 +562,7 @@ static void udel_done(struct au_shard *s, void *arg, int err)
     } else {
         rest_drop_user_devices(s, u->a.app, u->name);
         rest_finish_empty(&u->a, 204);
+        upurge_start(s, u->a.app, u->uid);
     }
     udel_free(u);
 }
