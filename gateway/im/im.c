@@ -649,10 +649,8 @@ static void climsg_check(struct au_shard *self, struct send_job *j);
 /* Single chat: the recipient may have blacklisted the sender (REST blacklist records). */
 static void blacklist_checked(struct au_shard *sh, void *arg, int err, const void *v, size_t vl)
 {
-    (void)v;
-    (void)vl;
     struct send_job *j = arg;
-    if (err == 0) {
+    if (err == 0 && ks_im_blacklist_holds(v, vl, j->req->target_uid, j->req->from_uid)) {
         j->err = IM_EBLACKLISTED;
         job_reply(sh, j);
         return;

@@ -937,6 +937,9 @@ struct blk {
     struct rest_async a;
     enum bl_op op;
     char owner[AU_IM_USERNAME_MAX + 1];
+    uint64_t owner_uid;
+    struct im_dir *d;             /* the handling shard's replica (GET: which listed names are current) */
+    uint64_t *uids;               /* PUT / DELETE: the listed users' incarnations */
     size_t n;
     struct im_name *names;
     bool *present;
@@ -946,6 +949,7 @@ struct blk {
 
 static void blk_free(struct blk *k)
 {
+    free(k->uids);
     free(k->names);
     free(k->present);
     free(k->users);
@@ -959,7 +963,8 @@ static int blk_prepare(struct im_dir *d, void *arg, struct store_batch *b, struc
     struct blk *k = arg;
     uint32_t app = k->a.app;
     size_t ol = strlen(k->owner);
-    if (!im_dir_user(d, app, k->owner, ol)) return -IM_E_NO_USER;
+    struct dir_user *ou = im_dir_user(d, app, k->owner, ol);
+    if (!ou || ou->uid != k->owner_uid) return -IM_E_NO_USER;
     uint8_t key[KS_KEY_MAX];
     for (size_t i = 0; i < k->n; i++) {
         const char *o = k->names[i].s;
@@ -968,7 +973,9 @@ static int blk_prepare(struct im_dir *d, void *arg, struct store_batch *b, struc
             struct dir_user *u = im_dir_user(d, app, o, xl);
             if (!u) return -IM_E_NO_USER;
             if (u->admin) return -IM_E_ADMIN_BLACKLIST;
-            store_batch_put(b, key, ks_im_blacklist(key, app, k->owner, ol, o, xl), "", 0);
+            uint8_t v[KS_IM_BLACKLIST_VLEN];
+            ks_im_blacklist_value(v, ou->uid, u->uid);
+            store_batch_put(b, key, ks_im_blacklist(key, app, k->owner, ol, o, xl), v, sizeof v);
             store_batch_put(b, key, ks_im_blacklist_rev(key, app, o, xl, k->owner, ol), "", 0);
         } else {
             store_batch_del(b, key, ks_im_blacklist(key, app, k->owner, ol, o, xl));
@@ -995,10 +1002,8 @@ static size_t blk_key(void *arg, size_t i, uint8_t *buf)
 
 static void blk_got(void *arg, size_t i, int err, const void *v, size_t vl)
 {
-    (void)v;
-    (void)vl;
     struct blk *k = arg;
-    k->present[i] = err == 0;
+    k->present[i] = err == 0 && ks_im_blacklist_holds(v, vl, k->owner_uid, k->uids[i]); /* stale entries: absent */
 }
 
 static void blk_checked(struct au_shard *s, void *arg, int err)
@@ -1023,12 +1028,14 @@ static void blacklist_change(const struct http_req *req, struct http_resp *resp,
 {
     struct rest_ctx c;
     const char *name;
-    if (!user_param(req, resp, ctx, &c, &name)) return;
+    struct dir_user *owner = user_param(req, resp, ctx, &c, &name);
+    if (!owner) return;
     size_t bl;
     const char *body = rest_body(req, &bl);
     struct blk *k = calloc(1, sizeof *k);
     AU_ASSERT(k != NULL);
     k->op = op;
+    k->owner_uid = owner->uid;
     snprintf(k->owner, sizeof k->owner, "%s", name);
     k->names = calloc(AU_IM_BATCH_MAX, sizeof *k->names);
     AU_ASSERT(k->names != NULL);
@@ -1046,9 +1053,12 @@ static void blacklist_change(const struct http_req *req, struct http_resp *resp,
         if (!dup) k->names[m++] = k->names[i];
     }
     k->n = m;
+    k->uids = calloc(k->n + 1, sizeof *k->uids);
+    AU_ASSERT(k->uids != NULL);
     for (size_t i = 0; i < k->n; i++) {
         const char *o = k->names[i].s;
         struct dir_user *u = im_dir_user(c.d, c.app, o, strlen(o));
+        if (u) k->uids[i] = u->uid;
         int code = 0;
         if (strcmp(o, k->owner) == 0) code = IM_E_PARAM;
         else if (!u) code = IM_E_NO_USER;
@@ -1109,6 +1119,9 @@ static bool blk_row(void *arg, const struct store_kv *kv)
     size_t head = 1 + 4 + 2 + strlen(k->owner);
     if (kv->kl <= head || kv->kl - head > AU_IM_USERNAME_MAX) return true;
     if (k->n == REST_BLACKLIST_MAX) return false;
+    /* only entries between the owner and the current incarnation of the blocked name */
+    struct dir_user *u = im_dir_user(k->d, k->a.app, (const char *)kv->k + head, kv->kl - head);
+    if (!u || !ks_im_blacklist_holds(kv->v, kv->vl, k->owner_uid, u->uid)) return true;
     memcpy(k->names[k->n].s, kv->k + head, kv->kl - head);
     k->names[k->n].s[kv->kl - head] = 0;
     k->n++;
@@ -1133,10 +1146,13 @@ static void get_blacklist(const struct http_req *req, struct http_resp *resp, vo
 {
     struct rest_ctx c;
     const char *name;
-    if (!user_param(req, resp, ctx, &c, &name)) return;
+    struct dir_user *owner = user_param(req, resp, ctx, &c, &name);
+    if (!owner) return;
     struct blk *k = calloc(1, sizeof *k);
     AU_ASSERT(k != NULL);
     k->op = BL_GET;
+    k->owner_uid = owner->uid;
+    k->d = c.d;
     snprintf(k->owner, sizeof k->owner, "%s", name);
     k->names = calloc(REST_BLACKLIST_MAX, sizeof *k->names);
     AU_ASSERT(k->names != NULL);
