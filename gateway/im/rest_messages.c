@@ -152,7 +152,7 @@ static bool hq_wants(const struct hq *h, uint64_t conv)
 {
     if (h->kind == HQ_ALL) return true;
     if (h->kind == HQ_GROUP) return conv == h->conv_group;
-    return bsearch(&conv, h->convs, h->nconvs, sizeof conv, cmp_u64) != NULL;
+    return h->nconvs && bsearch(&conv, h->convs, h->nconvs, sizeof conv, cmp_u64) != NULL;
 }
 
 static bool hq_row(void *arg, const struct store_kv *kv)
@@ -362,7 +362,7 @@ static void hq_uconvs_read(struct au_shard *s, void *arg, int err)
         hq_done(s, h, err);
         return;
     }
-    qsort(h->convs, h->nconvs, sizeof *h->convs, cmp_u64);
+    if (h->nconvs) qsort(h->convs, h->nconvs, sizeof *h->convs, cmp_u64); /* none: a user without conversations */
     hq_walk(h, h->walk_from, h->walk_after);
 }
 
