@@ -47,7 +47,8 @@
 #define AUTH_TOKEN_KEY_LEN      32          /* HMAC key bytes (<data>/token.key, mode 0600) */
 #define AUTH_TOKEN_KEY_FILE     "token.key"
 #define AUTH_TOKEN_APP_MAX      64          /* app identifier bytes bound into a token */
-#define AUTH_TOKEN_PAYLOAD_MAX  (1 + AUTH_TOKEN_APP_MAX + 1 + AUTH_USERNAME_MAX + 8 + 8 + 8 + 4) /* decoded payload bytes */
+/* decoded payload bytes */
+#define AUTH_TOKEN_PAYLOAD_MAX  (1 + AUTH_TOKEN_APP_MAX + 1 + AUTH_USERNAME_MAX + 8 + 8 + 8 + 4)
 #define AUTH_TOKEN_MAX          512         /* token bytes incl. NUL (longest: 4 + 296 + 1 + 43 + 1) */
 #define AUTH_TOKEN_TTL_S        (30u * 86400u) /* default lifetime the gateway should issue (seconds) */
 #define AUTH_PATH_MAX           1024        /* data-directory path + file name, bytes incl. NUL */

@@ -27,7 +27,8 @@
  * not after the user is deleted. They stay below 2^32 so that a single-chat conversation id packs the two
  * uids exactly into 63 bits (im_conv_single); registration refuses users beyond (IM_E_SYSTEM). */
 #define IM_UID_COUNTER "uid"
-#define IM_UID_MAX 0xfffffff0ull        /* hi * (hi + 3) / 2 < 2^63: the largest single-chat id stays below the group bit */
+/* hi * (hi + 3) / 2 < 2^63 for hi <= IM_UID_MAX: the largest single-chat id stays below the group bit */
+#define IM_UID_MAX 0xfffffff0ull
 
 struct dir_app {
     uint32_t id;

@@ -606,7 +606,8 @@ void rest_user_rec_profile(json_t *rec, const struct im_profile *p)
     }
 }
 
-json_t *rest_user_rec_new(const char *name, uint64_t uid, const char *pw_hash, const struct im_profile *p, uint64_t now_ms)
+json_t *rest_user_rec_new(const char *name, uint64_t uid, const char *pw_hash, const struct im_profile *p,
+                          uint64_t now_ms)
 {
     json_t *o = json_object();
     AU_ASSERT(o != NULL);

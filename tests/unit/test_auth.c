@@ -358,7 +358,8 @@ TEST(token_without_uid_is_revoked)
     size_t o = 4 + auth_b64_enc(pl, n, t + 4, true);
     uint8_t mac[32];
     size_t ml = 0;
-    CHECK(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, k.key, sizeof k.key, (const unsigned char *)t, o, mac, sizeof mac, &ml) != NULL);
+    CHECK(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, k.key, sizeof k.key, (const unsigned char *)t, o, mac,
+                    sizeof mac, &ml) != NULL);
     t[o++] = '.';
     o += auth_b64_enc(mac, sizeof mac, t + o, true);
     CHECK_EQ(auth_token_verify(&k, t, o, APP, strlen(APP), "alice", 5, UID, 0, now + 10, NULL), AUTH_TOKEN_REVOKED);
