@@ -42,6 +42,7 @@ struct dir_group;
 
 struct dir_user {
     uint64_t uid;                        /* incarnation id: never reused within the app (see IM_UID_MAX) */
+    uint64_t ctime_ms;                   /* registered (wall ms): older messages are of an earlier user of the name */
     uint32_t app;
     uint16_t name_len;
     uint8_t forbidden;
@@ -103,7 +104,7 @@ struct im_change {
     uint32_t max_members;
     uint64_t gid;
     uint64_t uid;                        /* USER_PUT: the user's incarnation id */
-    uint64_t ctime_ms;
+    uint64_t ctime_ms;                   /* APP_PUT, USER_PUT: creation time (wall ms) */
     char name[129];                      /* user name, group owner name (GROUP_PUT), member name */
     char str[IM_PW_HASH_MAX];            /* password hash (USER_PUT) / app key (APP_PUT) / group name */
     char str2[IM_SECRET_HASH_MAX];       /* app secret hash (APP_PUT) */

@@ -548,7 +548,7 @@ static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send
     }
     cs->head_job = j;
     /* The participants' conversation lists: written until one message of the conversation carrying them
-     * has committed (they are never deleted but with their app, whose ids are not reused). */
+     * has committed (deleted only with their user incarnation or app, whose ids are not reused). */
     if (!r->target_group && !cs->uconv_stored) {
         j->cs = cs;
         store_batch_put(batch, key, ks_im_uconv(key, r->app, r->from_uid, j->conv), "", 0);

@@ -414,6 +414,7 @@ struct retract {
     char user[129];
     char peer[129];              /* single chat: the other user */
     uint64_t uid;                /* the retracting user's incarnation */
+    uint64_t user_ctime_ms;      /* ... and when it was registered */
     uint64_t msgid, conv, seq;
 };
 
@@ -475,7 +476,7 @@ static void retract_got(struct au_shard *s, void *arg, int err, const void *v, s
     int code = 0;
     if (!im_msg_rec_decode(v, vl, &rec)) code = IM_E_RETRACT_NO_MSG;
     else if (rec.from_len != strlen(r->user) || memcmp(rec.from, r->user, rec.from_len) != 0) code = IM_E_RETRACT_NOT_SENDER;
-    else if (!im_conv_is_group(r->conv) && !im_conv_single_peer(r->conv, r->uid))
+    else if (rec.ctime_ms < r->user_ctime_ms || (!im_conv_is_group(r->conv) && !im_conv_single_peer(r->conv, r->uid)))
         code = IM_E_RETRACT_NOT_SENDER; /* a message of an earlier user of the same name */
     else if (rec.kind & IM_KIND_RETRACTED) code = IM_E_RETRACT_DONE;
     else if (au_wall_ms() > rec.ctime_ms + IM_RETRACT_WINDOW_MS) code = IM_E_RETRACT_TIMEOUT;
@@ -542,6 +543,7 @@ static void retract_message(const struct http_req *req, struct http_resp *resp, 
     AU_ASSERT(r != NULL);
     r->app = c.app;
     r->uid = du->uid;
+    r->user_ctime_ms = du->ctime_ms;
     memcpy(r->user, u, ul);
     r->msgid = msgid;
     rest_defer(&r->a, &c, resp);

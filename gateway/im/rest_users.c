@@ -38,6 +38,7 @@ static void user_change(struct im_changes *ch, uint32_t app, const char *name, c
     c->forbidden = json_is_true(json_object_get(rec, "forbidden"));
     c->token_gen = (uint32_t)rest_json_u64(rec, "token_gen");
     c->uid = rest_json_u64(rec, "uid");
+    c->ctime_ms = rest_json_u64(rec, "ctime");
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->str, sizeof c->str, "%s", rest_json_str(rec, "password"));
 }

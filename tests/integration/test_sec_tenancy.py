@@ -170,6 +170,7 @@ def deleted_user_messages_do_not_reach_the_next_user_of_the_name(b):
     old.publish("im/token", b"", qos=1, wait=True)
     tok = [m for m in drain(old) if m.get("event") == "token"][0]["token"]
     old.publish("im/send", text("carol1", "old alice to carol", client_msg_id="cm-1"), qos=1, wait=True)
+    old_msgid = [m for m in drain(old) if m.get("client_msg_id") == "cm-1"][0]["msgid"]
     st, body = rest(b, "PUT", "/v1/users/alice1/blacklist", ["bobby1"])
     assert st == 204, (st, body)
     old.disconnect()
@@ -220,6 +221,10 @@ def deleted_user_messages_do_not_reach_the_next_user_of_the_name(b):
         return leaks
 
     leaks = check("r1")
+    # the new alice1 cannot retract the old one's message (within the 3-minute window, by msgid)
+    st, body = rest(b, "POST", "/v1/messages/alice1/%d/retract" % old_msgid)
+    if st == 204:
+        leaks.append("the new alice1 retracted the old alice1's message")
     # the old client message id is not a resend for the new alice1: her message is stored and delivered
     carol = device(b, creds, "carol1", "carol-phone")
     drain(carol, 0.5)
