@@ -17,8 +17,10 @@
 #include <string.h>
 
 /* Format of the whole keyspace. Bump when a layout changes incompatibly; store_open refuses a DB
- * written by a newer format and (until migrations exist) any other one. */
-#define STORE_FORMAT_VERSION 1u
+ * written by a newer format and (until migrations exist) any other one.
+ * 2: per-user IM state keyed by the user's incarnation id (uid) instead of the username (1b, 1c, 1e),
+ *    single-chat conversation ids exact from the two uids, user records carry "uid" (docs/storage.md). */
+#define STORE_FORMAT_VERSION 2u
 
 #define KS_STR_MAX     1024u   /* longest variable string in a key (topic, filter, client id, username) */
 #define KS_KEY_MAX     (2u * KS_STR_MAX + 64u) /* longest key any builder makes (checked) */
@@ -43,10 +45,10 @@ enum ks_prefix {
     KS_IM_CONVIDX    = 0x18, /* 0x18 | app u32 | type u8 | ids...              -> conv u64 */
     KS_IM_MSG        = 0x19, /* 0x19 | app u32 | conv u64 | seq u64            -> message (binary+JSON) */
     KS_IM_MSGID      = 0x1a, /* 0x1a | app u32 | msgid u64                     -> conv u64 | seq u64 */
-    KS_IM_CLIMSG     = 0x1b, /* 0x1b | app u32 | ulen u16 | username | client msg id -> msgid u64 */
-    KS_IM_CURSOR     = 0x1c, /* 0x1c | app u32 | dlen u16 | device | conv u64  -> acked seq u64 */
+    KS_IM_CLIMSG     = 0x1b, /* 0x1b | app u32 | uid u64 | client msg id       -> msgid u64 */
+    KS_IM_CURSOR     = 0x1c, /* 0x1c | app u32 | uid u64 | dlen u16 | device | conv u64 -> acked seq u64 */
     KS_IM_MEDIA      = 0x1d, /* 0x1d | app u32 | media id                      -> media record (JSON) */
-    KS_IM_UCONV      = 0x1e, /* 0x1e | app u32 | ulen u16 | username | conv u64 -> (empty) user's conversations */
+    KS_IM_UCONV      = 0x1e, /* 0x1e | app u32 | uid u64 | conv u64            -> (empty) user's conversations */
     KS_IM_COUNTER    = 0x1f, /* 0x1f | app u32 | name                          -> u64 (id allocators: gid, msgid) */
     /* 0x20..0x2f reserved for IM, 0x30..0x3f for push (devices, tags, aliases). */
 };
@@ -295,8 +297,7 @@ static inline size_t ks_im_gmember(uint8_t *buf, uint32_t app, uint64_t gid, con
     memcpy(buf + n, user, ul);
     return n + ul;
 }
-/* KS_IM_UGROUP / KS_IM_UCONV | app | ulen | user [| id] ; KS_IM_CURSOR | app | dlen | device [| conv];
- * KS_IM_CLIMSG uses ks_im_str_tail. with_id = false gives the prefix of one user's / device's keys. */
+/* KS_IM_UGROUP | app | ulen | user [| id]. with_id = false gives the prefix of one user's keys. */
 static inline size_t ks_im_str_id(uint8_t *buf, enum ks_prefix p, uint32_t app, const void *s, size_t sl, bool with_id,
                                   uint64_t id)
 {
@@ -318,6 +319,43 @@ static inline size_t ks_im_str_tail(uint8_t *buf, enum ks_prefix p, uint32_t app
     ks_w_u32(&w, app);
     ks_w_str16(&w, s, sl);
     ks_w_bytes(&w, tail, tl);
+    return ks_fin(&w);
+}
+/* Per-user IM state, keyed by the user's incarnation id (never reused: a deleted user's keys are unreachable to
+ * a later user of the same name). prefix | app | uid: every key of one user incarnation in that family. */
+static inline size_t ks_im_uid_prefix(uint8_t *buf, enum ks_prefix p, uint32_t app, uint64_t uid)
+{
+    return ks_im_id(buf, p, app, uid);
+}
+/* KS_IM_UCONV | app | uid | conv */
+static inline size_t ks_im_uconv(uint8_t *buf, uint32_t app, uint64_t uid, uint64_t conv)
+{
+    struct ks_w w = ks_w_init(buf, KS_KEY_MAX);
+    ks_w_u8(&w, KS_IM_UCONV);
+    ks_w_u32(&w, app);
+    ks_w_u64(&w, uid);
+    ks_w_u64(&w, conv);
+    return ks_fin(&w);
+}
+/* KS_IM_CLIMSG | app | uid | client message id */
+static inline size_t ks_im_climsg(uint8_t *buf, uint32_t app, uint64_t uid, const void *cmid, size_t cl)
+{
+    ks_chk(cl);
+    size_t n = ks_im_id(buf, KS_IM_CLIMSG, app, uid);
+    memcpy(buf + n, cmid, cl);
+    return n + cl;
+}
+/* KS_IM_CURSOR | app | uid | dlen | device [| conv] (with_conv = false: the prefix of one device's cursors) */
+static inline size_t ks_im_cursor(uint8_t *buf, uint32_t app, uint64_t uid, const void *dev, size_t dl, bool with_conv,
+                                  uint64_t conv)
+{
+    ks_chk(dl);
+    struct ks_w w = ks_w_init(buf, KS_KEY_MAX);
+    ks_w_u8(&w, KS_IM_CURSOR);
+    ks_w_u32(&w, app);
+    ks_w_u64(&w, uid);
+    ks_w_str16(&w, dev, dl);
+    if (with_conv) ks_w_u64(&w, conv);
     return ks_fin(&w);
 }
 /* KS_IM_MSG | app | conv | seq (seq = 0 with `n = 13` is the conversation's prefix) */

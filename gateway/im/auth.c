@@ -446,8 +446,11 @@ static void put64(uint8_t *p, uint64_t v)
 
 static uint64_t get64(const uint8_t *p) { return (uint64_t)au_rd32(p) << 32 | au_rd32(p + 4); }
 
-/* Payload: u8 app_len, app, u8 user_len, user, u64 iat, u64 exp, u32 gen (big-endian). */
-static size_t payload_len(size_t app_len, size_t user_len) { return 1 + app_len + 1 + user_len + 8 + 8 + 4; }
+/* Payload: u8 app_len, app, u8 user_len, user, u64 uid, u64 iat, u64 exp, u32 gen (big-endian). */
+static size_t payload_len(size_t app_len, size_t user_len) { return 1 + app_len + 1 + user_len + 8 + 8 + 8 + 4; }
+/* The layout before incarnations (no uid): still recognised, so such a token is refused as revoked instead of
+ * being tried as a password. */
+static size_t payload_len_v0(size_t app_len, size_t user_len) { return 1 + app_len + 1 + user_len + 8 + 8 + 4; }
 
 int auth_token_issue(const struct auth_token_key *k, const struct auth_token_claims *c, char *out, size_t outcap)
 {
@@ -462,10 +465,11 @@ int auth_token_issue(const struct auth_token_key *k, const struct auth_token_cla
     pl[n++] = (uint8_t)c->user_len;
     memcpy(pl + n, c->user, c->user_len);
     n += c->user_len;
-    put64(pl + n, c->iat);
-    put64(pl + n + 8, c->exp);
-    au_wr32(pl + n + 16, c->gen);
-    n += 20;
+    put64(pl + n, c->uid);
+    put64(pl + n + 8, c->iat);
+    put64(pl + n + 16, c->exp);
+    au_wr32(pl + n + 24, c->gen);
+    n += 28;
     AU_ASSERT(n == payload_len(c->app_len, c->user_len) && n <= sizeof pl);
     size_t need = AUTH_TOKEN_PREFIX_LEN + auth_b64_len(n) + 1 + HASH_B64 + 1;
     if (outcap < need) return -1;
@@ -486,7 +490,7 @@ bool auth_token_like(const void *pw, size_t len)
 }
 
 int auth_token_verify(const struct auth_token_key *k, const char *tok, size_t len, const char *app, size_t app_len,
-                      const char *user, size_t user_len, uint32_t cur_gen, uint64_t now_s,
+                      const char *user, size_t user_len, uint64_t cur_uid, uint32_t cur_gen, uint64_t now_s,
                       struct auth_token_claims *out)
 {
     /* structure: au1.<payload>.<43-char tag> */
@@ -500,7 +504,8 @@ int auth_token_verify(const struct auth_token_key *k, const char *tok, size_t le
     size_t al = pl[0];
     if (al == 0 || al > AUTH_TOKEN_APP_MAX || (size_t)n < 1 + al + 1) return AUTH_TOKEN_NOT_TOKEN;
     size_t ul = pl[1 + al];
-    if ((size_t)n != payload_len(al, ul) || !auth_username_ok((const char *)pl + 2 + al, ul))
+    bool v0 = (size_t)n == payload_len_v0(al, ul);
+    if (((size_t)n != payload_len(al, ul) && !v0) || !auth_username_ok((const char *)pl + 2 + al, ul))
         return AUTH_TOKEN_NOT_TOKEN;
     for (size_t i = dot + 1; i < len; i++)
         if (!B64_DEC_URL[(unsigned char)tok[i]]) return AUTH_TOKEN_NOT_TOKEN;
@@ -514,13 +519,20 @@ int auth_token_verify(const struct auth_token_key *k, const char *tok, size_t le
     if (CRYPTO_memcmp(want, tok + dot + 1, HASH_B64) != 0) return AUTH_TOKEN_BAD_MAC;
 
     const uint8_t *t = pl + 2 + al + ul;
+    uint64_t uid = 0;
+    if (!v0) {
+        uid = get64(t);
+        t += 8;
+    }
     uint64_t iat = get64(t), exp = get64(t + 8);
     uint32_t gen = au_rd32(t + 16);
-    if (out) *out = (struct auth_token_claims){ .app_len = al, .user_len = ul, .iat = iat, .exp = exp, .gen = gen };
+    if (out)
+        *out = (struct auth_token_claims){ .app_len = al, .user_len = ul, .uid = uid, .iat = iat, .exp = exp,
+                                           .gen = gen };
     if (exp <= now_s || exp <= iat) return AUTH_TOKEN_EXPIRED;
     if (al != app_len || ul != user_len || memcmp(pl + 1, app, al) != 0 || memcmp(pl + 2 + al, user, ul) != 0)
         return AUTH_TOKEN_WRONG_USER;
-    if (gen != cur_gen) return AUTH_TOKEN_REVOKED;
+    if (v0 || uid != cur_uid || gen != cur_gen) return AUTH_TOKEN_REVOKED;
     return AUTH_TOKEN_OK;
 }
 
@@ -561,5 +573,5 @@ int auth_device_token_verify(const struct auth_token_key *k, const char *tok, si
 {
     char app[AUTH_TOKEN_APP_MAX + 1], user[2 * AUTH_HASH_LEN + 1];
     if (device_claims(appkey, appkey_len, cid, cid_len, app, user) != 0) return AUTH_TOKEN_WRONG_USER;
-    return auth_token_verify(k, tok, len, app, strlen(app), user, 2 * AUTH_HASH_LEN, 0, now_s, NULL);
+    return auth_token_verify(k, tok, len, app, strlen(app), user, 2 * AUTH_HASH_LEN, 0, 0, now_s, NULL);
 }

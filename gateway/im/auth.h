@@ -5,7 +5,7 @@
  * Stored formats (all ASCII, self-describing so costs and algorithms can change later):
  *   password hash  pbkdf2-sha256$<iter>$<salt b64>$<hash b64>     (16-byte salt, 32-byte hash)
  *   secret hash    sha256$<salt b64>$<hash b64>                   (16-byte salt, SHA-256(salt || secret))
- *   login token    au1.<payload b64url>.<HMAC-SHA256 b64url>      (payload: app, user, iat, exp, gen)
+ *   login token    au1.<payload b64url>.<HMAC-SHA256 b64url>      (payload: app, user, uid, iat, exp, gen)
  * "b64" is the standard alphabet without '=' padding, "b64url" the URL-safe one without padding;
  * decoders accept only the canonical encoding (unused trailing bits must be zero).
  *
@@ -47,8 +47,9 @@
 #define AUTH_TOKEN_KEY_LEN      32          /* HMAC key bytes (<data>/token.key, mode 0600) */
 #define AUTH_TOKEN_KEY_FILE     "token.key"
 #define AUTH_TOKEN_APP_MAX      64          /* app identifier bytes bound into a token */
-#define AUTH_TOKEN_PAYLOAD_MAX  (1 + AUTH_TOKEN_APP_MAX + 1 + AUTH_USERNAME_MAX + 8 + 8 + 4) /* decoded payload bytes */
-#define AUTH_TOKEN_MAX          512         /* token bytes incl. NUL (longest: 4 + 286 + 1 + 43 + 1) */
+/* decoded payload bytes */
+#define AUTH_TOKEN_PAYLOAD_MAX  (1 + AUTH_TOKEN_APP_MAX + 1 + AUTH_USERNAME_MAX + 8 + 8 + 8 + 4)
+#define AUTH_TOKEN_MAX          512         /* token bytes incl. NUL (longest: 4 + 296 + 1 + 43 + 1) */
 #define AUTH_TOKEN_TTL_S        (30u * 86400u) /* default lifetime the gateway should issue (seconds) */
 #define AUTH_PATH_MAX           1024        /* data-directory path + file name, bytes incl. NUL */
 
@@ -110,14 +111,16 @@ int auth_token_key_load(const char *data_dir, struct auth_token_key *k, char *er
 /* A fresh random key in memory (tests, tools). 0 or -1. */
 int auth_token_key_random(struct auth_token_key *k);
 
-/* What a token binds. app: the AppKey (1..AUTH_TOKEN_APP_MAX bytes); user: a valid username; times
- * in wall-clock seconds; gen: the user's token generation (bumped on password change, ban, delete:
+/* What a token binds. app: the AppKey (1..AUTH_TOKEN_APP_MAX bytes); user: a valid username; uid: the
+ * user's incarnation id (never reused: a token of a deleted user never logs in a later user of the same
+ * name); times in wall-clock seconds; gen: the user's token generation (bumped on password change and ban:
  * every older token stops verifying). */
 struct auth_token_claims {
     const char *app;
     size_t app_len;
     const char *user;
     size_t user_len;
+    uint64_t uid;
     uint64_t iat, exp;
     uint32_t gen;
 };
@@ -132,7 +135,9 @@ enum auth_token_result {
     AUTH_TOKEN_BAD_MAC    = -2, /* well-formed, but not issued with this key (or altered) */
     AUTH_TOKEN_EXPIRED    = -3,
     AUTH_TOKEN_WRONG_USER = -4, /* genuine, but for another app or user */
-    AUTH_TOKEN_REVOKED    = -5, /* genuine, but the user's token generation moved on */
+    AUTH_TOKEN_REVOKED    = -5, /* genuine, but the user's token generation moved on, or it is of another
+                                 * incarnation of the user (deleted and registered again), or of the layout
+                                 * before incarnations (no uid) */
 };
 
 /* Cheap test used to route a CONNECT password: true when it starts with "au1." (a password may
@@ -140,12 +145,13 @@ enum auth_token_result {
  * password path). */
 bool auth_token_like(const void *pw, size_t len);
 
-/* Verify a token for (app, user) whose current generation is cur_gen, at wall time now_s.
- * Checks, in order: structure, MAC (CRYPTO_memcmp over the whole encoded tag), expiry, app/user,
- * generation. Every result but AUTH_TOKEN_OK means "refuse" (NOT_TOKEN: try it as a password).
- * out (optional) receives the decoded times and generation (app/user pointers are set to NULL). */
+/* Verify a token for (app, user) whose current incarnation is cur_uid and generation cur_gen, at wall
+ * time now_s. Checks, in order: structure, MAC (CRYPTO_memcmp over the whole encoded tag), expiry,
+ * app/user, incarnation and generation. Every result but AUTH_TOKEN_OK means "refuse" (NOT_TOKEN: try it
+ * as a password). A genuine token of the layout before incarnations (no uid) is AUTH_TOKEN_REVOKED.
+ * out (optional) receives the decoded uid, times and generation (app/user pointers are set to NULL). */
 int auth_token_verify(const struct auth_token_key *k, const char *tok, size_t len, const char *app, size_t app_len,
-                      const char *user, size_t user_len, uint32_t cur_gen, uint64_t now_s,
+                      const char *user, size_t user_len, uint64_t cur_uid, uint32_t cur_gen, uint64_t now_s,
                       struct auth_token_claims *out);
 
 /* ---- device tokens ----

@@ -237,6 +237,8 @@ void im_dir_apply(struct im_dir *d, const struct im_change *ch)
             au_hash_put(&d->users, u->key, 4 + nl, u);
             d->nusers++;
         }
+        u->uid = ch->uid;
+        u->ctime_ms = ch->ctime_ms;
         u->forbidden = ch->forbidden;
         u->admin = ch->admin;
         u->token_gen = ch->token_gen;
@@ -496,7 +498,14 @@ static bool load_user(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, 
     ch.forbidden = json_is_true(json_object_get(o, "forbidden"));
     ch.admin = k[0] == KS_IM_ADMIN;
     ch.token_gen = (uint32_t)json_integer_value(json_object_get(o, "token_gen"));
+    json_int_t uid = json_integer_value(json_object_get(o, "uid"));
+    ch.ctime_ms = (uint64_t)json_integer_value(json_object_get(o, "ctime"));
     json_decref(o);
+    if (uid <= 0 || (uint64_t)uid > IM_UID_MAX) { /* every format-2 record has one: a damaged record */
+        au_error("im directory: user record of %s (app %u) has no valid uid: not loaded", ch.name, ch.app);
+        return true;
+    }
+    ch.uid = (uint64_t)uid;
     im_dir_apply(d, &ch);
     return true;
 }

@@ -23,6 +23,12 @@
 #define IM_APPKEY_LEN 24
 #define IM_SECRET_HASH_MAX 128
 #define IM_PW_HASH_MAX 160
+/* User incarnation ids (dir_user.uid) come from the app's "uid" counter (im_dir_next_id): never reused, also
+ * not after the user is deleted. They stay below 2^32 so that a single-chat conversation id packs the two
+ * uids exactly into 63 bits (im_conv_single); registration refuses users beyond (IM_E_SYSTEM). */
+#define IM_UID_COUNTER "uid"
+/* hi * (hi + 3) / 2 < 2^63 for hi <= IM_UID_MAX: the largest single-chat id stays below the group bit */
+#define IM_UID_MAX 0xfffffff0ull
 
 struct dir_app {
     uint32_t id;
@@ -35,6 +41,8 @@ struct dir_app {
 struct dir_group;
 
 struct dir_user {
+    uint64_t uid;                        /* incarnation id: never reused within the app (see IM_UID_MAX) */
+    uint64_t ctime_ms;                   /* registered (wall ms): older messages are of an earlier user of the name */
     uint32_t app;
     uint16_t name_len;
     uint8_t forbidden;
@@ -95,7 +103,8 @@ struct im_change {
     uint32_t token_gen;
     uint32_t max_members;
     uint64_t gid;
-    uint64_t ctime_ms;
+    uint64_t uid;                        /* USER_PUT: the user's incarnation id */
+    uint64_t ctime_ms;                   /* APP_PUT, USER_PUT: creation time (wall ms) */
     char name[129];                      /* user name, group owner name (GROUP_PUT), member name */
     char str[IM_PW_HASH_MAX];            /* password hash (USER_PUT) / app key (APP_PUT) / group name */
     char str2[IM_SECRET_HASH_MAX];       /* app secret hash (APP_PUT) */

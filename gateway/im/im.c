@@ -25,19 +25,24 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
+#include <math.h>
 
 static const char k_inbox[] = "im/inbox";
 
+#define INBOX_KEY_LEN 12u        /* the inbox index key: app u32 + uid u64 */
+#define CONV_KEY_LEN  12u        /* the owner shard's conversation key: app u32 + conv u64 */
+
 /* ------------------------------------------------------------------ per-shard state */
 
-struct inbox_entry {             /* the online IM sessions of one user on this shard */
+struct inbox_entry {             /* the online IM sessions of one user incarnation on this shard */
     struct session **v;
     uint32_t n, cap;
-    char key[];                  /* app u32 + username */
+    uint8_t key[INBOX_KEY_LEN];  /* app u32 + uid u64 */
 };
 
-struct conv_state {              /* owner shard: sequence of a conversation */
+struct conv_state {              /* owner shard: sequence of a conversation of an app */
+    uint8_t key[CONV_KEY_LEN];   /* app u32 + conv u64: apps never share a conversation's state */
+    uint32_t app;
     uint64_t conv;
     uint64_t last_seq;
     bool loaded, loading;
@@ -58,8 +63,8 @@ struct im_shard {
     struct au_shard *shard;
     bool sweeping;
     uint64_t swept;              /* messages deleted by the retention sweep (total) */
-    struct au_hash inbox;        /* app + user -> inbox_entry */
-    struct au_hash convs;        /* conv -> conv_state (this shard owns them) */
+    struct au_hash inbox;        /* app + uid -> inbox_entry */
+    struct au_hash convs;        /* app + conv -> conv_state (this shard owns them) */
     uint32_t msgid_counter;
     uint64_t msgid_ms;
     struct au_hash cursors;      /* KS_IM_CURSOR key -> cursor_pend, waiting for the write in flight */
@@ -73,48 +78,37 @@ struct im_shard {
 };
 
 struct im_sess {                 /* per IM session */
-    bool registered;             /* in the inbox index, under ukey */
-    uint8_t ukl;
-    char ukey[4 + AUTH_USERNAME_MAX];  /* the inbox key it registered under (app + user): removed from exactly that
-                                  * entry, whatever happens to the session's im_user meanwhile */
+    bool registered;             /* in the inbox index, under (app, uid): removed from exactly that entry,
+                                  * whatever happens to the session's im_user meanwhile */
     bool replaying;
     uint32_t pending;            /* replay reads in flight */
     struct msg **held;           /* live messages that arrived during replay */
     uint32_t nheld, capheld;
     struct au_hash done_seq;     /* replay: conv -> highest seq sent (u64 keys, value = seq + 1 cast) */
     uint64_t gen;                /* replay generation (a new login restarts it) */
+    uint64_t uid;                /* the user incarnation registered (inbox key, cursors, conversation list) */
 };
 
 static struct im_shard *ims(struct au_shard *s) { return broker_of(s)->imsvc; }
 
-uint64_t im_conv_single(uint32_t app, const char *a, size_t al, const char *b, size_t bl)
+uint64_t im_conv_single_peer(uint64_t conv, uint64_t uid)
 {
-    if (al > bl || (al == bl && memcmp(a, b, al) > 0)) {
-        const char *t = a;
-        a = b;
-        b = t;
-        size_t tl = al;
-        al = bl;
-        bl = tl;
-    }
-    uint8_t buf[4 + 1 + 129 + 1 + 129];
-    size_t n = 0;
-    memcpy(buf, &app, 4);
-    n = 4;
-    buf[n++] = 's';
-    memcpy(buf + n, a, al);
-    n += al;
-    buf[n++] = 0;
-    memcpy(buf + n, b, bl);
-    n += bl;
-    return XXH3_64bits_withSeed(buf, n, 0x1a2b3c4dull) & ~IM_CONV_GROUP_BIT;
+    if (im_conv_is_group(conv)) return 0;
+    /* hi = the largest h with h * (h + 1) / 2 <= conv: a double estimate, then exact integer steps */
+    uint64_t hi = (uint64_t)((sqrt(8.0 * (double)conv + 1.0) - 1.0) / 2.0);
+    while (hi > 0 && hi * (hi + 1) / 2 > conv) hi--;
+    while ((hi + 1) * (hi + 2) / 2 <= conv) hi++;
+    uint64_t lo = conv - hi * (hi + 1) / 2;
+    if (uid == hi) return lo;
+    if (uid == lo) return hi;
+    return 0;
 }
 
-static size_t user_key(char *out, uint32_t app, const char *u, size_t ul)
+/* The inbox index key (a deleted user's sessions never get a later same-name user's mail). */
+static void inbox_key(uint8_t *out, uint32_t app, uint64_t uid)
 {
     memcpy(out, &app, 4);
-    memcpy(out + 4, u, ul);
-    return 4 + ul;
+    memcpy(out + 4, &uid, 8);
 }
 
 /* ------------------------------------------------------------------ the inbox index */
@@ -122,17 +116,14 @@ static size_t user_key(char *out, uint32_t app, const char *u, size_t ul)
 static void inbox_add(struct au_shard *sh, struct session *s)
 {
     struct im_shard *st = ims(sh);
-    size_t ul = strlen(s->im_user);
-    AU_ASSERT(ul <= AUTH_USERNAME_MAX);
-    char *key = s->im->ukey;
-    size_t kl = user_key(key, s->app, s->im_user, ul);
-    s->im->ukl = (uint8_t)kl;
-    struct inbox_entry *e = au_hash_get(&st->inbox, key, kl);
+    uint8_t key[INBOX_KEY_LEN];
+    inbox_key(key, s->app, s->im->uid);
+    struct inbox_entry *e = au_hash_get(&st->inbox, key, INBOX_KEY_LEN);
     if (!e) {
-        e = calloc(1, sizeof *e + kl);
+        e = calloc(1, sizeof *e);
         AU_ASSERT(e != NULL);
-        memcpy(e->key, key, kl);
-        au_hash_put(&st->inbox, e->key, kl, e);
+        memcpy(e->key, key, INBOX_KEY_LEN);
+        au_hash_put(&st->inbox, e->key, INBOX_KEY_LEN, e);
     }
     for (uint32_t i = 0; i < e->n; i++)
         if (e->v[i] == s) return;
@@ -147,8 +138,9 @@ static void inbox_add(struct au_shard *sh, struct session *s)
 static void inbox_del(struct au_shard *sh, struct session *s)
 {
     struct im_shard *st = ims(sh);
-    size_t kl = s->im->ukl;
-    struct inbox_entry *e = au_hash_get(&st->inbox, s->im->ukey, kl);
+    uint8_t key[INBOX_KEY_LEN];
+    inbox_key(key, s->app, s->im->uid);
+    struct inbox_entry *e = au_hash_get(&st->inbox, key, INBOX_KEY_LEN);
     if (!e) return;
     for (uint32_t i = 0; i < e->n; i++)
         if (e->v[i] == s) {
@@ -156,7 +148,7 @@ static void inbox_del(struct au_shard *sh, struct session *s)
             break;
         }
     if (!e->n) {
-        au_hash_del(&st->inbox, e->key, kl);
+        au_hash_del(&st->inbox, e->key, INBOX_KEY_LEN);
         free(e->v);
         free(e);
     }
@@ -164,10 +156,11 @@ static void inbox_del(struct au_shard *sh, struct session *s)
 
 int im_user_online_devices(struct au_shard *sh, uint32_t app, const char *user)
 {
-    char key[4 + 129];
-    size_t ul = strlen(user);
-    if (ul > 128) return 0;
-    struct inbox_entry *e = au_hash_get(&ims(sh)->inbox, key, user_key(key, app, user, ul));
+    struct dir_user *u = im_dir_user(im_dir_of(sh), app, user, strlen(user));
+    if (!u) return 0;
+    uint8_t key[INBOX_KEY_LEN];
+    inbox_key(key, app, u->uid);
+    struct inbox_entry *e = au_hash_get(&ims(sh)->inbox, key, INBOX_KEY_LEN);
     return e ? (int)e->n : 0;
 }
 
@@ -190,11 +183,11 @@ static void deliver_to_session(struct broker *b, struct session *s, struct msg *
     session_deliver(b, s, m, 1, false, NULL, 0);
 }
 
-static void deliver_user(struct broker *b, struct msg *m, const char *user, size_t ul)
+static void deliver_user(struct broker *b, struct msg *m, uint64_t uid)
 {
-    char key[4 + 129];
-    if (ul > 128) return;
-    struct inbox_entry *e = au_hash_get(&ims(b->shard)->inbox, key, user_key(key, m->app, user, ul));
+    uint8_t key[INBOX_KEY_LEN];
+    inbox_key(key, m->app, uid);
+    struct inbox_entry *e = au_hash_get(&ims(b->shard)->inbox, key, INBOX_KEY_LEN);
     if (!e) return;
     for (uint32_t i = 0; i < e->n; i++) deliver_to_session(b, e->v[i], m);
 }
@@ -214,9 +207,17 @@ struct send_job {
     int err;
     uint64_t msgid, ctime_ms, seq;
     struct msg *m;
-    char *users;
-    size_t users_len;
+    uint64_t *uids;              /* recipients by incarnation (single chat: both users; events: + extras) */
+    uint32_t nuids;
+    uint64_t uids_inline[2];     /* uids for a single chat without extras (no allocation) */
 };
+
+static void job_uids_free(struct send_job *j)
+{
+    if (j->uids != j->uids_inline) free(j->uids);
+    j->uids = NULL;
+    j->nuids = 0;
+}
 
 static void req_free(struct im_send_req *r)
 {
@@ -241,7 +242,7 @@ static void job_dispose(struct au_xmsg *x)
     if (j->done) j->done(NULL, j->arg, IM_ECANCELED, 0, 0);
     req_free(j->req);
     msg_unref(j->m);
-    free(j->users);
+    job_uids_free(j);
     free(j);
 }
 
@@ -291,14 +292,14 @@ static uint64_t next_msgid(struct au_shard *sh)
 struct deliver_ent {
     struct msg *m;
     uint64_t gid;
-    uint32_t uoff, ulen;         /* NUL-separated recipients in the batch's users[] */
+    uint32_t uoff, nuids;        /* recipients (incarnations) in the batch's uids[] */
 };
 
 struct deliver_batch {
     struct au_xmsg x;
     uint32_t n;
     struct deliver_ent *e;       /* [n], in the same allocation */
-    char *users;                 /* in the same allocation */
+    uint64_t *uids;              /* in the same allocation */
 };
 
 static void deliver_batch_handler(struct au_shard *self, struct au_xmsg *x)
@@ -312,15 +313,9 @@ static void deliver_batch_handler(struct au_shard *self, struct au_xmsg *x)
         if (e->gid) {
             struct dir_group *g = im_dir_group(im_dir_of(self), m->app, e->gid);
             if (g)
-                for (uint32_t i = 0; i < g->nmembers; i++)
-                    deliver_user(b, m, im_user_name(g->members[i]), g->members[i]->name_len);
+                for (uint32_t i = 0; i < g->nmembers; i++) deliver_user(b, m, g->members[i]->uid);
         }
-        const char *u = db->users + e->uoff;
-        for (size_t off = 0; off < e->ulen;) {
-            size_t l = strlen(u + off);
-            if (l) deliver_user(b, m, u + off, l);
-            off += l + 1;
-        }
+        for (uint32_t i = 0; i < e->nuids; i++) deliver_user(b, m, db->uids[e->uoff + i]);
         deliver_end(b);
         msg_unref(m);
     }
@@ -337,12 +332,12 @@ static void deliver_batch_dispose(struct au_xmsg *x)
 static void broadcast_batch(struct au_shard *sh, struct send_job *jobs)
 {
     uint32_t n = 0;
-    size_t ubytes = 0;
+    size_t nu = 0;
     for (struct send_job *j = jobs; j; j = j->next) {
         n++;
-        ubytes += j->users_len;
+        nu += j->nuids;
     }
-    size_t sz = sizeof(struct deliver_batch) + (size_t)n * sizeof(struct deliver_ent) + ubytes;
+    size_t sz = sizeof(struct deliver_batch) + (size_t)n * sizeof(struct deliver_ent) + nu * sizeof(uint64_t);
     for (int i = 0; i < sh->nshards; i++) {
         struct deliver_batch *db = malloc(sz);
         AU_ASSERT(db != NULL);
@@ -350,13 +345,12 @@ static void broadcast_batch(struct au_shard *sh, struct send_job *jobs)
         db->x.handler = deliver_batch_handler;
         db->n = n;
         db->e = (struct deliver_ent *)(void *)(db + 1);
-        db->users = (char *)(db->e + n);
+        db->uids = (uint64_t *)(void *)(db->e + n);
         uint32_t k = 0, uo = 0;
         for (struct send_job *j = jobs; j; j = j->next, k++) {
-            db->e[k] = (struct deliver_ent){ msg_ref(j->m), j->req->target_group ? j->req->gid : 0, uo,
-                                             (uint32_t)j->users_len };
-            if (j->users_len) memcpy(db->users + uo, j->users, j->users_len);
-            uo += (uint32_t)j->users_len;
+            db->e[k] = (struct deliver_ent){ msg_ref(j->m), j->req->target_group ? j->req->gid : 0, uo, j->nuids };
+            if (j->nuids) memcpy(db->uids + uo, j->uids, j->nuids * sizeof(uint64_t));
+            uo += j->nuids;
         }
         if (i == sh->id) deliver_batch_handler(sh, &db->x);
         else au_shard_post_disposable(sh, i, &db->x, deliver_batch_dispose);
@@ -369,8 +363,7 @@ static void job_failed(struct au_shard *sh, struct send_job *j)
     j->err = IM_ESTORE;
     msg_unref(j->m);
     j->m = NULL;
-    free(j->users);
-    j->users = NULL;
+    job_uids_free(j);
     job_reply(sh, j);
 }
 
@@ -433,8 +426,7 @@ static void mb_committed(struct au_shard *sh, void *arg, int err)
         if (j->cs) j->cs->uconv_stored = true;
         msg_unref(j->m);
         j->m = NULL;
-        free(j->users);
-        j->users = NULL;
+        job_uids_free(j);
         if (j->from == sh->id) {
             job_reply(sh, j);
             continue;
@@ -558,18 +550,16 @@ static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send
     }
     cs->head_job = j;
     /* The participants' conversation lists: written until one message of the conversation carrying them
-     * has committed (they are never deleted but with their app, whose ids are not reused). */
+     * has committed (deleted only with their user incarnation or app, whose ids are not reused). */
     if (!r->target_group && !cs->uconv_stored) {
         j->cs = cs;
-        store_batch_put(batch, key, ks_im_str_id(key, KS_IM_UCONV, r->app, r->from, fl, true, j->conv), "", 0);
-        store_batch_put(batch, key,
-                        ks_im_str_id(key, KS_IM_UCONV, r->app, r->target, strlen(r->target), true, j->conv), "", 0);
+        store_batch_put(batch, key, ks_im_uconv(key, r->app, r->from_uid, j->conv), "", 0);
+        store_batch_put(batch, key, ks_im_uconv(key, r->app, r->target_uid, j->conv), "", 0);
     }
-    if (r->client_msg_id[0] && fl) {
+    if (r->client_msg_id[0] && r->from_uid) {
         uint8_t mid[8];
         put_u64(mid, j->msgid);
-        store_batch_put(batch, key,
-                        ks_im_str_tail(key, KS_IM_CLIMSG, r->app, r->from, fl, r->client_msg_id, strlen(r->client_msg_id)),
+        store_batch_put(batch, key, ks_im_climsg(key, r->app, r->from_uid, r->client_msg_id, strlen(r->client_msg_id)),
                         mid, 8);
     }
 
@@ -582,21 +572,6 @@ static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send
     m->im_seq = j->seq;
     m->seq = ((uint64_t)sh->id << 48) | (j->msgid & 0xffffffffffffull);
     j->m = m;
-    size_t tl = strlen(r->target);
-    size_t ul = (r->target_group ? 0 : fl + 1 + tl + 1) + r->extra_len;
-    if (ul) {
-        j->users = malloc(ul);
-        AU_ASSERT(j->users != NULL);
-        size_t o2 = 0;
-        if (!r->target_group) {
-            memcpy(j->users, r->from, fl + 1);
-            o2 = fl + 1;
-            memcpy(j->users + o2, r->target, tl + 1);
-            o2 += tl + 1;
-        }
-        if (r->extra_len) memcpy(j->users + o2, r->extra_recipients, r->extra_len);
-        j->users_len = ul;
-    }
     j->next = NULL;
     *st->mb_tail = j;
     st->mb_tail = &j->next;
@@ -614,7 +589,7 @@ static void conv_loaded(struct au_shard *sh, void *arg, int err, const void *v, 
         (void)ks_r_u8(&r);
         cs->last_seq = ks_r_u64(&r);
     } else if (err && err != STORE_ENOTFOUND) {
-        au_error("conversation %llx: cannot read its head (%d)", (unsigned long long)cs->conv, err);
+        au_error("conversation %llx of app %u: cannot read its head (%d)", (unsigned long long)cs->conv, cs->app, err);
     }
     while (cs->waiting) {
         struct send_job *j = cs->waiting;
@@ -630,12 +605,17 @@ static void climsg_checked(struct au_shard *sh, void *arg, int err, const void *
 static void job_run_owner(struct au_shard *sh, struct send_job *j)
 {
     struct im_shard *st = ims(sh);
-    struct conv_state *cs = au_hash_get_u64(&st->convs, j->conv);
+    uint8_t ck[CONV_KEY_LEN];
+    memcpy(ck, &j->req->app, 4);
+    memcpy(ck + 4, &j->conv, 8);
+    struct conv_state *cs = au_hash_get(&st->convs, ck, CONV_KEY_LEN);
     if (!cs) {
         cs = calloc(1, sizeof *cs);
         AU_ASSERT(cs != NULL);
+        memcpy(cs->key, ck, CONV_KEY_LEN);
+        cs->app = j->req->app;
         cs->conv = j->conv;
-        au_hash_put_u64(&st->convs, j->conv, cs);
+        au_hash_put(&st->convs, cs->key, CONV_KEY_LEN, cs);
     }
     if (cs->loaded) {
         job_sequence(sh, cs, j);
@@ -671,10 +651,8 @@ static void climsg_check(struct au_shard *self, struct send_job *j);
 /* Single chat: the recipient may have blacklisted the sender (REST blacklist records). */
 static void blacklist_checked(struct au_shard *sh, void *arg, int err, const void *v, size_t vl)
 {
-    (void)v;
-    (void)vl;
     struct send_job *j = arg;
-    if (err == 0) {
+    if (err == 0 && ks_im_blacklist_holds(v, vl, j->req->target_uid, j->req->from_uid)) {
         j->err = IM_EBLACKLISTED;
         job_reply(sh, j);
         return;
@@ -698,10 +676,9 @@ static void job_arrive(struct au_shard *self, struct au_xmsg *x)
 static void climsg_check(struct au_shard *self, struct send_job *j)
 {
     struct im_send_req *r = j->req;
-    if (r->client_msg_id[0] && r->from[0]) {
+    if (r->client_msg_id[0] && r->from_uid) {
         uint8_t key[KS_KEY_MAX];
-        size_t kl = ks_im_str_tail(key, KS_IM_CLIMSG, r->app, r->from, strlen(r->from), r->client_msg_id,
-                                   strlen(r->client_msg_id));
+        size_t kl = ks_im_climsg(key, r->app, r->from_uid, r->client_msg_id, strlen(r->client_msg_id));
         store_get(persist_store(), self->id, key, kl, climsg_checked, j);
         return;
     }
@@ -716,14 +693,31 @@ void im_send(struct au_shard *from, struct im_send_req *req, im_send_done_fn don
     j->done = done;
     j->arg = arg;
     j->from = from->id;
-    j->conv = req->target_group ? im_conv_group(req->gid)
-                                : im_conv_single(req->app, req->from, strlen(req->from), req->target, strlen(req->target));
-    if (!persist_store()) {
+    j->conv = req->target_group ? im_conv_group(req->gid) : im_conv_single(req->from_uid, req->target_uid);
+    /* Recipients by incarnation: a single chat's two users, plus an event's extra names resolved here (the
+     * submitting shard's replica; a name that no longer exists gets nothing). */
+    uint32_t nx = 0;
+    for (size_t off = 0; off < req->extra_len; off += strlen(req->extra_recipients + off) + 1) nx++;
+    uint32_t cap = (req->target_group ? 0 : 2) + nx;
+    j->uids = cap <= 2 ? j->uids_inline : malloc(cap * sizeof *j->uids);
+    AU_ASSERT(j->uids != NULL);
+    if (!req->target_group) {
+        j->uids[j->nuids++] = req->from_uid;
+        if (req->target_uid != req->from_uid) j->uids[j->nuids++] = req->target_uid;
+    }
+    for (size_t off = 0; off < req->extra_len;) {
+        const char *n = req->extra_recipients + off;
+        size_t l = strlen(n);
+        struct dir_user *u = l ? im_dir_user(im_dir_of(from), req->app, n, l) : NULL;
+        if (u) j->uids[j->nuids++] = u->uid;
+        off += l + 1;
+    }
+    if (!persist_store() || (!req->target_group && (!req->from_uid || !req->target_uid))) {
         j->err = IM_ESTORE;
         job_reply(from, j);
         return;
     }
-    int owner = (int)(j->conv % (uint64_t)from->nshards);
+    int owner = im_conv_owner(req->app, j->conv, from->nshards);
     j->x.handler = job_arrive;
     if (owner == from->id) job_arrive(from, &j->x);
     else au_shard_post_disposable(from, owner, &j->x, job_dispose);
@@ -779,10 +773,10 @@ static void cursors_written(struct au_shard *sh, void *arg, int err)
 
 void im_cursor_ack(struct broker *b, struct session *s, const struct msg *m)
 {
-    if (!persist_store() || !m->im_conv) return;
+    if (!persist_store() || !m->im_conv || !s->im || !s->im->uid) return;
     struct im_shard *st = ims(b->shard);
     uint8_t key[KS_KEY_MAX];
-    size_t kl = ks_im_str_id(key, KS_IM_CURSOR, s->app, s->client_id, s->cid_len, true, m->im_conv);
+    size_t kl = ks_im_cursor(key, s->app, s->im->uid, s->client_id, s->cid_len, true, m->im_conv);
     struct cursor_pend *p = au_hash_get(&st->cursors, key, kl);
     if (!p) {
         p = malloc(sizeof *p + kl);
@@ -921,8 +915,9 @@ static void replay_uconvs(struct au_shard *sh, void *arg, int err, const struct 
         return;
     }
     struct session *s = cc->rc.s;
-    /* Single chats from the store, group chats from the directory. */
+    /* Single chats from the store, group chats from the directory (of this incarnation only). */
     struct dir_user *u = im_dir_user(im_dir_of(sh), s->app, s->im_user, strlen(s->im_user));
+    if (u && u->uid != s->im->uid) u = NULL;
     uint32_t ng = u ? u->ngids : 0;
     cc->convs = malloc(sizeof(uint64_t) * (n + ng + 1));
     AU_ASSERT(cc->convs != NULL);
@@ -933,7 +928,7 @@ static void replay_uconvs(struct au_shard *sh, void *arg, int err, const struct 
     }
     for (uint32_t g = 0; g < ng; g++) cc->convs[cc->nconvs++] = im_conv_group(u->gids[g]);
     uint8_t start[KS_KEY_MAX], end[KS_KEY_MAX];
-    size_t sl = ks_im_str_id(start, KS_IM_CURSOR, s->app, s->client_id, s->cid_len, false, 0);
+    size_t sl = ks_im_cursor(start, s->app, s->im->uid, s->client_id, s->cid_len, false, 0);
     size_t el = store_prefix_end(start, sl, end);
     store_scan(persist_store(), sh->id, start, sl, end, el, 0, 0, replay_cursors, cc);
 }
@@ -949,8 +944,7 @@ static void replay_start(struct broker *b, struct session *s)
     AU_ASSERT(cc != NULL);
     cc->rc = (struct replay_ctx){ s, is->gen, s->uid, 0, 0 };
     uint8_t start[KS_KEY_MAX], end[KS_KEY_MAX];
-    size_t ul = strlen(s->im_user);
-    size_t sl = ks_im_str_id(start, KS_IM_UCONV, s->app, s->im_user, ul, false, 0);
+    size_t sl = ks_im_uid_prefix(start, KS_IM_UCONV, s->app, is->uid);
     size_t el = store_prefix_end(start, sl, end);
     store_scan(persist_store(), b->shard->id, start, sl, end, el, 0, 0, replay_uconvs, cc);
 }
@@ -959,7 +953,12 @@ static void replay_start(struct broker *b, struct session *s)
 
 void im_session_inbox(struct broker *b, struct session *s)
 {
-    if (!s->im_user || strlen(s->im_user) > AUTH_USERNAME_MAX) return; /* (a damaged restored record) */
+    if (!s->im_user) return;
+    /* The user incarnation the session serves now: a session owned by a deleted user's incarnation (or a
+     * user deleted meanwhile) registers nothing. */
+    struct dir_user *u = im_dir_user(im_dir_of(b->shard), s->app, s->im_user, strlen(s->im_user));
+    if (!u || s->ident.kind != SESS_ID_USER || s->ident.incarnation != u->uid) return;
+    if (s->im && s->im->registered && s->im->uid != u->uid) im_session_offline(b, s);
     if (!s->im) {
         s->im = calloc(1, sizeof *s->im);
         AU_ASSERT(s->im != NULL);
@@ -967,6 +966,7 @@ void im_session_inbox(struct broker *b, struct session *s)
     }
     if (s->im->registered) return;
     s->im->registered = true;
+    s->im->uid = u->uid;
     inbox_add(b->shard, s);
     replay_start(b, s);
 }
@@ -1004,6 +1004,8 @@ void im_session_offline(struct broker *b, struct session *s)
 }
 
 bool im_session_online(const struct session *s) { return s->im && s->im->registered; }
+
+uint64_t im_session_uid(const struct session *s) { return s->im ? s->im->uid : 0; }
 
 void im_session_free(struct broker *b, struct session *s)
 {

@@ -143,12 +143,9 @@ void imconn_identity(struct broker *b, const struct mqtt_connect *c, const struc
 {
     switch (l->kind) {
     case IM_LOGIN_USER: {
-        /* INCARNATION (merge point): the user's never-reused id, `struct dir_user`'s uid once the directory
-         * has it: incarnation = u ? u->uid : 0. Until then 0, and the same app + name is the same owner. */
+        /* The user's never-reused id: a later user of the same name is another owner. */
         struct dir_user *u = im_dir_user(im_dir_of(b->shard), l->app, l->user, l->user_len);
-        uint64_t incarnation = 0;
-        (void)u;
-        sess_ident_set(out, SESS_ID_USER, l->app, l->user, l->user_len, incarnation);
+        sess_ident_set(out, SESS_ID_USER, l->app, l->user, l->user_len, u ? u->uid : 0);
         break;
     }
     case IM_LOGIN_PUSH:
@@ -160,24 +157,6 @@ void imconn_identity(struct broker *b, const struct mqtt_connect *c, const struc
     default:
         sess_ident_set(out, SESS_ID_ANON, l->app, NULL, 0, 0);
         break;
-    }
-}
-
-void imconn_identity_legacy(struct broker *b, uint32_t app, const char *username, size_t ul, struct sess_ident *out)
-{
-    if (!username) {
-        sess_ident_set(out, SESS_ID_ANON, app, NULL, 0, 0);
-        return;
-    }
-    const char *colon = memchr(username, ':', ul);
-    struct im_dir *d = im_dir_of(b->shard);
-    if (colon) {
-        size_t nl = ul - (size_t)(colon - username) - 1;
-        sess_ident_set(out, SESS_ID_USER, app, colon + 1, nl, 0);
-    } else if (ul == IM_APPKEY_LEN && im_dir_app_by_key(d, username, ul)) {
-        sess_ident_set(out, SESS_ID_PUSH, app, NULL, 0, 0);
-    } else {
-        sess_ident_set(out, SESS_ID_PLAIN, app, username, ul, 0);
     }
 }
 
@@ -210,7 +189,7 @@ int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqt
     /* A login token skips hashing (and the throttle: a guesser cannot lock out a device with a token). */
     if (u && g_tkey_ok && auth_token_like(c->password.p, c->password.len)) {
         int r = auth_token_verify(&g_tkey, (const char *)c->password.p, c->password.len, a->key, IM_APPKEY_LEN, l->user,
-                                  l->user_len, u->token_gen, au_wall_ms() / 1000, NULL);
+                                  l->user_len, u->uid, u->token_gen, au_wall_ms() / 1000, NULL);
         if (r == AUTH_TOKEN_OK) return 0;
         if (r != AUTH_TOKEN_NOT_TOKEN) return -MQTT_RC_BAD_USER_PASS;
     }
@@ -239,6 +218,15 @@ int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqt
 
 /* After CONNACK: a login token for reconnects, as an MQTT 5 user property is not possible on CONNACK in
  * every client; devices get it on request instead (im/token, see docs/protocol.md). */
+
+/* The session serves this incarnation of its user: false when the user it registered for im/inbox was deleted
+ * (and maybe registered again under the same name). Sessions not registered yet have no incarnation to compare;
+ * their login checked the directory of the time. */
+static bool imconn_same_user(const struct session *s, const struct dir_user *u)
+{
+    uint64_t uid = im_session_uid(s);
+    return !uid || uid == u->uid;
+}
 
 /* ------------------------------------------------------------------ reserved topics */
 
@@ -288,11 +276,11 @@ void imconn_token(struct broker *b, struct mqtt_conn *mc)
     struct session *s = mc->sess;
     struct dir_user *u = im_dir_user(im_dir_of(b->shard), s->app, s->im_user, strlen(s->im_user));
     struct dir_app *a = im_dir_app(im_dir_of(b->shard), s->app);
-    if (!u || !a || !g_tkey_ok) return;
+    if (!u || !a || !g_tkey_ok || !imconn_same_user(s, u)) return;
     uint64_t now = au_wall_ms() / 1000;
     struct auth_token_claims c = { .app = a->key, .app_len = IM_APPKEY_LEN, .user = s->im_user,
-                                   .user_len = strlen(s->im_user), .iat = now, .exp = now + IM_TOKEN_TTL_S,
-                                   .gen = u->token_gen };
+                                   .user_len = strlen(s->im_user), .uid = u->uid, .iat = now,
+                                   .exp = now + IM_TOKEN_TTL_S, .gen = u->token_gen };
     char tok[AUTH_TOKEN_MAX];
     if (auth_token_issue(&g_tkey, &c, tok, sizeof tok) < 0) return;
     inbox_json(b, s, json_pack("{s:s,s:s,s:I}", "event", "token", "token", tok, "expires", (json_int_t)c.exp));
@@ -343,18 +331,21 @@ int imconn_sync(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     int code = 0;
     uint64_t conv = 0;
     struct im_dir *d = im_dir_of(b->shard);
+    struct dir_user *me = im_dir_user(d, s->app, s->im_user, strlen(s->im_user));
     if (!o || !tt || !tid || since < 0 || limit < 0) {
         code = IM_E_SEND_JSON;
+    } else if (!me || !imconn_same_user(s, me)) {
+        code = IM_E_SEND_NOT_PERMITTED; /* the session's user was deleted (and maybe registered again) */
     } else if (strcmp(tt, "group") == 0) {
         uint64_t gid = strtoull(tid, NULL, 10);
         struct dir_group *g = im_dir_group(d, s->app, gid);
-        struct dir_user *me = im_dir_user(d, s->app, s->im_user, strlen(s->im_user));
         if (!g) code = IM_E_SEND_NO_GROUP;
-        else if (!me || !im_dir_is_member(g, me)) code = IM_E_SEND_NOT_MEMBER;
+        else if (!im_dir_is_member(g, me)) code = IM_E_SEND_NOT_MEMBER;
         else conv = im_conv_group(gid);
     } else if (strcmp(tt, "single") == 0) {
-        if (!im_dir_user(d, s->app, tid, strlen(tid))) code = IM_E_SEND_NO_USER;
-        else conv = im_conv_single(s->app, s->im_user, strlen(s->im_user), tid, strlen(tid));
+        struct dir_user *peer = im_dir_user(d, s->app, tid, strlen(tid));
+        if (!peer) code = IM_E_SEND_NO_USER;
+        else conv = im_conv_single(me->uid, peer->uid);
     } else {
         code = IM_E_SEND_JSON;
     }
@@ -467,7 +458,8 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     struct im_dir *d = im_dir_of(b->shard);
     struct dir_user *me = im_dir_user(d, s->app, s->im_user, strlen(s->im_user));
     int code = 0;
-    if (!me) code = IM_E_SEND_NOT_PERMITTED;
+    struct dir_user *peer = NULL;
+    if (!me || !imconn_same_user(s, me)) code = IM_E_SEND_NOT_PERMITTED;
     else if (me->forbidden) code = IM_E_SEND_SILENCED;
     else if (!rate_ok(s, b->shard->now_ms)) code = IM_E_SEND_RATE;
     else if (m->from_id[0] && strcmp(m->from_id, s->im_user) != 0) code = IM_E_SEND_NOT_PERMITTED;
@@ -477,7 +469,7 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
         if (!g) code = IM_E_SEND_NO_GROUP;
         else if (!im_dir_is_member(g, me)) code = IM_E_SEND_NOT_MEMBER;
         else if (im_dir_is_muted(g, me)) code = IM_E_SEND_SILENCED;
-    } else if (!code && !im_dir_user(d, s->app, m->target_id, strlen(m->target_id))) {
+    } else if (!code && !(peer = im_dir_user(d, s->app, m->target_id, strlen(m->target_id)))) {
         code = IM_E_SEND_NO_USER;
     }
     if (code) {
@@ -492,7 +484,11 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     req->target_group = g != NULL;
     req->gid = g ? g->gid : 0;
     memcpy(req->from, s->im_user, strlen(s->im_user) + 1);
-    if (!g) memcpy(req->target, m->target_id, strlen(m->target_id) + 1);
+    req->from_uid = me->uid;
+    if (!g) {
+        memcpy(req->target, m->target_id, strlen(m->target_id) + 1);
+        req->target_uid = peer->uid;
+    }
     memcpy(req->client_msg_id, m->client_msg_id, sizeof req->client_msg_id - 1);
     /* The stored/delivered object: what the device sent, with the sender made explicit; the owner shard
      * appends msgid, msg_ctime, create_time and sequence. */

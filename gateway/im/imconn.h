@@ -30,10 +30,6 @@ int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqt
                         const uint8_t *cid, size_t cid_len);
 /* The identity an accepted login proves (the owner recorded in its session, compared on resume). */
 void imconn_identity(struct broker *b, const struct mqtt_connect *c, const struct im_login *l, struct sess_ident *out);
-/* The owner of a session record written before identities were recorded: what a login with the recorded
- * username (NULL: none) would prove without a credential (an IM user: that user, incarnation 0; an AppKey: a
- * push-only device without token; else a plain username or anonymous), in the record's app. */
-void imconn_identity_legacy(struct broker *b, uint32_t app, const char *username, size_t ul, struct sess_ident *out);
 /* A device token for push-only device `cid` of the app with AppKey `appkey`, valid ttl_s seconds from now:
  * written NUL-terminated into out (AUTH_TOKEN_MAX bytes is enough), *exp = its expiry (wall seconds).
  * Returns its length, or -1 (no token key, bad arguments). Any thread. */
@@ -58,6 +54,7 @@ void im_session_inbox(struct broker *b, struct session *s);     /* subscribed to
 void im_session_offline(struct broker *b, struct session *s);   /* connection gone: unregister */
 void im_session_free(struct broker *b, struct session *s);
 bool im_session_online(const struct session *s);          /* registered for im/inbox */
+uint64_t im_session_uid(const struct session *s);         /* the user incarnation registered (0: none yet) */
 void im_cursor_ack(struct broker *b, struct session *s, const struct msg *m);
 int im_user_online_devices(struct au_shard *sh, uint32_t app, const char *user);
 

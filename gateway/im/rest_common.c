@@ -607,11 +607,13 @@ void rest_user_rec_profile(json_t *rec, const struct im_profile *p)
     }
 }
 
-json_t *rest_user_rec_new(const char *name, const char *pw_hash, const struct im_profile *p, uint64_t now_ms)
+json_t *rest_user_rec_new(const char *name, uint64_t uid, const char *pw_hash, const struct im_profile *p,
+                          uint64_t now_ms)
 {
     json_t *o = json_object();
     AU_ASSERT(o != NULL);
     set_str(o, "username", name);
+    json_object_set_new(o, "uid", json_integer((json_int_t)uid));
     set_str(o, "password", pw_hash);
     rest_user_rec_profile(o, p);
     json_object_set_new(o, "ctime", json_integer((json_int_t)now_ms));

@@ -127,7 +127,8 @@ const char *rest_json_str(const json_t *o, const char *key);           /* "" whe
 void rest_put_json(struct store_batch *b, const uint8_t *k, size_t kl, const json_t *o);
 
 /* User record <-> imjson view. */
-json_t *rest_user_rec_new(const char *name, const char *pw_hash, const struct im_profile *p, uint64_t now_ms);
+json_t *rest_user_rec_new(const char *name, uint64_t uid, const char *pw_hash, const struct im_profile *p,
+                          uint64_t now_ms);
 void rest_user_rec_profile(json_t *rec, const struct im_profile *p);    /* set the fields present in p */
 void rest_user_view(const json_t *rec, const char *name, struct im_user *out);
 size_t rest_user_key(uint8_t *buf, uint32_t app, const struct dir_user *u); /* user or admin family */

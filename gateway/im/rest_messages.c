@@ -76,12 +76,12 @@ static void post_message(const struct http_req *req, struct http_resp *resp, voi
         return;
     }
     struct im_dir *d = im_dir_of(sh);
-    struct dir_user *from = im_dir_user(d, a->id, m->from_id, strlen(m->from_id));
+    struct dir_user *from = im_dir_user(d, a->id, m->from_id, strlen(m->from_id)), *to = NULL;
     int code = 0;
     struct dir_group *g = NULL;
     if (!from || !from->admin) code = IM_E_NO_USER; /* REST messages come from an admin user */
     else if (m->target_type == IM_TARGET_GROUP && !(g = im_dir_group(d, a->id, m->target_gid))) code = IM_E_NO_GROUP;
-    else if (m->target_type == IM_TARGET_SINGLE && !im_dir_user(d, a->id, m->target_id, strlen(m->target_id)))
+    else if (m->target_type == IM_TARGET_SINGLE && !(to = im_dir_user(d, a->id, m->target_id, strlen(m->target_id))))
         code = IM_E_NO_USER;
     if (code) {
         rest_error(resp, code, NULL);
@@ -95,7 +95,11 @@ static void post_message(const struct http_req *req, struct http_resp *resp, voi
     r->target_group = g != NULL;
     r->gid = g ? g->gid : 0;
     memcpy(r->from, m->from_id, strlen(m->from_id) + 1);
-    if (!g) memcpy(r->target, m->target_id, strlen(m->target_id) + 1);
+    r->from_uid = from->uid;
+    if (!g) {
+        memcpy(r->target, m->target_id, strlen(m->target_id) + 1);
+        r->target_uid = to->uid;
+    }
     memcpy(r->client_msg_id, m->client_msg_id, sizeof r->client_msg_id - 1);
     free(m);
     r->json = malloc(req->body_len + 1);
@@ -148,7 +152,7 @@ static bool hq_wants(const struct hq *h, uint64_t conv)
 {
     if (h->kind == HQ_ALL) return true;
     if (h->kind == HQ_GROUP) return conv == h->conv_group;
-    return bsearch(&conv, h->convs, h->nconvs, sizeof conv, cmp_u64) != NULL;
+    return h->nconvs && bsearch(&conv, h->convs, h->nconvs, sizeof conv, cmp_u64) != NULL;
 }
 
 static bool hq_row(void *arg, const struct store_kv *kv)
@@ -330,7 +334,7 @@ static void group_messages(const struct http_req *req, struct http_resp *resp, v
     if (!hq_start(req, resp, &c, h)) hq_free(h);
 }
 
-/* The user's conversations: single chats from 1e|app|user, groups from the directory. */
+/* The user's conversations: single chats from 1e|app|uid (this incarnation's only), groups from the directory. */
 static void hq_add_conv(struct hq *h, uint64_t conv)
 {
     if (h->nconvs % 64 == 0) {
@@ -358,7 +362,7 @@ static void hq_uconvs_read(struct au_shard *s, void *arg, int err)
         hq_done(s, h, err);
         return;
     }
-    qsort(h->convs, h->nconvs, sizeof *h->convs, cmp_u64);
+    if (h->nconvs) qsort(h->convs, h->nconvs, sizeof *h->convs, cmp_u64); /* none: a user without conversations */
     hq_walk(h, h->walk_from, h->walk_after);
 }
 
@@ -383,15 +387,17 @@ static void user_messages(const struct http_req *req, struct http_resp *resp, vo
         return;
     }
     char peer[130];
-    if (http_query_get(req->query, req->query_len, "peer", peer, sizeof peer) > 0) {
-        /* ?peer= narrows to one single chat (Aurora extension) */
-        hq_add_conv(h, im_conv_single(c.app, u, ul, peer, strlen(peer)));
+    ssize_t pl = http_query_get(req->query, req->query_len, "peer", peer, sizeof peer);
+    if (pl > 0) {
+        /* ?peer= narrows to one single chat (Aurora extension): of the two current incarnations */
+        struct dir_user *pu = (size_t)pl < sizeof peer ? im_dir_user(c.d, c.app, peer, (size_t)pl) : NULL;
+        if (pu) hq_add_conv(h, im_conv_single(du->uid, pu->uid));
         hq_walk(h, h->walk_from, h->walk_after);
         return;
     }
     for (uint32_t g = 0; g < du->ngids; g++) hq_add_conv(h, im_conv_group(du->gids[g]));
     uint8_t start[KS_KEY_MAX], stop[KS_KEY_MAX];
-    size_t sl = ks_im_str_id(start, KS_IM_UCONV, c.app, u, ul, false, 0);
+    size_t sl = ks_im_uid_prefix(start, KS_IM_UCONV, c.app, du->uid);
     size_t el = store_prefix_end(start, sl, stop);
     rest_scan(c.s, start, sl, stop, el, 0, 0, hq_uconv_row, hq_uconvs_read, h);
 }
@@ -407,6 +413,8 @@ struct retract {
     uint32_t app;
     char user[129];
     char peer[129];              /* single chat: the other user */
+    uint64_t uid;                /* the retracting user's incarnation */
+    uint64_t user_ctime_ms;      /* ... and when it was registered */
     uint64_t msgid, conv, seq;
 };
 
@@ -441,6 +449,8 @@ static void retract_marked(struct au_shard *s, void *arg, int err)
     q->target_group = group;
     q->gid = group ? r->conv & ~IM_CONV_GROUP_BIT : 0;
     memcpy(q->from, r->user, sizeof q->from);
+    q->from_uid = r->uid;
+    q->target_uid = group ? 0 : im_conv_single_peer(r->conv, r->uid);
     json_t *o = json_pack("{s:s,s:I,s:s}", "event", "msg_retract", "retracted_msgid", (json_int_t)r->msgid, "from_id", r->user);
     q->json = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -466,6 +476,8 @@ static void retract_got(struct au_shard *s, void *arg, int err, const void *v, s
     int code = 0;
     if (!im_msg_rec_decode(v, vl, &rec)) code = IM_E_RETRACT_NO_MSG;
     else if (rec.from_len != strlen(r->user) || memcmp(rec.from, r->user, rec.from_len) != 0) code = IM_E_RETRACT_NOT_SENDER;
+    else if (rec.ctime_ms < r->user_ctime_ms || (!im_conv_is_group(r->conv) && !im_conv_single_peer(r->conv, r->uid)))
+        code = IM_E_RETRACT_NOT_SENDER; /* a message of an earlier user of the same name */
     else if (rec.kind & IM_KIND_RETRACTED) code = IM_E_RETRACT_DONE;
     else if (au_wall_ms() > rec.ctime_ms + IM_RETRACT_WINDOW_MS) code = IM_E_RETRACT_TIMEOUT;
     uint8_t kind = rec.kind;
@@ -522,13 +534,16 @@ static void retract_message(const struct http_req *req, struct http_resp *resp, 
         rest_error(resp, IM_E_PARAM, "msgid must be a number");
         return;
     }
-    if (!im_dir_user(c.d, c.app, u, ul)) {
+    struct dir_user *du = im_dir_user(c.d, c.app, u, ul);
+    if (!du) {
         rest_error(resp, IM_E_NO_USER, NULL);
         return;
     }
     struct retract *r = calloc(1, sizeof *r);
     AU_ASSERT(r != NULL);
     r->app = c.app;
+    r->uid = du->uid;
+    r->user_ctime_ms = du->ctime_ms;
     memcpy(r->user, u, ul);
     r->msgid = msgid;
     rest_defer(&r->a, &c, resp);

@@ -24,7 +24,9 @@ static size_t user_key_named(uint8_t *buf, uint32_t app, bool admin, const char 
 static struct dir_user *rmw_user(struct im_dir *d, uint32_t app, const char *name, bool admin, const json_t *rec)
 {
     struct dir_user *u = im_dir_user(d, app, name, strlen(name));
-    if (!u || !rec || (bool)u->admin != admin || strcmp(u->pw_hash, rest_json_str(rec, "password")) != 0) return NULL;
+    if (!u || !rec || (bool)u->admin != admin || rest_json_u64(rec, "uid") != u->uid ||
+        strcmp(u->pw_hash, rest_json_str(rec, "password")) != 0)
+        return NULL;
     return u;
 }
 
@@ -35,6 +37,8 @@ static void user_change(struct im_changes *ch, uint32_t app, const char *name, c
     c->admin = admin;
     c->forbidden = json_is_true(json_object_get(rec, "forbidden"));
     c->token_gen = (uint32_t)rest_json_u64(rec, "token_gen");
+    c->uid = rest_json_u64(rec, "uid");
+    c->ctime_ms = rest_json_u64(rec, "ctime");
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->str, sizeof c->str, "%s", rest_json_str(rec, "password"));
 }
@@ -97,7 +101,13 @@ static int reg_prepare(struct im_dir *d, void *arg, struct store_batch *b, struc
             item_fail(it, IM_E_USER_EXIST, NULL);
             continue;
         }
-        json_t *rec = rest_user_rec_new(it->username, r->hash[i], &it->profile, r->now);
+        /* A new incarnation id, never reused (also not by a later user of the same name). */
+        uint64_t uid = im_dir_next_id(d, r->a.app, IM_UID_COUNTER, b);
+        if (uid > IM_UID_MAX) {
+            item_fail(it, IM_E_SYSTEM, "the app's user id space is exhausted");
+            continue;
+        }
+        json_t *rec = rest_user_rec_new(it->username, uid, r->hash[i], &it->profile, r->now);
         rest_put_json(b, key, user_key_named(key, r->a.app, r->admin, it->username), rec);
         user_change(ch, r->a.app, it->username, rec, r->admin);
         json_decref(rec);
@@ -408,6 +418,7 @@ static void put_forbidden(const struct http_req *req, struct http_resp *resp, vo
 struct udel {
     struct rest_async a;
     char name[AU_IM_USERNAME_MAX + 1];
+    uint64_t uid;                 /* the deleted incarnation (set on the writer) */
     /* blacklist entries to remove: names this user blacklisted, names that blacklisted this user */
     struct im_name *mine, *theirs;
     size_t nmine, ntheirs, cap_mine, cap_theirs;
@@ -446,6 +457,7 @@ static int udel_prepare(struct im_dir *d, void *arg, struct store_batch *b, stru
     size_t nl = strlen(u->name);
     struct dir_user *du = im_dir_user(d, app, u->name, nl);
     if (!du) return -IM_E_NO_USER;
+    u->uid = du->uid;
     uint8_t key[KS_KEY_MAX];
     store_batch_del(b, key, rest_user_key(key, app, du));
     for (uint32_t i = 0; i < du->ngids; i++) {
@@ -468,6 +480,81 @@ static int udel_prepare(struct im_dir *d, void *arg, struct store_batch *b, stru
     return 0;
 }
 
+/* After a delete: the user's per-incarnation keys (conversation list 1e, device cursors 1c, client message ids
+ * 1b, all under `family | app | uid`) are removed in the background, page by page (scan, delete, scan again
+ * until empty). Nothing can reach them any more (uids are never reused), so the 204 does not wait; a crash
+ * half-way leaves unreachable keys that the app's deletion removes. Messages stay: they belong to the
+ * conversation, which the peer still has (docs/storage.md, "Deleting users and groups"). */
+static const uint8_t k_uid_families[] = { KS_IM_UCONV, KS_IM_CURSOR, KS_IM_CLIMSG };
+
+struct upurge {
+    uint32_t app;
+    uint64_t uid;
+    size_t fam;
+    uint64_t deleted;
+};
+
+static void upurge_scan(struct au_shard *s, struct upurge *p);
+
+static void upurge_written(struct au_shard *s, void *arg, int err)
+{
+    struct upurge *p = arg;
+    if (err) {
+        au_error("user %llu of app %u: deleting its keys failed (%d): left unreachable", (unsigned long long)p->uid,
+                 p->app, err);
+        free(p);
+        return;
+    }
+    if (broker_of(s)->stopping) { /* shutdown: what is left stays unreachable (uids are never reused) */
+        free(p);
+        return;
+    }
+    upurge_scan(s, p);
+}
+
+static void upurge_scanned(struct au_shard *s, void *arg, int err, const struct store_kv *kv, uint32_t n, bool more)
+{
+    (void)more;
+    struct upurge *p = arg;
+    if (err || broker_of(s)->stopping) {
+        free(p);
+        return;
+    }
+    if (n == 0) {
+        p->fam++;
+        upurge_scan(s, p);
+        return;
+    }
+    struct store_batch *b = store_batch_new();
+    for (uint32_t i = 0; i < n; i++) store_batch_del(b, kv[i].k, kv[i].kl);
+    p->deleted += n;
+    store_write(rest_store(), s->id, b, upurge_written, p);
+}
+
+static void upurge_scan(struct au_shard *s, struct upurge *p)
+{
+    if (p->fam == sizeof k_uid_families) {
+        au_debug("user %llu of app %u: %llu keys deleted", (unsigned long long)p->uid, p->app,
+                 (unsigned long long)p->deleted);
+        free(p);
+        return;
+    }
+    uint8_t k[KS_KEY_MAX], e[KS_KEY_MAX];
+    size_t kl = ks_im_uid_prefix(k, (enum ks_prefix)k_uid_families[p->fam], p->app, p->uid);
+    size_t el = store_prefix_end(k, kl, e);
+    store_scan(rest_store(), s->id, k, kl, e, el, REST_DEL_PAGE, 0, upurge_scanned, p);
+}
+
+static void upurge_start(struct au_shard *s, uint32_t app, uint64_t uid)
+{
+    if (!uid || !rest_store()) return;
+    struct upurge *p = calloc(1, sizeof *p);
+    AU_ASSERT(p != NULL);
+    p->app = app;
+    p->uid = uid;
+    upurge_scan(s, p);
+}
+
 static void udel_done(struct au_shard *s, void *arg, int err)
 {
     struct udel *u = arg;
@@ -476,6 +563,7 @@ static void udel_done(struct au_shard *s, void *arg, int err)
     } else {
         rest_drop_user_devices(s, u->a.app, u->name);
         rest_finish_empty(&u->a, 204);
+        upurge_start(s, u->a.app, u->uid);
     }
     udel_free(u);
 }
@@ -850,6 +938,9 @@ struct blk {
     struct rest_async a;
     enum bl_op op;
     char owner[AU_IM_USERNAME_MAX + 1];
+    uint64_t owner_uid;
+    struct im_dir *d;             /* the handling shard's replica (GET: which listed names are current) */
+    uint64_t *uids;               /* PUT / DELETE: the listed users' incarnations */
     size_t n;
     struct im_name *names;
     bool *present;
@@ -859,6 +950,7 @@ struct blk {
 
 static void blk_free(struct blk *k)
 {
+    free(k->uids);
     free(k->names);
     free(k->present);
     free(k->users);
@@ -872,7 +964,8 @@ static int blk_prepare(struct im_dir *d, void *arg, struct store_batch *b, struc
     struct blk *k = arg;
     uint32_t app = k->a.app;
     size_t ol = strlen(k->owner);
-    if (!im_dir_user(d, app, k->owner, ol)) return -IM_E_NO_USER;
+    struct dir_user *ou = im_dir_user(d, app, k->owner, ol);
+    if (!ou || ou->uid != k->owner_uid) return -IM_E_NO_USER;
     uint8_t key[KS_KEY_MAX];
     for (size_t i = 0; i < k->n; i++) {
         const char *o = k->names[i].s;
@@ -881,7 +974,9 @@ static int blk_prepare(struct im_dir *d, void *arg, struct store_batch *b, struc
             struct dir_user *u = im_dir_user(d, app, o, xl);
             if (!u) return -IM_E_NO_USER;
             if (u->admin) return -IM_E_ADMIN_BLACKLIST;
-            store_batch_put(b, key, ks_im_blacklist(key, app, k->owner, ol, o, xl), "", 0);
+            uint8_t v[KS_IM_BLACKLIST_VLEN];
+            ks_im_blacklist_value(v, ou->uid, u->uid);
+            store_batch_put(b, key, ks_im_blacklist(key, app, k->owner, ol, o, xl), v, sizeof v);
             store_batch_put(b, key, ks_im_blacklist_rev(key, app, o, xl, k->owner, ol), "", 0);
         } else {
             store_batch_del(b, key, ks_im_blacklist(key, app, k->owner, ol, o, xl));
@@ -908,10 +1003,8 @@ static size_t blk_key(void *arg, size_t i, uint8_t *buf)
 
 static void blk_got(void *arg, size_t i, int err, const void *v, size_t vl)
 {
-    (void)v;
-    (void)vl;
     struct blk *k = arg;
-    k->present[i] = err == 0;
+    k->present[i] = err == 0 && ks_im_blacklist_holds(v, vl, k->owner_uid, k->uids[i]); /* stale entries: absent */
 }
 
 static void blk_checked(struct au_shard *s, void *arg, int err)
@@ -936,12 +1029,14 @@ static void blacklist_change(const struct http_req *req, struct http_resp *resp,
 {
     struct rest_ctx c;
     const char *name;
-    if (!user_param(req, resp, ctx, &c, &name)) return;
+    struct dir_user *owner = user_param(req, resp, ctx, &c, &name);
+    if (!owner) return;
     size_t bl;
     const char *body = rest_body(req, &bl);
     struct blk *k = calloc(1, sizeof *k);
     AU_ASSERT(k != NULL);
     k->op = op;
+    k->owner_uid = owner->uid;
     snprintf(k->owner, sizeof k->owner, "%s", name);
     k->names = calloc(AU_IM_BATCH_MAX, sizeof *k->names);
     AU_ASSERT(k->names != NULL);
@@ -959,9 +1054,12 @@ static void blacklist_change(const struct http_req *req, struct http_resp *resp,
         if (!dup) k->names[m++] = k->names[i];
     }
     k->n = m;
+    k->uids = calloc(k->n + 1, sizeof *k->uids);
+    AU_ASSERT(k->uids != NULL);
     for (size_t i = 0; i < k->n; i++) {
         const char *o = k->names[i].s;
         struct dir_user *u = im_dir_user(c.d, c.app, o, strlen(o));
+        if (u) k->uids[i] = u->uid;
         int code = 0;
         if (strcmp(o, k->owner) == 0) code = IM_E_PARAM;
         else if (!u) code = IM_E_NO_USER;
@@ -1022,6 +1120,9 @@ static bool blk_row(void *arg, const struct store_kv *kv)
     size_t head = 1 + 4 + 2 + strlen(k->owner);
     if (kv->kl <= head || kv->kl - head > AU_IM_USERNAME_MAX) return true;
     if (k->n == REST_BLACKLIST_MAX) return false;
+    /* only entries between the owner and the current incarnation of the blocked name */
+    struct dir_user *u = im_dir_user(k->d, k->a.app, (const char *)kv->k + head, kv->kl - head);
+    if (!u || !ks_im_blacklist_holds(kv->v, kv->vl, k->owner_uid, u->uid)) return true;
     memcpy(k->names[k->n].s, kv->k + head, kv->kl - head);
     k->names[k->n].s[kv->kl - head] = 0;
     k->n++;
@@ -1046,10 +1147,13 @@ static void get_blacklist(const struct http_req *req, struct http_resp *resp, vo
 {
     struct rest_ctx c;
     const char *name;
-    if (!user_param(req, resp, ctx, &c, &name)) return;
+    struct dir_user *owner = user_param(req, resp, ctx, &c, &name);
+    if (!owner) return;
     struct blk *k = calloc(1, sizeof *k);
     AU_ASSERT(k != NULL);
     k->op = BL_GET;
+    k->owner_uid = owner->uid;
+    k->d = c.d;
     snprintf(k->owner, sizeof k->owner, "%s", name);
     k->names = calloc(REST_BLACKLIST_MAX, sizeof *k->names);
     AU_ASSERT(k->names != NULL);

@@ -3,8 +3,8 @@
  * Record values (all start with KS_V1, layouts also in docs/storage.md):
  *   session record : v | version u8 | expiry u32 | last_seen_ms u64 (wall) | has_user u8 | username str16 |
  *                    owner kind u8 | owner name str16 | owner incarnation u64     (the owner: ident.h; the
- *                    app is the key's. A record without the owner fields, written before they existed,
- *                    is owned by what its username proves without a credential: imconn_identity_legacy)
+ *                    app is the key's. A record without readable owner fields is resumed by nobody:
+ *                    store format 2 has them in every record, format 1 is refused at open)
  *   will           : v | qos u8 | retain u8 | delay u32 | msg_expiry u32 | topic str16 | props str32 | payload
  *   subscription   : v | qos u8 | no_local u8 | rap u8 | retain_handling u8 | sub_id u32
  *   outgoing msg   : v | qos u8 | retain u8 | state u8 | pid u16 | expire_ms u64 (wall, 0 = never) |
@@ -501,16 +501,12 @@ static bool load_session_key(void *arg, const uint8_t *k, size_t kl, const uint8
             const char *colon = memchr(s->username, ':', ul);
             if (colon) s->im_user = strdup(colon + 1); /* an IM login: <appkey>:<user> */
         }
-        if (vr.off == vr.len) { /* written before owners were recorded */
-            imconn_identity_legacy(b, app, has_user ? s->username : NULL, has_user ? strlen(s->username) : 0, &s->ident);
-        } else {
-            uint8_t okind = ks_r_u8(&vr);
-            uint16_t nl;
-            const uint8_t *name = ks_r_str16(&vr, &nl);
-            uint64_t inc = ks_r_u64(&vr);
-            if (vr.err) sess_ident_set(&s->ident, SESS_ID_NONE, app, NULL, 0, 0); /* damaged: nobody resumes it */
-            else sess_ident_set(&s->ident, okind, app, (const char *)name, nl, inc);
-        }
+        uint8_t okind = ks_r_u8(&vr);
+        uint16_t nl;
+        const uint8_t *name = ks_r_str16(&vr, &nl);
+        uint64_t inc = ks_r_u64(&vr);
+        if (vr.err) sess_ident_set(&s->ident, SESS_ID_NONE, app, NULL, 0, 0); /* damaged: nobody resumes it */
+        else sess_ident_set(&s->ident, okind, app, (const char *)name, nl, inc);
         /* Restored under today's limits (a 3.1.1 session kept forever before persistent_session_expiry). */
         uint32_t cap = s->version == MQTT_V5 ? b->cfg->max_session_expiry : session_v3_expiry(b->cfg);
         if (s->expiry > cap) s->expiry = cap;

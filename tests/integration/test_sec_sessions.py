@@ -249,6 +249,28 @@ def session_owner_survives_a_restart(b):
     att.disconnect()
 
 
+@on_aurora
+def a_recreated_user_does_not_resume_the_deleted_users_session(b):
+    """Items 1 and 9: a user deleted and registered again under the same name is another owner (the session owner
+    holds the user's incarnation id): the new user's devices with the old client ids get fresh sessions, before
+    (dev-1) and after (dev-2) a restart, and none of the old user's queued data."""
+    creds = app_creds(b)
+    register(b, creds, "alice")
+    for cid in ("dev-1", "dev-2"):
+        im_device(b, creds, "alice", cid, clean=False).disconnect()
+    client(b, client_id="data-pub").publish("data/alice", b"queued-for-old-alice", qos=1, wait=True)
+    st, body = http(b, "DELETE", "/v1/users/alice", None, basic(creds))
+    assert st in (200, 204), (st, body)
+    register(b, creds, "alice")
+    for cid in ("dev-1", "dev-2"):
+        if cid == "dev-2":
+            b.restart()
+        n = client(b, client_id=cid, clean=False, username="%s:alice" % creds[0], password=PW, timeout=15)
+        assert not n.connack.session_present, "the new alice resumed the deleted alice's session " + cid
+        assert not drain(n, 1.0)
+        n.disconnect()
+
+
 # ---------------------------------------------------------------------------------------------------- item 5
 def raw_connack(b, version=4, **kw):
     r = raw(b)

@@ -7,6 +7,7 @@
 #include "core/loop.h"
 #include "core/log.h"
 #include "test.h"
+#include <openssl/evp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -255,19 +256,20 @@ TEST(secret_hash)
 /* ------------------------------------------------------------------ tokens */
 
 static const char APP[] = "4f7aef34fb361292c566a1cd";
+static const uint64_t UID = 0x1234567890ull; /* the user's incarnation id bound into the tokens */
 
 static int issue(const struct auth_token_key *k, const char *user, uint64_t iat, uint64_t exp, uint32_t gen,
                  char *out)
 {
     struct auth_token_claims c = { .app = APP, .app_len = strlen(APP), .user = user, .user_len = strlen(user),
-                                   .iat = iat, .exp = exp, .gen = gen };
+                                   .uid = UID, .iat = iat, .exp = exp, .gen = gen };
     return auth_token_issue(k, &c, out, AUTH_TOKEN_MAX);
 }
 
 static int verify(const struct auth_token_key *k, const char *tok, size_t len, const char *user, uint32_t gen,
                   uint64_t now)
 {
-    return auth_token_verify(k, tok, len, APP, strlen(APP), user, strlen(user), gen, now, NULL);
+    return auth_token_verify(k, tok, len, APP, strlen(APP), user, strlen(user), UID, gen, now, NULL);
 }
 
 TEST(device_token_bound_to_app_and_client_id)
@@ -311,7 +313,8 @@ TEST(token_issue_verify)
     CHECK(strncmp(t, "au1.", 4) == 0);
     for (int i = 0; i < n; i++) CHECK(in_alphabet(t[i]) || t[i] == '.' || t[i] == '-' || t[i] == '_');
     struct auth_token_claims c;
-    CHECK_EQ(auth_token_verify(&k, t, (size_t)n, APP, strlen(APP), "alice", 5, 7, now + 10, &c), AUTH_TOKEN_OK);
+    CHECK_EQ(auth_token_verify(&k, t, (size_t)n, APP, strlen(APP), "alice", 5, UID, 7, now + 10, &c), AUTH_TOKEN_OK);
+    CHECK_EQ(c.uid, UID);
     CHECK_EQ(c.iat, now);
     CHECK_EQ(c.exp, now + 3600);
     CHECK_EQ(c.gen, 7);
@@ -322,10 +325,15 @@ TEST(token_issue_verify)
     /* generation: a password change / ban bumps it, every older token is revoked */
     CHECK_EQ(verify(&k, t, (size_t)n, "alice", 8, now + 10), AUTH_TOKEN_REVOKED);
     CHECK_EQ(verify(&k, t, (size_t)n, "alice", 6, now + 10), AUTH_TOKEN_REVOKED);
+    /* another incarnation of the same name (the user was deleted and registered again): revoked */
+    CHECK_EQ(auth_token_verify(&k, t, (size_t)n, APP, strlen(APP), "alice", 5, UID + 1, 7, now + 10, NULL),
+             AUTH_TOKEN_REVOKED);
+    CHECK_EQ(auth_token_verify(&k, t, (size_t)n, APP, strlen(APP), "alice", 5, 0, 7, now + 10, NULL),
+             AUTH_TOKEN_REVOKED);
     /* another user or app */
     CHECK_EQ(verify(&k, t, (size_t)n, "alicf", 7, now + 10), AUTH_TOKEN_WRONG_USER);
     CHECK_EQ(verify(&k, t, (size_t)n, "alice2", 7, now + 10), AUTH_TOKEN_WRONG_USER);
-    CHECK_EQ(auth_token_verify(&k, t, (size_t)n, "4f7aef34fb361292c566a1ce", 24, "alice", 5, 7, now, NULL),
+    CHECK_EQ(auth_token_verify(&k, t, (size_t)n, "4f7aef34fb361292c566a1ce", 24, "alice", 5, UID, 7, now, NULL),
              AUTH_TOKEN_WRONG_USER);
     /* wrong key */
     struct auth_token_key k2;
@@ -346,12 +354,47 @@ TEST(token_issue_verify)
     memset(user, 'u', AUTH_USERNAME_MAX);
     user[AUTH_USERNAME_MAX] = '\0';
     struct auth_token_claims big = { .app = app, .app_len = sizeof app, .user = user, .user_len = AUTH_USERNAME_MAX,
-                                     .iat = UINT64_MAX - 1, .exp = UINT64_MAX, .gen = UINT32_MAX };
+                                     .uid = UINT64_MAX, .iat = UINT64_MAX - 1, .exp = UINT64_MAX, .gen = UINT32_MAX };
     n = auth_token_issue(&k, &big, t, sizeof t);
     CHECK(n > 0 && n < AUTH_TOKEN_MAX);
     printf("  longest token: %d bytes (AUTH_TOKEN_MAX %d)\n", n, AUTH_TOKEN_MAX);
-    CHECK_EQ(auth_token_verify(&k, t, (size_t)n, app, sizeof app, user, AUTH_USERNAME_MAX, UINT32_MAX, 5, NULL),
+    CHECK_EQ(auth_token_verify(&k, t, (size_t)n, app, sizeof app, user, AUTH_USERNAME_MAX, UINT64_MAX, UINT32_MAX, 5,
+                               NULL),
              AUTH_TOKEN_OK);
+}
+
+/* A genuine token of the layout before incarnations (payload without uid, as 899750c issued it) is refused as
+ * revoked: it names a user but not which incarnation of the name. */
+TEST(token_without_uid_is_revoked)
+{
+    struct auth_token_key k;
+    CHECK_EQ(auth_token_key_random(&k), 0);
+    const uint64_t now = 1700000000;
+    uint8_t pl[128];
+    size_t n = 0;
+    pl[n++] = 24;
+    memcpy(pl + n, APP, 24);
+    n += 24;
+    pl[n++] = 5;
+    memcpy(pl + n, "alice", 5);
+    n += 5;
+    for (int i = 0; i < 8; i++) pl[n++] = (uint8_t)(now >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++) pl[n++] = (uint8_t)((now + 3600) >> (56 - 8 * i));
+    memset(pl + n, 0, 4); /* gen 0 */
+    n += 4;
+    char t[AUTH_TOKEN_MAX];
+    memcpy(t, "au1.", 4);
+    size_t o = 4 + auth_b64_enc(pl, n, t + 4, true);
+    uint8_t mac[32];
+    size_t ml = 0;
+    CHECK(EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, k.key, sizeof k.key, (const unsigned char *)t, o, mac,
+                    sizeof mac, &ml) != NULL);
+    t[o++] = '.';
+    o += auth_b64_enc(mac, sizeof mac, t + o, true);
+    CHECK_EQ(auth_token_verify(&k, t, o, APP, strlen(APP), "alice", 5, UID, 0, now + 10, NULL), AUTH_TOKEN_REVOKED);
+    CHECK_EQ(auth_token_verify(&k, t, o, APP, strlen(APP), "alice", 5, 0, 0, now + 10, NULL), AUTH_TOKEN_REVOKED);
+    t[o - 1] ^= 1; /* and a forged one still fails its MAC first */
+    CHECK(auth_token_verify(&k, t, o, APP, strlen(APP), "alice", 5, UID, 0, now + 10, NULL) != AUTH_TOKEN_OK);
 }
 
 TEST(token_tamper)
@@ -810,6 +853,7 @@ int main(void)
     RUN(secret_hash);
     RUN(token_issue_verify);
     RUN(device_token_bound_to_app_and_client_id);
+    RUN(token_without_uid_is_revoked);
     RUN(token_tamper);
     RUN(token_vs_password);
     RUN(token_key_file);

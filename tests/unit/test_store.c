@@ -591,6 +591,12 @@ TEST(format_version_check)
     CHECK_EQ(store_open(&st, &o, err, sizeof err), -1);
     CHECK(st == NULL);
     CHECK(strstr(err, "newer") != NULL);
+    /* format 1 (IM state keyed by usernames, name-hash conversation ids) is refused, not migrated */
+    au_wr32(ver, 1);
+    raw_put(dir, key, kl, ver, 4);
+    CHECK_EQ(store_open(&st, &o, err, sizeof err), -1);
+    CHECK(st == NULL);
+    CHECK(strstr(err, "older") != NULL);
     /* back to ours: opens */
     au_wr32(ver, STORE_FORMAT_VERSION);
     raw_put(dir, key, kl, ver, 4);
