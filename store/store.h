@@ -43,6 +43,10 @@ struct store_batch;
 #define STORE_DEFAULT_CACHE      (64u << 20)     /* LevelDB block cache */
 #define STORE_DEFAULT_WBUF       (32u << 20)     /* LevelDB write buffer (memtable) */
 #define STORE_CLOSE_FLUSH_MS     5000u           /* store_close: how long to retry posting completions */
+#define STORE_REOPEN_RETRY_MS    500u            /* after a failed write: at most one reopen attempt per interval */
+#define STORE_REOPEN_LOG_EVERY   20u             /* log one failed reopen attempt in this many */
+#define STORE_REOPEN_MIN_FREE    (1u << 20)      /* bytes free beyond the logs' size before a reopen is tried */
+#define STORE_EXIT_CORRUPT       70              /* exit status when a reopen finds the DB corrupted (EX_SOFTWARE) */
 
 /* Error codes passed to callbacks / returned (negative errno values). */
 #define STORE_OK         0
@@ -80,7 +84,9 @@ void store_close(struct store *st);
 
 /* ---- writes ---- */
 /* done(shard, arg, err) runs on the submitting shard once the batch is durable (err = 0), or with a
- * negative error (nothing of the batch applied). */
+ * negative error: the batch is not acknowledged (it is normally not applied, but after an fsync error its
+ * bytes may still be found in the log at the next open; callers never rely on it being absent). After a
+ * failed write nothing more is committed until the DB was closed and reopened on a fresh log. */
 typedef void (*store_done_fn)(struct au_shard *s, void *arg, int err);
 
 struct store_batch *store_batch_new(void);
@@ -144,6 +150,8 @@ struct store_stats {
     uint64_t commit_us_max;
     uint64_t commit_us_total;  /* sum, for an average */
     uint64_t queue_wait_us_max; /* longest time a batch waited in the queue before its commit began */
+    uint64_t reopens;          /* successful reopens after a failed write (each starts a fresh log) */
+    uint64_t reopen_attempts;  /* reopen attempts, failed ones included */
 };
 void store_get_stats(const struct store *st, struct store_stats *out);
 /* batches / commits (0 when no commit yet). */
