@@ -1045,6 +1045,32 @@ int store_open(struct store **out, const struct store_opts *o, char *errbuf, siz
     return 0;
 }
 
+int store_repair(const char *dir, char *errbuf, size_t errlen)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/db", dir ? dir : "");
+    if (!dir || !*dir || n < 0 || (size_t)n >= sizeof path) {
+        snprintf(errbuf, errlen, "bad data directory");
+        return -1;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(errbuf, errlen, "%s: no database there", path);
+        return -1;
+    }
+    leveldb_options_t *opt = leveldb_options_create();
+    leveldb_options_set_compression(opt, leveldb_snappy_compression);
+    char *err = NULL;
+    leveldb_repair_db(opt, path, &err);
+    leveldb_options_destroy(opt);
+    if (err) {
+        snprintf(errbuf, errlen, "repair of %s failed: %s", path, err);
+        leveldb_free(err);
+        return -1;
+    }
+    return 0;
+}
+
 void store_start(struct store *st, struct au_shard **shards, int nshards, int ext_base)
 {
     AU_ASSERT(!st->started && nshards >= 1 && nshards <= AU_MAX_SHARDS && ext_base >= 0);

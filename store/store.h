@@ -65,6 +65,11 @@ struct store_opts {
  * newer than this build (or that has data but no format key). Returns 0 or -1 with a message. */
 int store_open(struct store **out, const struct store_opts *o, char *err, size_t errlen);
 
+/* Offline repair of dir/db (Aurora stopped; LevelDB's lock refuses a DB in use): LevelDB's RepairDB, which
+ * keeps every intact record of the logs and tables and drops the damaged ones (listed in dir/db/LOG). For the
+ * operator after store_open refused a damaged DB (aurora-ctl store repair). 0 or -1 with a message. */
+int store_repair(const char *dir, char *err, size_t errlen);
+
 /* External producer ids the store needs: 1 writer + readers. */
 unsigned store_threads(const struct store_opts *o);
 
