@@ -109,7 +109,10 @@ def rest(b, method, path, body=None):
 
 
 def register(b, led, name):
+    """201 with an item without "error" = registered (JMessage answers 201 with per-item errors)."""
     st, body = rest(b, "POST", "/v1/users/", [{"username": name, "password": "secret-pw"}])
+    if st == 201 and isinstance(body, list) and body and "error" in body[0]:
+        return body[0]["error"].get("code")
     if st == 201:
         led.users.append(name)
     else:
@@ -249,7 +252,10 @@ def episode(b, led, restart):
         for i in range(2):
             register(b, led, "dfu-d%d" % i)
             im_rest(b, led, "rest during %d" % i)
+        retry_refused = register(b, led, "dfu-retry") != 201
 
+    else:
+        retry_refused = False
     # -- space comes back
     os.unlink(filler)
     deadline = time.monotonic() + 15
@@ -261,6 +267,11 @@ def episode(b, led, restart):
         time.sleep(0.2)
     else:
         led.problems.append("REST writes never succeeded again after space returned")
+    if retry_refused:   # a registration refused during the episode can be made again: nothing of it stayed behind
+        rc = register(b, led, "dfu-retry")
+        if rc != 201:
+            led.problems.append("registering again a name whose registration failed during the episode: %r "
+                                "(the directory kept what the disk did not)" % rc)
     for i in range(20):                                   # the same MQTT 5 session, same connection
         rc = pub1(p5.r, led, "df/q", b"p5 after %d" % i, p5.next())
         if rc != 0:
@@ -349,7 +360,7 @@ def episode(b, led, restart):
     print("  acknowledged %d writes (users %d, IM %d, queued %d, retained %d); refused %r; lost after restart %d"
           % (acked, len(led.users), len(led.im), len(led.queued), len(led.retained), led.refused, len(lost)))
     for line in log.splitlines():
-        if "store" in line and ("reopen" in line or "failed" in line or "FATAL" in line):
+        if ("store" in line or "directory" in line) and ("reopen" in line or "rolled" in line or "FATAL" in line):
             print("    log: " + line[:200])
     try:   # LevelDB's own log of the open after the restart: the replay must not have dropped anything
         with open(os.path.join(b.data_dir, "db", "LOG"), errors="replace") as f:
