@@ -224,38 +224,36 @@ def episode(b, led, restart):
         led.problems.append("MQTT 5 publish while the disk is full: no PUBACK at all (expected reason 0x80)")
     elif first_refusal != 0x80:
         led.problems.append("MQTT 5 publish while the disk is full: reason %r, expected 0x80" % first_refusal)
-    if first_refusal is not None:
-        led.refused["v5"] += 1
-        for i in range(3):                                   # still full: every MQTT 5 publish is refused
-            rc = pub1(p5.r, led, "df/q", b"p5 full %d" % i, p5.next())
-            if rc != 0x80:
-                led.problems.append("MQTT 5 QoS 1 publish %d during the full disk: reason %r, expected 0x80" % (i, rc))
-        rc = pub1(p5.r, led, "df/r/full", b"retained during", p5.next(), retain=True)
+    # the disk is full from here on: every write must be refused
+    led.refused["v5"] += first_refusal is not None
+    for i in range(3):                                   # still full: every MQTT 5 publish is refused
+        rc = pub1(p5.r, led, "df/q", b"p5 full %d" % i, p5.next())
         if rc != 0x80:
-            led.problems.append("MQTT 5 retained publish during the full disk: reason %r, expected 0x80" % rc)
-        p5.r.send(publish_packet("df/q", b"p5 qos2 full", qos=2, pid=7777, version=5))
-        a = ack_of(p5.r, 7777, 3)
-        if a != ("PUBREC", 0x80):
-            led.problems.append("MQTT 5 QoS 2 publish during the full disk: %r, expected PUBREC 0x80" % (a,))
-        rc = pub1(dev, led, "im/send", im_text("dev during"), 50)
-        if rc is None or rc < 0x80:
-            led.problems.append("IM im/send (MQTT 5) during the full disk: reason %r, expected a refusal" % rc)
-        # 3.1.1 has no negative PUBACK: a clean close, no PUBACK
-        p4.send(publish_packet("df/q", b"p4 during", qos=1, pid=200, version=4))
-        a = ack_of(p4, 200, 3)
-        if a is not None:
-            led.problems.append("MQTT 3.1.1 publish during the full disk was acknowledged: %r" % (a,))
-            if a[1] == 0:
-                led.queued.append(b"p4 during")
-        elif not p4.eof:
-            led.problems.append("MQTT 3.1.1 publisher during the full disk: neither PUBACK nor a close")
-        for i in range(2):
-            register(b, led, "dfu-d%d" % i)
-            im_rest(b, led, "rest during %d" % i)
-        retry_refused = register(b, led, "dfu-retry") != 201
+            led.problems.append("MQTT 5 QoS 1 publish %d during the full disk: reason %r, expected 0x80" % (i, rc))
+    rc = pub1(p5.r, led, "df/r/full", b"retained during", p5.next(), retain=True)
+    if rc != 0x80:
+        led.problems.append("MQTT 5 retained publish during the full disk: reason %r, expected 0x80" % rc)
+    p5.r.send(publish_packet("df/q", b"p5 qos2 full", qos=2, pid=7777, version=5))
+    a = ack_of(p5.r, 7777, 3)
+    if a != ("PUBREC", 0x80):
+        led.problems.append("MQTT 5 QoS 2 publish during the full disk: %r, expected PUBREC 0x80" % (a,))
+    rc = pub1(dev, led, "im/send", im_text("dev during"), 50)
+    if rc is None or rc < 0x80:
+        led.problems.append("IM im/send (MQTT 5) during the full disk: reason %r, expected a refusal" % rc)
+    # 3.1.1 has no negative PUBACK: a clean close, no PUBACK
+    p4.send(publish_packet("df/q", b"p4 during", qos=1, pid=200, version=4))
+    a = ack_of(p4, 200, 3)
+    if a is not None:
+        led.problems.append("MQTT 3.1.1 publish during the full disk was acknowledged: %r" % (a,))
+        if a[1] == 0:
+            led.queued.append(b"p4 during")
+    elif not p4.eof:
+        led.problems.append("MQTT 3.1.1 publisher during the full disk: neither PUBACK nor a close")
+    for i in range(2):
+        register(b, led, "dfu-d%d" % i)
+        im_rest(b, led, "rest during %d" % i)
+    retry_refused = register(b, led, "dfu-retry") != 201
 
-    else:
-        retry_refused = False
     # -- space comes back
     os.unlink(filler)
     deadline = time.monotonic() + 15
