@@ -240,6 +240,8 @@ def episode(b, led, restart):
     rc = pub1(dev, led, "im/send", im_text("dev during"), 50)
     if rc is None or rc < 0x80:
         led.problems.append("IM im/send (MQTT 5) during the full disk: reason %r, expected a refusal" % rc)
+    else:
+        led.refused["im5"] += 1
     # 3.1.1 has no negative PUBACK: a clean close, no PUBACK
     p4.send(publish_packet("df/q", b"p4 during", qos=1, pid=200, version=4))
     a = ack_of(p4, 200, 3)
