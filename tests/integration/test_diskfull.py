@@ -12,6 +12,9 @@ Also checked: while the disk is full an MQTT 5 publisher gets negative PUBACK/PU
 is disconnected (it has no negative PUBACK); once space is back the same MQTT 5 session and reconnected sessions
 get PUBACKs again, and a QoS 2 packet id refused during the episode is accepted again.
 
+A third test flips one byte in the middle of LevelDB's log of a stopped Aurora: it must refuse to start with a clear
+message (not drop the damaged bytes silently), and `aurora-ctl store repair` must keep the intact records.
+
 Before the fix (899750c) LevelDB's log kept a torn record after the failed write, later commits were acknowledged
 after it and the next open dropped them ("checksum mismatch ... dropping N bytes"); publishes during the episode
 got no answer at all and a publisher session never got a PUBACK again.
@@ -27,7 +30,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Aurora, app_creds, run_tests, test  # noqa: E402
+from harness import Aurora, _aurora_bin, app_creds, run_tests, test  # noqa: E402
 from mqtt5_util import Raw5, publish_packet, P  # noqa: E402
 
 TMPFS_SIZE = "16m"
@@ -404,6 +407,66 @@ def diskfull_episode_then_sigterm_keeps_every_acknowledged_write():
 @test
 def diskfull_episode_then_kill9_keeps_every_acknowledged_write():
     run(kill9_restart)
+
+
+def aurora_ctl():
+    return os.path.join(os.path.dirname(_aurora_bin()), "aurora-ctl")
+
+
+@test
+def damaged_log_refuses_to_start_then_repair_keeps_the_intact_records():
+    """A log damaged in the middle (not the torn tail a crash or a full disk leaves): Aurora refuses to start with
+    a clear message instead of silently dropping what follows; `aurora-ctl store repair` keeps the intact records."""
+    b = Aurora()
+    try:
+        st, body = rest(b, "POST", "/v1/admins/", {"username": "dfadmin", "password": "secret-pw"})
+        assert st == 201, (st, body)
+        led = Ledger()
+        assert register(b, led, "dfbob") == 201
+        n = 40
+        for i in range(n):   # one log record each, ~1 KB
+            assert im_rest(b, led, "m%02d " % i + "x" * 1000) == 201
+        b.stop()
+        db = os.path.join(b.data_dir, "db")
+        logs = sorted(f for f in os.listdir(db) if f.endswith(".log"))
+        path = os.path.join(db, logs[-1])
+        size = os.path.getsize(path)
+        assert size > 40000, size
+        with open(path, "r+b") as f:          # one flipped byte in the middle of the log
+            f.seek(size // 2)
+            c = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([c[0] ^ 0x5A]))
+        try:
+            b.start()
+            started = True
+        except Exception:
+            started = False
+        log = b.log_text()
+        if started:
+            st, hist = rest(b, "GET", "/v2/users/dfbob/messages?count=1000&begin_time=%s&end_time=%s" % (
+                time.strftime("%Y-%m-%d+%H:%M:%S", time.gmtime(time.time() - 600)),
+                time.strftime("%Y-%m-%d+%H:%M:%S", time.gmtime(time.time() + 60))))
+            kept = len(hist["messages"]) if st == 200 else 0
+            assert False, ("Aurora started on a damaged log: LevelDB dropped the damaged bytes silently (%d of %d "
+                           "acknowledged messages left)" % (kept, n))
+        assert "is damaged" in log and "store repair" in log, log[-800:]
+        assert b.proc.returncode == 1, b.proc.returncode
+        r = subprocess.run([aurora_ctl(), "--data", b.data_dir, "store", "repair"], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        b.start()
+        st, hist = rest(b, "GET", "/v2/users/dfbob/messages?count=1000&begin_time=%s&end_time=%s" % (
+            time.strftime("%Y-%m-%d+%H:%M:%S", time.gmtime(time.time() - 600)),
+            time.strftime("%Y-%m-%d+%H:%M:%S", time.gmtime(time.time() + 60))))
+        assert st == 200, (st, hist)
+        kept = {m["msg_body"]["text"][:3] for m in hist["messages"]}
+        print("  refused to start; after repair %d of %d messages kept" % (len(kept), n))
+        assert "m00" in kept and "m%02d" % (n - 1) in kept, sorted(kept)   # before and after the damage
+        assert len(kept) >= n - 4, sorted(kept)
+        b.stop()
+    finally:
+        b.cleanup()
 
 
 if __name__ == "__main__":
