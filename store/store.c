@@ -992,7 +992,11 @@ int store_open(struct store **out, const struct store_opts *o, char *errbuf, siz
     st->o.dir = NULL; /* not kept */
     st->path = strdup(path);
     AU_ASSERT(st->path != NULL);
-    pthread_rwlock_init(&st->dblock, NULL);
+    pthread_rwlockattr_t ra; /* a reopen must not wait behind a stream of reads */
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&st->dblock, &ra);
+    pthread_rwlockattr_destroy(&ra);
     atomic_init(&st->need_reopen, false);
     st->nthreads = store_threads(o);
     st->thr = aligned_alloc(64, (sizeof *st->thr * st->nthreads + 63) & ~(size_t)63);

@@ -2,7 +2,9 @@
  * shard, commits < batches, data present, completions submitted during shutdown still delivered), async
  * get/scan/paging/reverse, sync API, reopen persistence, format-version check, keyspace ordering and
  * record codec, and a kill -9 durability test (a child process prints each key as its completion
- * arrives; the parent SIGKILLs it and checks every printed key is in the reopened DB).
+ * arrives; the parent SIGKILLs it and checks every printed key is in the reopened DB); write failures (a torn
+ * log record under a file-size limit: reopen on a fresh log, nothing acknowledged lost) and a damaged log at
+ * open (refused, then repaired).
  *
  * Real LevelDB in a mkdtemp directory, real event loop (au_loop_start with 0 listeners).
  *   test_store                          run the tests
