@@ -23,7 +23,9 @@
 
 #include <leveldb/c.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -32,8 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -531,9 +531,10 @@ static leveldb_t *db_open(struct store *st, char **err)
 
 /* Is there room to reopen: free bytes on the DB's filesystem at least the size of its logs (which the open
  * turns into a table) plus STORE_REOPEN_MIN_FREE? True when it cannot be told (the attempt decides). */
-static bool reopen_room(struct store *st)
+static bool reopen_room(struct store *st, uint64_t *free_bytes, uint64_t *needed)
 {
     struct statvfs vs;
+    *free_bytes = *needed = 0;
     if (statvfs(st->path, &vs) != 0) return true;
     uint64_t logs = 0;
     DIR *d = opendir(st->path);
@@ -546,7 +547,9 @@ static bool reopen_room(struct store *st)
         logs += (uint64_t)sb.st_size;
     }
     closedir(d);
-    return (uint64_t)vs.f_bavail * vs.f_frsize >= logs + STORE_REOPEN_MIN_FREE;
+    *free_bytes = (uint64_t)vs.f_bavail * vs.f_frsize;
+    *needed = logs + STORE_REOPEN_MIN_FREE;
+    return *free_bytes >= *needed;
 }
 
 /* Writer thread only. A failed leveldb_write may leave a torn record at the end of LevelDB's log (a short
@@ -566,7 +569,14 @@ static bool writer_reopen(struct store *st)
     st->reopen_next_ms = now + STORE_REOPEN_RETRY_MS;
     /* The damaged handle still serves reads (what it holds is committed): keep it until the reopen, which
      * writes the log's content to a table, has the room to succeed. */
-    if (st->db && !reopen_room(st)) return false;
+    uint64_t free_bytes, needed;
+    if (st->db && !reopen_room(st, &free_bytes, &needed)) {
+        if (st->reopen_failures++ % STORE_REOPEN_LOG_EVERY == 0)
+            au_error("store: %s: %" PRIu64 " bytes free, %" PRIu64 " needed to reopen after the failed write; every "
+                     "write fails until there is room (checked every %u ms while writes come)", st->path, free_bytes,
+                     needed, STORE_REOPEN_RETRY_MS);
+        return false;
+    }
     pthread_rwlock_wrlock(&st->dblock);
     if (st->db) {
         leveldb_close(st->db);
