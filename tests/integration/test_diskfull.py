@@ -31,7 +31,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Aurora, _aurora_bin, app_creds, run_tests, test  # noqa: E402
-from mqtt5_util import Raw5, publish_packet, P  # noqa: E402
+from mqtt5_util import Raw5, publish_packet, subscribe_packet, P  # noqa: E402
 
 TMPFS_SIZE = "16m"
 PUBREL_V5 = bytes([0x62, 0x02])
@@ -198,6 +198,10 @@ def episode(b, led, restart):
     sub.close()
     dev = Raw5(b, version=5)                               # an IM device (MQTT 5)
     dev.connect("df-dev", True, username="%s:dfalice" % key, password=b"secret-pw", timeout=15)
+    dev4 = Raw5(b, version=4)                              # an IM device (MQTT 3.1.1)
+    dev4.connect("df-dev4", True, username="%s:dfalice" % key, password=b"secret-pw", timeout=15)
+    s5 = Raw5(b, version=5)                                # a persistent MQTT 5 session that subscribes
+    s5.connect("df-s5", True, props={P.SESSION_EXPIRY: 3600})
     p5 = P5(b)
     p4 = Raw5(b, version=4)
     p4.connect("df-p4", False)
@@ -254,6 +258,16 @@ def episode(b, led, restart):
             led.queued.append(b"p4 during")
     elif not p4.eof:
         led.problems.append("MQTT 3.1.1 publisher during the full disk: neither PUBACK nor a close")
+    rc = pub1(dev4, led, "im/send", im_text("dev4 during"), 51)
+    if rc is not None or not dev4.eof:
+        led.problems.append("IM im/send (MQTT 3.1.1) during the full disk: %r, expected a close without PUBACK" % rc)
+    # a persistent session's SUBSCRIBE cannot be stored: no SUBACK, DISCONNECT 0x80 and a close
+    s5.send(subscribe_packet(9, [("df/s5", 1)], version=5))
+    closed = s5.closed(3)
+    disc = [p.reason for p in s5.pending if p.name == "DISCONNECT"]
+    if [p for p in s5.pending if p.name == "SUBACK"] or not closed or disc != [0x80]:
+        led.problems.append("MQTT 5 SUBSCRIBE of a persistent session during the full disk: %r, closed=%s, expected "
+                            "DISCONNECT 0x80 and a close" % ([p.name for p in s5.pending], closed))
     for i in range(2):
         register(b, led, "dfu-d%d" % i)
         im_rest(b, led, "rest during %d" % i)
@@ -307,6 +321,19 @@ def episode(b, led, restart):
         if rc != 0:
             led.problems.append("MQTT 3.1.1 reconnected session: publish %d got %r" % (i, rc))
             break
+    dev4.close()
+    dev4 = Raw5(b, version=4)                              # the 3.1.1 IM device comes back
+    dev4.connect("df-dev4", True, username="%s:dfalice" % key, password=b"secret-pw", timeout=15)
+    rc = pub1(dev4, led, "im/send", im_text("dev4 after"), 52)
+    if rc != 0:
+        led.problems.append("IM im/send (MQTT 3.1.1) after space returned: %r" % rc)
+    s5.close()
+    s5 = Raw5(b, version=5)                                # the subscriber comes back and subscribes again
+    s5.connect("df-s5", False, props={P.SESSION_EXPIRY: 3600})
+    s5.send(subscribe_packet(10, [("df/s5", 1)], version=5))
+    p = s5.recv_packet(3)
+    if p is None or p.name != "SUBACK" or p.reasons != [1]:
+        led.problems.append("MQTT 5 SUBSCRIBE after space returned: %r" % (p,))
     for i in range(5):
         register(b, led, "dfu-a%d" % i)
         im_rest(b, led, "rest after %d" % i)
@@ -314,7 +341,7 @@ def episode(b, led, restart):
         if rc != 0:
             led.problems.append("IM im/send after space returned: %r" % rc)
         pub1(p5.r, led, "df/r/a%d" % i, b"retained after %d" % i, p5.next(), retain=True)
-    for c in (p5.r, p4, dev):
+    for c in (p5.r, p4, dev, dev4, s5):
         c.close()
 
     # -- restart and count what survived
