@@ -186,7 +186,7 @@ class P5:
 
 
 def episode(b, led, restart):
-    """Writes before / during / after a full disk, then restart(b); returns the number of lost acknowledged writes."""
+    """Writes before / during / after a full disk, then restart(b); returns the acknowledged writes lost (a list)."""
     key, _ = app_creds(b)
     st, body = rest(b, "POST", "/v1/admins/", {"username": "dfadmin", "password": "secret-pw"})
     assert st == 201, (st, body)
