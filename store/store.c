@@ -23,7 +23,10 @@
 
 #include <leveldb/c.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -32,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,7 +107,13 @@ struct store_shard {
 };
 
 struct store {
+    /* NULL while the DB is closed after a failed write and could not be reopened yet. Only the writer
+     * thread changes it (write-locking dblock); readers use it under the read lock. */
     leveldb_t *db;
+    pthread_rwlock_t dblock;
+    char *path;                         /* dir/db, for reopening */
+    atomic_bool need_reopen;            /* a write failed: commit nothing more before a reopen */
+    uint64_t reopen_next_ms;            /* writer: earliest next reopen attempt */
     leveldb_options_t *opt;
     leveldb_cache_t *cache;
     leveldb_filterpolicy_t *filter;
@@ -117,6 +127,7 @@ struct store {
     int nshards, ext_base;
     bool started;
     atomic_int stopping;
+    uint64_t reopen_failures;           /* writer: failed reopen attempts since the last success */
     struct store_stats stats;           /* written with relaxed atomics */
 };
 
@@ -243,9 +254,10 @@ typedef int (*visit_fn)(void *arg, const char *k, size_t kl, const char *v, size
 static long scan_iter(struct store *st, const uint8_t *start, size_t sl, const uint8_t *end, size_t el, unsigned flags,
                       visit_fn visit, void *arg, bool *more)
 {
+    *more = false;
+    if (!st->db) return -1; /* closed after a failed write, not reopened yet (logged by the writer) */
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
     bool rev = flags & STORE_SCAN_REVERSE, after = flags & STORE_SCAN_AFTER;
-    *more = false;
     if (!rev) {
         if (sl) leveldb_iter_seek(it, (const char *)start, sl);
         else leveldb_iter_seek_to_first(it);
@@ -365,6 +377,14 @@ static void serve_get(struct store *st, struct store_req *r)
 {
     char *err = NULL;
     size_t vl = 0;
+    if (!st->db) { /* closed after a failed write, not reopened yet (logged by the writer) */
+        ST_ADD(st, gets, 1);
+        ST_ADD(st, read_errors, 1);
+        r->err = STORE_EIO;
+        r->u.g.v = NULL;
+        r->u.g.vl = 0;
+        return;
+    }
     char *v = leveldb_get(st->db, st->ro, (const char *)r->data, r->u.g.kl, &vl, &err);
     ST_ADD(st, gets, 1);
     if (err) {
@@ -488,10 +508,102 @@ static struct store_req *pop_req(struct sthread *t)
     return n ? AU_CONTAINER_OF(n, struct store_req, qn) : NULL;
 }
 
+/* Reads hold dblock's read side: the writer swaps st->db (reopen after a failed write) under its write side. */
 static void serve_read(struct store *st, struct store_req *r)
 {
+    pthread_rwlock_rdlock(&st->dblock);
     if (r->kind == REQ_GET) serve_get(st, r);
     else serve_scan(st, r);
+    pthread_rwlock_unlock(&st->dblock);
+}
+
+/* Opens the DB at st->path with st->opt (paranoid checks on). NULL with *err (leveldb_free) on failure. */
+static leveldb_t *db_open(struct store *st, char **err)
+{
+    *err = NULL;
+    leveldb_t *db = leveldb_open(st->opt, st->path, err);
+    if (*err) {
+        if (db) leveldb_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+/* Is there room to reopen: free bytes on the DB's filesystem at least the size of its logs (which the open
+ * turns into a table) plus STORE_REOPEN_MIN_FREE? True when it cannot be told (the attempt decides). */
+static bool reopen_room(struct store *st, uint64_t *free_bytes, uint64_t *needed)
+{
+    struct statvfs vs;
+    *free_bytes = *needed = 0;
+    if (statvfs(st->path, &vs) != 0) return true;
+    uint64_t logs = 0;
+    DIR *d = opendir(st->path);
+    if (!d) return true;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        struct stat sb;
+        if (n < 5 || strcmp(e->d_name + n - 4, ".log") != 0 || fstatat(dirfd(d), e->d_name, &sb, 0) != 0) continue;
+        logs += (uint64_t)sb.st_size;
+    }
+    closedir(d);
+    *free_bytes = (uint64_t)vs.f_bavail * vs.f_frsize;
+    *needed = logs + STORE_REOPEN_MIN_FREE;
+    return *free_bytes >= *needed;
+}
+
+/* Writer thread only. A failed leveldb_write may leave a torn record at the end of LevelDB's log (a short
+ * write on a full disk), and LevelDB's log writer would append the next records after it at offsets its
+ * reader cannot follow: the next open would drop every later record, acknowledged or not ("checksum
+ * mismatch ... dropping N bytes"). So after a failed write the handle commits nothing more: it is closed and
+ * the DB opened again, which replays the log up to the tear (a torn tail reads as a clean end of log), writes
+ * what it held to a table and starts a FRESH log; commits resume on that one. While the reopen fails (the disk
+ * is still full) every write fails with STORE_EIO, and the attempt is repeated at most every
+ * STORE_REOPEN_RETRY_MS. A reopen that finds the DB corrupted stops the process (nothing could be committed
+ * or read safely). Returns true when writes may be committed. */
+static bool writer_reopen(struct store *st)
+{
+    if (!atomic_load_explicit(&st->need_reopen, memory_order_seq_cst)) return true;
+    uint64_t now = au_now_ms();
+    if (now < st->reopen_next_ms) return false;
+    st->reopen_next_ms = now + STORE_REOPEN_RETRY_MS;
+    /* The damaged handle still serves reads (what it holds is committed): keep it until the reopen, which
+     * writes the log's content to a table, has the room to succeed. */
+    uint64_t free_bytes, needed;
+    if (st->db && !reopen_room(st, &free_bytes, &needed)) {
+        if (st->reopen_failures++ % STORE_REOPEN_LOG_EVERY == 0)
+            au_error("store: %s: %" PRIu64 " bytes free, %" PRIu64 " needed to reopen after the failed write; every "
+                     "write fails until there is room (checked every %u ms while writes come)", st->path, free_bytes,
+                     needed, STORE_REOPEN_RETRY_MS);
+        return false;
+    }
+    pthread_rwlock_wrlock(&st->dblock);
+    if (st->db) {
+        leveldb_close(st->db);
+        st->db = NULL;
+    }
+    char *err = NULL;
+    st->db = db_open(st, &err);
+    pthread_rwlock_unlock(&st->dblock);
+    ST_ADD(st, reopen_attempts, 1);
+    if (!err) {
+        atomic_store_explicit(&st->need_reopen, false, memory_order_seq_cst);
+        ST_ADD(st, reopens, 1);
+        au_warn("store: %s reopened after a failed write (%" PRIu64 " attempt(s)): commits resume on a fresh log",
+                st->path, st->reopen_failures + 1);
+        st->reopen_failures = 0;
+        return true;
+    }
+    if (strncmp(err, "Corruption", 10) == 0) {
+        au_error("store: FATAL: %s cannot be reopened after a failed write: %s. Stopping the process: nothing more "
+                 "can be committed or read safely (docs/storage.md, \"Write failures\")", st->path, err);
+        _exit(STORE_EXIT_CORRUPT);
+    }
+    if (st->reopen_failures++ % STORE_REOPEN_LOG_EVERY == 0)
+        au_error("store: %s cannot be reopened after a failed write: %s; every write fails until it can (retrying "
+                 "every %u ms)", st->path, err, STORE_REOPEN_RETRY_MS);
+    leveldb_free(err);
+    return false;
 }
 
 /* Writer: drain queued writes into one LevelDB batch, commit once, complete them all. Reads that
@@ -505,6 +617,7 @@ static unsigned writer_round(struct sthread *t)
     size_t bytes = 0;
     uint64_t oldest = UINT64_MAX;
     leveldb_writebatch_clear(t->wb);
+    if (!st->db) (void)writer_reopen(st); /* closed and not reopened yet: retry, so that reads come back too */
     while (nb < STORE_COMMIT_MAX_BATCHES && bytes < STORE_COMMIT_MAX_BYTES && nr < STORE_READ_ROUND_MAX) {
         struct store_req *r = pop_req(t);
         if (!r) break;
@@ -524,21 +637,30 @@ static unsigned writer_round(struct sthread *t)
     }
     if (nb) {
         uint64_t t0 = au_now_us();
-        char *err = NULL;
-        leveldb_write(st->db, st->wo, t->wb, &err);
-        uint64_t dt = au_now_us() - t0;
         int res = STORE_OK;
-        if (err) {
-            au_error("store commit of %u batches failed: %s", nb, err);
-            leveldb_free(err);
+        if (!writer_reopen(st)) {
+            /* The damaged log is closed and the DB could not be reopened yet: refuse without touching it. */
             res = STORE_EIO;
             ST_ADD(st, write_errors, nb);
         } else {
-            ST_SET(st, commits, ST_GET(st, commits) + 1);
-            ST_SET(st, batches, ST_GET(st, batches) + nb);
-            ST_SET(st, ops, ST_GET(st, ops) + ops);
-            ST_SET(st, bytes, ST_GET(st, bytes) + bytes);
+            char *err = NULL;
+            leveldb_write(st->db, st->wo, t->wb, &err);
+            if (err) {
+                au_error("store commit of %u batches failed: %s; nothing more is committed on this log: the database "
+                         "is reopened first", nb, err);
+                leveldb_free(err);
+                res = STORE_EIO;
+                ST_ADD(st, write_errors, nb);
+                atomic_store_explicit(&st->need_reopen, true, memory_order_seq_cst);
+                st->reopen_next_ms = 0; /* at the next round with writes */
+            } else {
+                ST_SET(st, commits, ST_GET(st, commits) + 1);
+                ST_SET(st, batches, ST_GET(st, batches) + nb);
+                ST_SET(st, ops, ST_GET(st, ops) + ops);
+                ST_SET(st, bytes, ST_GET(st, bytes) + bytes);
+            }
         }
+        uint64_t dt = au_now_us() - t0;
         ST_SET(st, commit_us_last, dt);
         ST_SET(st, commit_us_total, ST_GET(st, commit_us_total) + dt);
         if (dt > ST_GET(st, commit_us_max)) ST_SET(st, commit_us_max, dt);
@@ -600,7 +722,7 @@ static void *thread_main(void *arg)
         if (atomic_load_explicit(&st->stopping, memory_order_acquire)) break;
         atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
         if (mpsc_idle(&t->q) && !atomic_load_explicit(&st->stopping, memory_order_seq_cst))
-            futex_wait(&t->sleeping, 1, t->novf ? 1 : 1000);
+            futex_wait(&t->sleeping, 1, t->novf ? 1 : t->idx == 0 && !st->db ? STORE_REOPEN_RETRY_MS : 1000);
         atomic_store_explicit(&t->sleeping, 0, memory_order_relaxed);
     }
     /* Completions au_ext could not push yet (a shard's queue was full): retry for a while. */
@@ -688,9 +810,13 @@ int store_get_sync(struct store *st, const void *k, size_t kl, void **v, size_t 
 {
     char *err = NULL;
     size_t n = 0;
-    char *p = leveldb_get(st->db, st->ro, k, kl, &n, &err);
     *v = NULL;
     *vl = 0;
+    pthread_rwlock_rdlock(&st->dblock);
+    char *p = st->db ? leveldb_get(st->db, st->ro, k, kl, &n, &err) : NULL;
+    bool down = !st->db;
+    pthread_rwlock_unlock(&st->dblock);
+    if (down) return STORE_EIO;
     if (err) {
         au_error("store get: %s", err);
         leveldb_free(err);
@@ -723,7 +849,9 @@ long store_scan_sync(struct store *st, const void *start, size_t sl, const void 
 {
     struct sync_visit s = { cb, arg };
     bool more;
+    pthread_rwlock_rdlock(&st->dblock);
     long n = scan_iter(st, start, start ? sl : 0, end, end ? el : 0, flags, sync_visit, &s, &more);
+    pthread_rwlock_unlock(&st->dblock);
     return n < 0 ? STORE_EIO : n;
 }
 
@@ -732,11 +860,20 @@ int store_write_sync(struct store *st, struct store_batch *b)
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     batch_apply(b, wb);
     char *err = NULL;
-    leveldb_write(st->db, st->wo, wb, &err);
+    pthread_rwlock_rdlock(&st->dblock);
+    /* never on a log a failed write may have torn (the writer thread reopens it first) */
+    bool down = !st->db || atomic_load_explicit(&st->need_reopen, memory_order_seq_cst);
+    if (!down) leveldb_write(st->db, st->wo, wb, &err);
+    if (err) atomic_store_explicit(&st->need_reopen, true, memory_order_seq_cst);
+    pthread_rwlock_unlock(&st->dblock);
     leveldb_writebatch_destroy(wb);
     store_batch_free(b);
+    if (down) {
+        au_error("store write refused: the database is being reopened after a failed write");
+        return STORE_EIO;
+    }
     if (err) {
-        au_error("store write: %s", err);
+        au_error("store write: %s; nothing more is committed before the database is reopened", err);
         leveldb_free(err);
         return STORE_EIO;
     }
@@ -776,7 +913,7 @@ static int check_format(struct store *st, char *errbuf, size_t errlen)
         return -1;
     }
     if (r == STORE_ENOTFOUND) {
-        leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro);
+        leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ro); /* at open: no other thread yet */
         leveldb_iter_seek_to_first(it);
         bool empty = !leveldb_iter_valid(it);
         leveldb_iter_destroy(it);
@@ -822,6 +959,8 @@ static int check_format(struct store *st, char *errbuf, size_t errlen)
 static void store_free(struct store *st)
 {
     if (st->db) leveldb_close(st->db);
+    pthread_rwlock_destroy(&st->dblock);
+    free(st->path);
     if (st->opt) leveldb_options_destroy(st->opt);
     if (st->cache) leveldb_cache_destroy(st->cache);
     if (st->filter) leveldb_filterpolicy_destroy(st->filter);
@@ -861,6 +1000,14 @@ int store_open(struct store **out, const struct store_opts *o, char *errbuf, siz
     AU_ASSERT(st != NULL);
     st->o = *o;
     st->o.dir = NULL; /* not kept */
+    st->path = strdup(path);
+    AU_ASSERT(st->path != NULL);
+    pthread_rwlockattr_t ra; /* a reopen must not wait behind a stream of reads */
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&st->dblock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    atomic_init(&st->need_reopen, false);
     st->nthreads = store_threads(o);
     st->thr = aligned_alloc(64, (sizeof *st->thr * st->nthreads + 63) & ~(size_t)63);
     st->sh = aligned_alloc(64, sizeof *st->sh * AU_MAX_SHARDS);
@@ -883,16 +1030,24 @@ int store_open(struct store **out, const struct store_opts *o, char *errbuf, siz
     leveldb_options_set_write_buffer_size(st->opt, o->write_buffer ? o->write_buffer : STORE_DEFAULT_WBUF);
     leveldb_options_set_max_open_files(st->opt, 1000);
     leveldb_options_set_compression(st->opt, leveldb_snappy_compression);
+    /* A damaged log or table found at open is an error, never silently dropped (docs/storage.md). */
+    leveldb_options_set_paranoid_checks(st->opt, 1);
     st->ro = leveldb_readoptions_create();
     st->wo = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(st->wo, o->sync);
 
     char *err = NULL;
-    st->db = leveldb_open(st->opt, path, &err);
+    st->db = db_open(st, &err);
     if (err) {
-        snprintf(errbuf, errlen, "leveldb open %s: %s", path, err);
+        if (strncmp(err, "Corruption", 10) == 0)
+            snprintf(errbuf, errlen,
+                     "%s is damaged: %s. Aurora refuses to start rather than silently drop what follows the damage. "
+                     "Stop here, copy %s aside, then restore a backup, or run `aurora-ctl --data %s store repair` "
+                     "(keeps every intact record, drops the damaged ones; see docs/storage.md, \"Write failures\")",
+                     path, err, path, o->dir);
+        else
+            snprintf(errbuf, errlen, "leveldb open %s: %s", path, err);
         leveldb_free(err);
-        st->db = NULL;
         store_free(st);
         return -1;
     }
@@ -901,6 +1056,32 @@ int store_open(struct store **out, const struct store_opts *o, char *errbuf, siz
         return -1;
     }
     *out = st;
+    return 0;
+}
+
+int store_repair(const char *dir, char *errbuf, size_t errlen)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof path, "%s/db", dir ? dir : "");
+    if (!dir || !*dir || n < 0 || (size_t)n >= sizeof path) {
+        snprintf(errbuf, errlen, "bad data directory");
+        return -1;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(errbuf, errlen, "%s: no database there", path);
+        return -1;
+    }
+    leveldb_options_t *opt = leveldb_options_create();
+    leveldb_options_set_compression(opt, leveldb_snappy_compression);
+    char *err = NULL;
+    leveldb_repair_db(opt, path, &err);
+    leveldb_options_destroy(opt);
+    if (err) {
+        snprintf(errbuf, errlen, "repair of %s failed: %s", path, err);
+        leveldb_free(err);
+        return -1;
+    }
     return 0;
 }
 
@@ -1015,6 +1196,8 @@ void store_get_stats(const struct store *st, struct store_stats *out)
     out->commit_us_max = ST_GET(st, commit_us_max);
     out->commit_us_total = ST_GET(st, commit_us_total);
     out->queue_wait_us_max = ST_GET(st, queue_wait_us_max);
+    out->reopens = ST_GET(st, reopens);
+    out->reopen_attempts = ST_GET(st, reopen_attempts);
 }
 
 double store_stats_avg_batch(const struct store_stats *s)

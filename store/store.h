@@ -43,6 +43,10 @@ struct store_batch;
 #define STORE_DEFAULT_CACHE      (64u << 20)     /* LevelDB block cache */
 #define STORE_DEFAULT_WBUF       (32u << 20)     /* LevelDB write buffer (memtable) */
 #define STORE_CLOSE_FLUSH_MS     5000u           /* store_close: how long to retry posting completions */
+#define STORE_REOPEN_RETRY_MS    500u            /* after a failed write: at most one reopen attempt per interval */
+#define STORE_REOPEN_LOG_EVERY   20u             /* log one failed reopen attempt in this many */
+#define STORE_REOPEN_MIN_FREE    (1u << 20)      /* bytes free beyond the logs' size before a reopen is tried */
+#define STORE_EXIT_CORRUPT       70              /* exit status when a reopen finds the DB corrupted (EX_SOFTWARE) */
 
 /* Error codes passed to callbacks / returned (negative errno values). */
 #define STORE_OK         0
@@ -60,6 +64,11 @@ struct store_opts {
 /* Open (creating dir, dir/db and the format key when new). Refuses a DB whose format version is
  * newer than this build (or that has data but no format key). Returns 0 or -1 with a message. */
 int store_open(struct store **out, const struct store_opts *o, char *err, size_t errlen);
+
+/* Offline repair of dir/db (Aurora stopped; LevelDB's lock refuses a DB in use): LevelDB's RepairDB, which
+ * keeps every intact record of the logs and tables and drops the damaged ones (listed in dir/db/LOG). For the
+ * operator after store_open refused a damaged DB (aurora-ctl store repair). 0 or -1 with a message. */
+int store_repair(const char *dir, char *err, size_t errlen);
 
 /* External producer ids the store needs: 1 writer + readers. */
 unsigned store_threads(const struct store_opts *o);
@@ -80,7 +89,9 @@ void store_close(struct store *st);
 
 /* ---- writes ---- */
 /* done(shard, arg, err) runs on the submitting shard once the batch is durable (err = 0), or with a
- * negative error (nothing of the batch applied). */
+ * negative error: the batch is not acknowledged (it is normally not applied, but after an fsync error its
+ * bytes may still be found in the log at the next open; callers never rely on it being absent). After a
+ * failed write nothing more is committed until the DB was closed and reopened on a fresh log. */
 typedef void (*store_done_fn)(struct au_shard *s, void *arg, int err);
 
 struct store_batch *store_batch_new(void);
@@ -144,6 +155,8 @@ struct store_stats {
     uint64_t commit_us_max;
     uint64_t commit_us_total;  /* sum, for an average */
     uint64_t queue_wait_us_max; /* longest time a batch waited in the queue before its commit began */
+    uint64_t reopens;          /* successful reopens after a failed write (each starts a fresh log) */
+    uint64_t reopen_attempts;  /* reopen attempts, failed ones included */
 };
 void store_get_stats(const struct store *st, struct store_stats *out);
 /* batches / commits (0 when no commit yet). */

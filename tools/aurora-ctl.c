@@ -3,6 +3,7 @@
  *   aurora-ctl [--http HOST:PORT] [--data DIR | --token TOKEN] apps create NAME
  *   aurora-ctl [...] apps list
  *   aurora-ctl [...] apps delete APPKEY
+ *   aurora-ctl [--data DIR] store repair   (offline, Aurora stopped: docs/storage.md "Write failures")
  *
  * --http defaults to 127.0.0.1:8080. The operator token is --token, else $AURORA_OPERATOR_TOKEN, else
  * the content of DIR/operator.token (--data, default ./data). Prints the JSON answer on stdout; exit
@@ -11,6 +12,7 @@
  * A tiny HTTP/1.1 client on a blocking socket: one request, "Connection: close", the answer read to
  * its Content-Length (or to EOF). */
 #include "core/config.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -32,6 +34,9 @@ static void usage(FILE *f)
                "  apps create NAME     create an app; prints its appkey and master_secret (shown once)\n"
                "  apps list            list the apps\n"
                "  apps delete APPKEY   delete an app and all its data\n"
+               "  store repair         with Aurora stopped: repair DIR/db after Aurora refused to open it as\n"
+               "                       damaged (keeps every intact record, drops the damaged ones; copy DIR/db\n"
+               "                       aside first)\n"
                "options:\n"
                "  --http HOST:PORT     the gateway's HTTP listener (default 127.0.0.1:8080)\n"
                "  --data DIR           read the operator token from DIR/operator.token (default ./data)\n"
@@ -182,6 +187,16 @@ int main(int argc, char **argv)
         }
     }
     int rest = argc - i;
+    if (rest == 2 && !strcmp(argv[i], "store") && !strcmp(argv[i + 1], "repair")) {
+        char err[512];
+        if (store_repair(data, err, sizeof err) != 0) {
+            fprintf(stderr, "aurora-ctl: %s\n", err);
+            return 1;
+        }
+        printf("repaired %s/db: damaged records, if any, were dropped (listed in %s/db/LOG); start Aurora again\n",
+               data, data);
+        return 0;
+    }
     if (rest < 2 || strcmp(argv[i], "apps") != 0) {
         usage(stderr);
         return 2;

@@ -4,7 +4,9 @@
  * (so the next transaction, prepared before the first one's commit completes, sees it: one answer to
  * "does bob exist?"), and all transactions queued in one loop iteration share one store commit. The
  * other shards apply the changes when the commit is durable. A failed commit (disk error) is reported to
- * every caller; the writer's replica may then be ahead of the disk until restart (logged loudly). */
+ * every caller, and the writer's replica is rolled back: each transaction records, at prepare, the changes
+ * that restore what it changed (txn_undo); after a failure the writer refuses new transactions until those in
+ * flight have completed, then applies the failed ones' undo changes, latest first, and accepts again. */
 #include "gateway/im/dir.h"
 #include "gateway/mqtt/broker.h"
 #include "store/keyspace.h"
@@ -24,6 +26,10 @@ struct im_dir_shard {
     struct im_dir dir;
     struct store *st;
     struct au_hash counters;             /* writer only: counter key -> im_counter */
+    /* writer only: rolling back the replica after failed commits */
+    uint32_t inflight;                   /* transactions submitted to the store, not completed */
+    bool rollback;                       /* a commit failed: refuse new transactions until the undo is applied */
+    struct im_changes undo;              /* failed transactions' undo changes, applied from the end */
 };
 
 struct im_dir *im_dir_of(struct au_shard *s) { return &((struct im_dir_shard *)broker_of(s)->im)->dir; }
@@ -303,6 +309,143 @@ void im_dir_apply(struct im_dir *d, const struct im_change *ch)
     }
 }
 
+/* ------------------------------------------------------------------ undo (failed commits) */
+
+static void undo_user_put(struct im_changes *b, const struct dir_user *u)
+{
+    struct im_change *c = im_changes_add(b, IM_CH_USER_PUT);
+    c->app = u->app;
+    copy_str(c->name, sizeof c->name, im_user_name(u));
+    c->forbidden = u->forbidden;
+    c->admin = u->admin;
+    c->token_gen = u->token_gen;
+    copy_str(c->str, sizeof c->str, u->pw_hash);
+}
+
+static void undo_group_put(struct im_changes *b, const struct dir_group *g)
+{
+    struct im_change *c = im_changes_add(b, IM_CH_GROUP_PUT);
+    c->app = g->app;
+    c->gid = g->gid;
+    if (g->owner) copy_str(c->name, sizeof c->name, im_user_name(g->owner));
+    c->max_members = g->max_members;
+    copy_str(c->str, sizeof c->str, g->name);
+}
+
+static void undo_member(struct im_changes *b, const struct dir_group *g, const struct dir_user *u, uint8_t type)
+{
+    struct im_change *c = im_changes_add(b, type);
+    c->app = g->app;
+    c->gid = g->gid;
+    copy_str(c->name, sizeof c->name, im_user_name(u));
+    if (type == IM_CH_GROUP_MUTE) c->forbidden = 1;
+}
+
+/* A group as it is: record, members, muted members (forward order). */
+static void undo_group_all(struct im_changes *b, const struct dir_group *g)
+{
+    undo_group_put(b, g);
+    for (uint32_t i = 0; i < g->nmembers; i++) undo_member(b, g, g->members[i], IM_CH_MEMBER_ADD);
+    for (uint32_t i = 0; i < g->nmuted; i++) undo_member(b, g, g->muted[i], IM_CH_GROUP_MUTE);
+}
+
+/* The changes (forward order) that bring replica d back to its current state after ch is applied to it. */
+static void undo_block(struct im_dir *d, const struct im_change *ch, struct im_changes *b)
+{
+    switch (ch->type) {
+    case IM_CH_APP_PUT:
+    case IM_CH_APP_DEL: {
+        struct dir_app *a = im_dir_app(d, ch->app);
+        if (!a) {
+            if (ch->type == IM_CH_APP_PUT) im_changes_add(b, IM_CH_APP_DEL)->app = ch->app;
+            break;
+        }
+        struct im_change *c = im_changes_add(b, IM_CH_APP_PUT);
+        c->app = a->id;
+        copy_str(c->str, sizeof c->str, a->key);
+        copy_str(c->str2, sizeof c->str2, a->secret_hash);
+        copy_str(c->name, sizeof c->name, a->name);
+        c->ctime_ms = a->ctime_ms;
+        if (ch->type == IM_CH_APP_PUT) break;
+        struct au_hash_iter it; /* deleting the app drops its users and groups: all of them come back */
+        au_hash_iter_init(&d->users, &it);
+        while (au_hash_next(&d->users, &it))
+            if (((struct dir_user *)it.value)->app == a->id) undo_user_put(b, it.value);
+        au_hash_iter_init(&d->groups, &it);
+        while (au_hash_next(&d->groups, &it))
+            if (((struct dir_group *)it.value)->app == a->id) undo_group_all(b, it.value);
+        break;
+    }
+    case IM_CH_USER_PUT:
+    case IM_CH_USER_DEL: {
+        struct dir_user *u = im_dir_user(d, ch->app, ch->name, strlen(ch->name));
+        if (!u) {
+            if (ch->type == IM_CH_USER_PUT) {
+                struct im_change *c = im_changes_add(b, IM_CH_USER_DEL);
+                c->app = ch->app;
+                copy_str(c->name, sizeof c->name, ch->name);
+            }
+            break;
+        }
+        undo_user_put(b, u);
+        if (ch->type == IM_CH_USER_PUT) break;
+        for (uint32_t i = 0; i < u->ngids; i++) { /* deleting a user drops it from its groups */
+            struct dir_group *g = im_dir_group(d, u->app, u->gids[i]);
+            if (!g) continue;
+            undo_member(b, g, u, IM_CH_MEMBER_ADD);
+            if (im_dir_is_muted(g, u)) undo_member(b, g, u, IM_CH_GROUP_MUTE);
+            if (g->owner == u) undo_group_put(b, g);
+        }
+        break;
+    }
+    case IM_CH_GROUP_PUT:
+    case IM_CH_GROUP_DEL: {
+        struct dir_group *g = im_dir_group(d, ch->app, ch->gid);
+        if (!g) {
+            if (ch->type == IM_CH_GROUP_PUT) {
+                struct im_change *c = im_changes_add(b, IM_CH_GROUP_DEL);
+                c->app = ch->app;
+                c->gid = ch->gid;
+            }
+            break;
+        }
+        if (ch->type == IM_CH_GROUP_PUT) undo_group_put(b, g);
+        else undo_group_all(b, g);
+        break;
+    }
+    case IM_CH_MEMBER_ADD:
+    case IM_CH_MEMBER_DEL:
+    case IM_CH_GROUP_MUTE: {
+        struct dir_group *g = im_dir_group(d, ch->app, ch->gid);
+        struct dir_user *u = im_dir_user(d, ch->app, ch->name, strlen(ch->name));
+        if (!g || !u) break; /* the change does nothing */
+        bool member = im_dir_is_member(g, u), muted = im_dir_is_muted(g, u);
+        if (ch->type == IM_CH_MEMBER_ADD && !member) undo_member(b, g, u, IM_CH_MEMBER_DEL);
+        if (ch->type == IM_CH_MEMBER_DEL && member) {
+            undo_member(b, g, u, IM_CH_MEMBER_ADD);
+            if (muted) undo_member(b, g, u, IM_CH_GROUP_MUTE);
+        }
+        if (ch->type == IM_CH_GROUP_MUTE && muted != (ch->forbidden != 0)) {
+            undo_member(b, g, u, IM_CH_GROUP_MUTE);
+            b->v[b->n - 1].forbidden = muted;
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+/* Apply ch to the writer's replica and append its undo block to `undo`, reversed (undo lists are applied
+ * from the end: the last change is undone first, each block in its forward order). */
+static void apply_with_undo(struct im_dir *d, const struct im_change *ch, struct im_changes *undo)
+{
+    struct im_changes blk = { 0 };
+    undo_block(d, ch, &blk);
+    for (uint32_t i = blk.n; i-- > 0;) *im_changes_add(undo, blk.v[i].type) = blk.v[i];
+    free(blk.v);
+    im_dir_apply(d, ch);
+}
+
 /* ------------------------------------------------------------------ transactions */
 
 struct changeset {
@@ -320,6 +463,7 @@ struct txn {
     int from;
     int err;
     struct changeset *cs;
+    struct im_changes undo;      /* writer: restores its replica if the commit fails (apply_with_undo) */
 };
 
 struct apply_x {
@@ -395,9 +539,26 @@ static void txn_finish(struct au_shard *writer, struct txn *t)
 static void txn_committed(struct au_shard *s, void *arg, int err)
 {
     struct txn *t = arg;
+    struct im_dir_shard *ds = dshard(s);
+    AU_ASSERT(ds->inflight > 0);
+    ds->inflight--;
     if (err) {
-        au_error("directory commit failed (%d): the writer's replica may be ahead of the disk", err);
         t->err = err;
+        /* undone later, latest first, once nothing prepared on top of it is still in flight */
+        for (uint32_t i = 0; i < t->undo.n; i++) *im_changes_add(&ds->undo, t->undo.v[i].type) = t->undo.v[i];
+        if (!ds->rollback)
+            au_error("directory commit failed (%d): refusing directory writes until the writer's replica is rolled "
+                     "back", err);
+        ds->rollback = true;
+    }
+    free(t->undo.v);
+    t->undo.v = NULL;
+    if (ds->rollback && ds->inflight == 0) {
+        for (uint32_t i = ds->undo.n; i-- > 0;) im_dir_apply(&ds->dir, &ds->undo.v[i]);
+        au_warn("directory: %u change(s) of failed commits rolled back on the writer's replica", ds->undo.n);
+        free(ds->undo.v);
+        memset(&ds->undo, 0, sizeof ds->undo);
+        ds->rollback = false;
     }
     txn_finish(s, t);
 }
@@ -406,6 +567,11 @@ static void txn_run(struct au_shard *writer, struct au_xmsg *x)
 {
     struct txn *t = (struct txn *)x;
     struct im_dir_shard *ds = dshard(writer);
+    if (ds->rollback) { /* a commit failed and is being rolled back: refused like a failed commit */
+        t->err = STORE_EIO;
+        txn_finish(writer, t);
+        return;
+    }
     struct store_batch *batch = store_batch_new();
     struct im_changes ch = { 0 };
     t->err = t->prepare(&ds->dir, t->arg, batch, &ch);
@@ -421,9 +587,10 @@ static void txn_run(struct au_shard *writer, struct au_xmsg *x)
         atomic_init(&t->cs->refs, 1);
         t->cs->n = ch.n;
         memcpy(t->cs->v, ch.v, sizeof ch.v[0] * ch.n);
-        for (uint32_t i = 0; i < ch.n; i++) im_dir_apply(&ds->dir, &ch.v[i]);
+        for (uint32_t i = 0; i < ch.n; i++) apply_with_undo(&ds->dir, &ch.v[i], &t->undo);
     }
     free(ch.v);
+    ds->inflight++;
     store_write(ds->st, writer->id, batch, txn_committed, t);
 }
 
@@ -615,6 +782,7 @@ void im_dir_fini(struct au_shard *s)
     au_hash_free(&d->users);
     au_hash_free(&d->groups);
     au_hash_free(&ds->counters);
+    free(ds->undo.v);
     free(ds);
     broker_of(s)->im = NULL;
 }

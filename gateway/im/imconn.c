@@ -383,10 +383,18 @@ static void send_done(struct au_shard *sh, void *arg, int err, uint64_t msgid, u
     struct broker *b = broker_of(sh);
     int code = err == IM_EBLACKLISTED ? IM_E_SEND_BLACKLISTED : err < 0 ? IM_E_SEND_STORE : 0;
     if (x->pa) {
-        x->pa->ready = 1;
-        if (code) x->pa->reason = im_err_mqtt_reason(code);
-        if (!x->pa->s) free(x->pa);
-        else ack_flush(x->pa->s);
+        struct pend_ack *pa = x->pa;
+        pa->ready = 1;
+        if (code) pa->reason = im_err_mqtt_reason(code);
+        if (code == IM_E_SEND_STORE) {
+            /* not stored: a refusal (5.0) or a close (3.1.1: its PUBACK cannot refuse) so the device sends again;
+             * a QoS 2 exchange ends here (a resend with this packet id is stored again) */
+            pa->store_failed = 1;
+            if (pa->s && pa->type == MQTT_PUBREC && qos2_release(pa->s, pa->pid))
+                persist_qos2in(b, pa->s, pa->pid, true);
+        }
+        if (!pa->s) free(pa);
+        else ack_flush(pa->s);
     }
     if (code) {
         struct session *s = session_by_uid(b, x->suid);

@@ -216,6 +216,24 @@ static void on_share(void *ctx, const uint8_t *share, size_t share_len, const ui
 
 /* ------------------------------------------------------------------ durable acknowledgements */
 
+/* The acknowledgement of something that could not be stored. An MQTT 5 PUBACK/PUBREC carries the refusal
+ * (0x80 unspecified error: the client may publish again; a PUBREC >= 0x80 also ends that QoS 2 exchange). A
+ * 3.1.1 PUBACK/PUBREC has no failure code and a SUBACK/UNSUBACK written ahead cannot carry one: the connection
+ * is closed instead (DISCONNECT 0x80 first on 5.0), so the client publishes or subscribes again after it
+ * reconnects, with its session (nothing is acknowledged that was not stored). */
+static void ack_failed(struct mqtt_conn *mc, struct pend_ack *a)
+{
+    if (!a->raw && mc->version == MQTT_V5) {
+        send_ack(mc, a->type, a->pid, MQTT_RC_UNSPECIFIED, "storage unavailable");
+        return;
+    }
+    au_warn("conn=%llx closing: a store write failed and MQTT %s cannot refuse the %s", (unsigned long long)mc->conn->id,
+            mc->version == MQTT_V5 ? "5" : "3.1.1", a->raw ? "SUBSCRIBE/UNSUBSCRIBE" : "PUBLISH");
+    mqtt_send_disconnect(mc, MQTT_RC_UNSPECIFIED, "storage unavailable");
+    mc->state = MC_CLOSING;
+    au_conn_close(mc->conn);
+}
+
 void ack_flush(struct session *s)
 {
     while (s->ack_head && s->ack_head->ready) {
@@ -223,7 +241,8 @@ void ack_flush(struct session *s)
         s->ack_head = a->next;
         if (!s->ack_head) s->ack_tail = NULL;
         if (s->mc && s->mc->state == MC_CONNECTED) {
-            if (a->raw) au_conn_write(s->mc->conn, a->raw, a->raw_len);
+            if (a->store_failed) ack_failed(s->mc, a);
+            else if (a->raw) au_conn_write(s->mc->conn, a->raw, a->raw_len);
             else send_ack(s->mc, a->type, a->pid, a->reason, a->reason >= 0x80 ? "not authorized" : NULL);
         }
         free(a->raw);
@@ -249,12 +268,7 @@ void ack_after_batch(struct broker *b, struct session *s, const uint8_t *pkt, si
     else s->ack_head = a;
     s->ack_tail = a;
     if (wrote) {
-        struct pub_ticket *t = malloc(sizeof *t);
-        AU_ASSERT(t != NULL);
-        atomic_init(&t->pending, 1);
-        t->origin = b->shard->id;
-        t->ack = a;
-        persist_ticket(b, t);
+        persist_ticket(b, ticket_new(b, a, 1));
     }
     ack_flush(s);
 }
@@ -280,10 +294,33 @@ struct ticket_x {
     struct pub_ticket *t;
 };
 
-static void ticket_fire(struct pub_ticket *t)
+struct pub_ticket *ticket_new(struct broker *b, struct pend_ack *a, int parts)
+{
+    struct pub_ticket *t = malloc(sizeof *t);
+    AU_ASSERT(t != NULL);
+    atomic_init(&t->pending, parts);
+    atomic_init(&t->failed, false);
+    t->origin = b->shard->id;
+    t->ack = a;
+    return t;
+}
+
+void ticket_fail(struct pub_ticket *t) { atomic_store_explicit(&t->failed, true, memory_order_relaxed); }
+
+/* On the origin shard (the publisher's session lives there). */
+static void ticket_fire(struct broker *b, struct pub_ticket *t)
 {
     struct pend_ack *a = t->ack;
+    bool failed = atomic_load_explicit(&t->failed, memory_order_relaxed); /* ordered by pending's acq_rel */
     free(t);
+    if (failed) {
+        a->store_failed = 1;
+        a->reason = MQTT_RC_UNSPECIFIED;
+        if (a->s && !a->raw && a->type == MQTT_PUBREC && qos2_release(a->s, a->pid)) {
+            /* the exchange ends here: a resend of this packet id is a new message, stored again */
+            persist_qos2in(b, a->s, a->pid, true);
+        }
+    }
     a->ready = 1;
     if (!a->s) {
         free(a->raw);
@@ -295,9 +332,8 @@ static void ticket_fire(struct pub_ticket *t)
 
 static void ticket_x_handler(struct au_shard *self, struct au_xmsg *x)
 {
-    (void)self;
     struct ticket_x *tx = (struct ticket_x *)x;
-    ticket_fire(tx->t);
+    ticket_fire(broker_of(self), tx->t);
     free(tx);
 }
 
@@ -317,7 +353,7 @@ void ticket_done(struct broker *b, struct pub_ticket *t)
 {
     if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) != 1) return;
     if (t->origin == b->shard->id) {
-        ticket_fire(t);
+        ticket_fire(b, t);
         return;
     }
     struct ticket_x *tx = malloc(sizeof *tx);

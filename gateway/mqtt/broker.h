@@ -170,6 +170,7 @@ struct pend_ack {
     uint8_t type;                /* MQTT_PUBACK / MQTT_PUBREC (unused when raw is set) */
     uint8_t reason;
     uint8_t ready;
+    uint8_t store_failed;        /* its message could not be stored: a negative ack (5.0) or a close (3.1.1) */
     uint32_t raw_len;
     uint8_t *raw;                /* an encoded SUBACK/UNSUBACK written as is, or NULL (freed with the entry) */
 };
@@ -193,6 +194,7 @@ struct defer_node {
 /* Counts the shards that still have to make their part of a publish durable. */
 struct pub_ticket {
     atomic_int pending;
+    atomic_bool failed;          /* a part could not be made durable (ticket_fail): never a positive ack */
     int origin;
     struct pend_ack *ack;
 };
@@ -289,6 +291,10 @@ void broker_publish_will(struct broker *b, struct session *s);
 
 /* durability of publishes (broker.c) */
 void ticket_done(struct broker *b, struct pub_ticket *t);
+/* A part of t could not be made durable (a failed store write): its ack becomes a refusal. Call before that
+ * part's ticket_done. */
+void ticket_fail(struct pub_ticket *t);
+struct pub_ticket *ticket_new(struct broker *b, struct pend_ack *a, int parts);
 void ack_flush(struct session *s);
 void ack_release_all(struct session *s);
 /* Write packet pkt (a SUBACK/UNSUBACK) once the shard's pending store batch is durable, in order with the

@@ -141,12 +141,8 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         }
         bool wrote = persist_pending_ops(b) != ops0;
         if (pa && !pa->ready) {
-            struct pub_ticket *t = malloc(sizeof *t);
-            AU_ASSERT(t != NULL);
             /* one part per shard (its deliveries), one more for the incoming QoS 2 state written here */
-            atomic_init(&t->pending, b->shard->nshards + (wrote ? 1 : 0));
-            t->origin = b->shard->id;
-            t->ack = pa;
+            struct pub_ticket *t = ticket_new(b, pa, b->shard->nshards + (wrote ? 1 : 0));
             m->ticket = t;
             if (wrote) persist_ticket(b, t);
         }

@@ -74,12 +74,18 @@ static void flush_done(struct au_shard *sh, void *arg, int err)
     BS_ADD(b, persist_tickets, fa->n);
     BS_ADD(b, persist_us_total, dt);
     if (dt > b->stats.persist_us_max) __atomic_store_n(&b->stats.persist_us_max, dt, __ATOMIC_RELAXED);
-    if (err) {
-        au_error("store write failed (%d): %u acknowledgement(s) withheld", err, fa->n);
-    } else {
-        for (uint32_t i = 0; i < fa->n; i++) {
-            if (fa->w[i] & 1u) rec_dec((struct defer_rec *)(fa->w[i] & ~(uintptr_t)1));
-            else ticket_done(b, (struct pub_ticket *)fa->w[i]);
+    /* A failed write completes its tickets too, as refusals (ticket_fail): the publisher gets a negative
+     * PUBACK/PUBREC (5.0) or is disconnected (3.1.1), and its later acknowledgements are not held behind it. */
+    if (err) au_error("store write failed (%d): %u acknowledgement(s) become refusals", err, fa->n);
+    for (uint32_t i = 0; i < fa->n; i++) {
+        if (fa->w[i] & 1u) {
+            struct defer_rec *r = (struct defer_rec *)(fa->w[i] & ~(uintptr_t)1);
+            if (err && r->t) ticket_fail(r->t);
+            rec_dec(r);
+        } else {
+            struct pub_ticket *t = (struct pub_ticket *)fa->w[i];
+            if (err) ticket_fail(t);
+            ticket_done(b, t);
         }
     }
     free(fa);

@@ -2,7 +2,9 @@
  * shard, commits < batches, data present, completions submitted during shutdown still delivered), async
  * get/scan/paging/reverse, sync API, reopen persistence, format-version check, keyspace ordering and
  * record codec, and a kill -9 durability test (a child process prints each key as its completion
- * arrives; the parent SIGKILLs it and checks every printed key is in the reopened DB).
+ * arrives; the parent SIGKILLs it and checks every printed key is in the reopened DB); write failures (a torn
+ * log record under a file-size limit: reopen on a fresh log, nothing acknowledged lost) and a damaged log at
+ * open (refused, then repaired).
  *
  * Real LevelDB in a mkdtemp directory, real event loop (au_loop_start with 0 listeners).
  *   test_store                          run the tests
@@ -15,10 +17,13 @@
 
 #include <leveldb/c.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -754,6 +759,249 @@ TEST(kill9_durability)
     rmtree(dir);
 }
 
+/* ------------------------------------------------------------------ write failures (a full disk) */
+
+/* The child writes continuously and prints "A k" for each acknowledged key ("E k" for a refused one). The
+ * disk fills up as the process's file-size limit (RLIMIT_FSIZE: a write past it fails, one across it is SHORT,
+ * exactly what a full disk does to LevelDB's log): first just above the log's size (a torn record at the end
+ * of the log, the commits after it refused until the store reopened on a fresh log), then far below every
+ * file's size (reopen attempts fail too: every write refused, retried), then the limit is lifted (space is
+ * back: the store reopens and acknowledges again). Then "DONE"; the parent SIGKILLs it and checks that the
+ * DB opens with paranoid checks and holds every acknowledged key. */
+static int g_full_fd = -1;
+static const char *g_full_dir;
+static uint32_t g_full_next, g_full_inflight, g_full_acks, g_full_errs, g_full_phase, g_full_acks3;
+static uint64_t g_full_t;
+
+static void full_limit(rlim_t cur)
+{
+    struct rlimit rl = { .rlim_cur = cur, .rlim_max = RLIM_INFINITY };
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(4);
+}
+
+static off_t newest_log_size(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/db", dir);
+    DIR *d = opendir(path);
+    off_t size = 0;
+    unsigned long best = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        struct stat sb;
+        if (n < 5 || strcmp(e->d_name + n - 4, ".log") != 0) continue;
+        unsigned long num = strtoul(e->d_name, NULL, 10);
+        if (num >= best && fstatat(dirfd(d), e->d_name, &sb, 0) == 0) {
+            best = num;
+            size = sb.st_size;
+        }
+    }
+    if (d) closedir(d);
+    return size;
+}
+
+static void full_done(struct au_shard *s, void *arg, int err)
+{
+    (void)s;
+    g_full_inflight--;
+    char line[32];
+    int n = snprintf(line, sizeof line, "%c %u\n", err ? 'E' : 'A', (unsigned)(uintptr_t)arg);
+    if (write(g_full_fd, line, (size_t)n) != n) _exit(3);
+    if (err) g_full_errs++;
+    else if (++g_full_acks, g_full_phase == 3) g_full_acks3++;
+}
+
+static void full_tick(struct au_shard *s)
+{
+    uint64_t now = au_now_ms();
+    if (g_full_phase == 0 && g_full_acks >= 1500) {
+        full_limit((rlim_t)newest_log_size(g_full_dir) + 1500); /* a few records fit, the next is torn */
+        g_full_phase = 1;
+    } else if (g_full_phase == 1 && g_full_errs > 0) {
+        full_limit(4096); /* no file may grow: reopening (log -> table) fails as well */
+        g_full_phase = 2;
+        g_full_t = now;
+    } else if (g_full_phase == 2 && now - g_full_t >= 1500) {
+        full_limit(RLIM_INFINITY); /* space is back */
+        g_full_phase = 3;
+    } else if (g_full_phase == 3 && g_full_acks3 >= 1500) {
+        struct store_stats ss;
+        store_get_stats(g_st, &ss);
+        char line[96];
+        int n = snprintf(line, sizeof line, "DONE %llu %llu\n", (unsigned long long)ss.reopens,
+                         (unsigned long long)ss.reopen_attempts);
+        if (write(g_full_fd, line, (size_t)n) != n) _exit(3);
+        g_full_phase = 4;
+    }
+    if (g_full_phase == 4) return;
+    while (g_full_inflight < 16) {
+        uint8_t k[8], v[200];
+        uint32_t i = g_full_next++;
+        size_t kl = gc_key(k, 7, i);
+        memset(v, 'v', sizeof v);
+        au_wr32(v, i);
+        struct store_batch *b = store_batch_new();
+        store_batch_put(b, k, kl, v, sizeof v);
+        store_write(g_st, s->id, b, full_done, (void *)(uintptr_t)i);
+        g_full_inflight++;
+    }
+}
+static const struct driver full_driver = { .tick = full_tick };
+
+static int full_child(const char *dir, int fd)
+{
+    g_full_fd = fd;
+    g_full_dir = dir;
+    signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails with EFBIG instead of killing the process */
+    g_tick_ms = 2;
+    struct store *st = open_store(dir, 1, true);
+    if (!st) return 2;
+    struct au_shard **shards = start_loop(st, 1, &full_driver);
+    if (!shards) return 2;
+    for (;;) pause();
+}
+
+TEST(write_failure_reopens_and_loses_nothing_acknowledged)
+{
+    char *dir = mktmp();
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        char fd[16];
+        snprintf(fd, sizeof fd, "%d", p[1]);
+        execl("/proc/self/exe", "test_store", "--full-child", dir, fd, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    FILE *in = fdopen(p[0], "r");
+    static uint8_t acked[1u << 20];
+    memset(acked, 0, sizeof acked);
+    unsigned nacked = 0, nerr = 0, maxk = 0, reopens = 0, attempts = 0, err_then_ack = 0;
+    bool done = false, in_err = false;
+    char line[64];
+    while (fgets(line, sizeof line, in)) {
+        if (strncmp(line, "DONE", 4) == 0) {
+            sscanf(line + 5, "%u %u", &reopens, &attempts);
+            done = true;
+            kill(pid, SIGKILL);
+            continue;
+        }
+        unsigned k = (unsigned)strtoul(line + 2, NULL, 10);
+        if (line[0] == 'E') {
+            nerr++;
+            in_err = true;
+            continue;
+        }
+        if (in_err) err_then_ack++; /* acknowledged again after refusals */
+        in_err = false;
+        if (k < sizeof acked) acked[k] = 1;
+        if (k > maxk) maxk = k;
+        nacked++;
+    }
+    fclose(in);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(done);
+    CHECK(nerr > 0);
+    CHECK(err_then_ack > 0);
+    CHECK(reopens >= 1);
+    CHECK(attempts > reopens); /* some attempts failed while no file could grow */
+    struct store *st = open_store(dir, 0, true); /* paranoid checks: a torn record left behind fails this */
+    CHECK(st != NULL);
+    if (st) {
+        unsigned missing = 0;
+        for (unsigned k = 0; k <= maxk && k < sizeof acked; k++) {
+            if (!acked[k]) continue;
+            uint8_t key[8];
+            size_t kl = gc_key(key, 7, k);
+            void *v;
+            size_t vl;
+            if (store_get_sync(st, key, kl, &v, &vl) != 0) missing++;
+            else free(v);
+        }
+        CHECK_EQ(missing, 0);
+        printf("  %u acknowledged, %u refused, %u reopen(s) in %u attempt(s); acknowledged missing after kill -9 and "
+               "a paranoid open: %u\n", nacked, nerr, reopens, attempts, missing);
+        store_close(st);
+    }
+    rmtree(dir);
+}
+
+/* A log damaged in the middle (bit rot, a bad disk) is refused at open with the operator's way out, instead
+ * of LevelDB's silent "dropping N bytes"; store_repair (aurora-ctl store repair) keeps every intact record. */
+TEST(corrupted_log_refused_at_open_then_repaired)
+{
+    char *dir = mktmp();
+    struct store *st = open_store(dir, 0, true);
+    CHECK(st != NULL);
+    if (!st) return;
+    const unsigned n = 2000;
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t k[8], v[100];
+        size_t kl = gc_key(k, 5, i);
+        memset(v, 'r', sizeof v);
+        struct store_batch *b = store_batch_new();
+        store_batch_put(b, k, kl, v, sizeof v);
+        CHECK_EQ(store_write_sync(st, b), 0);
+    }
+    store_close(st); /* the records stay in the log (the memtable is not flushed at close) */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/db", dir);
+    DIR *d = opendir(path);
+    char logname[300] = "";
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t nl = strlen(e->d_name);
+        if (nl > 4 && strcmp(e->d_name + nl - 4, ".log") == 0) snprintf(logname, sizeof logname, "%s", e->d_name);
+    }
+    if (d) closedir(d);
+    CHECK(logname[0] != 0);
+    snprintf(path, sizeof path, "%s/db/%s", dir, logname);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (f) {
+        CHECK(fseek(f, 0, SEEK_END) == 0 && ftell(f) > 100000);
+        CHECK(fseek(f, 50000, SEEK_SET) == 0);
+        int c = fgetc(f);
+        CHECK(fseek(f, 50000, SEEK_SET) == 0);
+        fputc(c ^ 0x5a, f);
+        fclose(f);
+    }
+    struct store_opts o = { .dir = dir, .readers = 0, .sync = true };
+    char err[1024] = "";
+    struct store *bad = NULL;
+    CHECK_EQ(store_open(&bad, &o, err, sizeof err), -1);
+    CHECK(bad == NULL);
+    CHECK(strstr(err, "is damaged") != NULL && strstr(err, "store repair") != NULL);
+    printf("  refused: %.160s...\n", err);
+    CHECK_EQ(store_repair(dir, err, sizeof err), 0);
+    st = open_store(dir, 0, true);
+    CHECK(st != NULL);
+    if (st) {
+        unsigned present = 0;
+        bool first = false, last = false;
+        for (unsigned i = 0; i < n; i++) {
+            uint8_t k[8];
+            size_t kl = gc_key(k, 5, i);
+            void *v;
+            size_t vl;
+            if (store_get_sync(st, k, kl, &v, &vl) != 0) continue;
+            free(v);
+            present++;
+            if (i == 0) first = true;
+            if (i == n - 1) last = true;
+        }
+        printf("  after repair: %u of %u records (the damaged ones dropped, the ones after them kept)\n", present, n);
+        CHECK(first && last);
+        CHECK(present < n && present > n / 2);
+        store_close(st);
+    }
+    rmtree(dir);
+}
+
 /* ------------------------------------------------------------------ benchmark */
 
 static int cmp_u32(const void *a, const void *b)
@@ -841,9 +1089,12 @@ static int bench(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--kill-child") == 0) return kill_child(argv[2], atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "--full-child") == 0) return full_child(argv[2], atoi(argv[3]));
     if (argc >= 2 && strcmp(argv[1], "--bench") == 0) return bench(argc, argv);
     au_log_set_level(AU_LOG_WARN);
     RUN(kill9_durability);
+    RUN(write_failure_reopens_and_loses_nothing_acknowledged);
+    RUN(corrupted_log_refused_at_open_then_repaired);
     RUN(keyspace_order_and_codec);
     RUN(format_version_check);
     RUN(sync_api_and_work_before_start);
