@@ -21,6 +21,7 @@
 #include "gateway/mqtt/persist.h"
 
 #include <jansson.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,8 +38,13 @@ void imconn_setup(struct authpool *pool, const struct auth_token_key *key)
     }
 }
 
+/* A password check in flight. It outlives its connection (mc = NULL once that went): its result is
+ * recorded in the throttle either way, so a guesser who hangs up still spends his budget. */
 struct auth_wait {
     struct mqtt_conn *mc;        /* NULL once the connection went away */
+    uint32_t ip4;                /* the throttle keys it was admitted under */
+    uint16_t tkl;
+    char tkey[4 + AUTH_USERNAME_MAX];
 };
 
 static _Thread_local struct login_throttle *t_throttle;
@@ -74,12 +80,14 @@ static void verified(struct au_shard *s, void *arg, int ok)
 {
     struct auth_wait *w = arg;
     struct mqtt_conn *mc = w->mc;
+    if (t_throttle)
+        login_throttle_end(t_throttle, w->tkey, w->tkl, w->ip4, s ? s->now_ms : au_now_ms(),
+                           ok == 1 ? LOGIN_OK : ok == AUTHPOOL_CANCELED ? LOGIN_CANCELED : LOGIN_FAILED);
     free(w);
     if (!mc) return;
     mc->auth = NULL;
     mc->auth_ok = ok == 1 ? 1 : 2; /* 2 = refused */
     mc->state = MC_NEW;
-    (void)s;
     au_conn_kick(mc->conn); /* runs the kept CONNECT again, now with the verdict */
 }
 
@@ -110,6 +118,15 @@ int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_con
     return 0;
 }
 
+/* The stored hash unknown users are checked against: an unknown user goes down the same path, at the
+ * same cost, as a known one. */
+static const char *dummy_hash(void)
+{
+    static _Thread_local char dummy[AUTH_HASH_STR_MAX];
+    if (!dummy[0]) auth_password_dummy(dummy);
+    return dummy;
+}
+
 int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, const struct im_login *l)
 {
     if (l->kind != IM_LOGIN_USER) return 0;
@@ -117,46 +134,55 @@ int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqt
     struct dir_app *a = im_dir_app(d, l->app);
     struct dir_user *u = im_dir_user(d, l->app, l->user, l->user_len);
     uint64_t now = b->shard->now_ms;
-    char tkey[4 + 129];
+    uint32_t ip4 = mc->conn->peer_ip4;
+    char tkey[4 + AUTH_USERNAME_MAX];
+    AU_ASSERT(l->user_len <= AUTH_USERNAME_MAX); /* imconn_resolve checked the syntax */
     memcpy(tkey, &l->app, 4);
     memcpy(tkey + 4, l->user, l->user_len);
     size_t tkl = 4 + l->user_len;
-    if (mc->auth_ok == 1) { /* verified off the loop */
+    if (mc->auth_ok == 1) { /* verified off the loop (and recorded in the throttle by verified()) */
         mc->auth_ok = 0;
-        if (!u) return -MQTT_RC_BAD_USER_PASS;
-        login_throttle_ok(throttle_of(), tkey, tkl, mc->conn->peer_ip4);
+        if (!u) return -MQTT_RC_BAD_USER_PASS; /* deleted meanwhile */
+        /* Only a caller who proved the password learns that the user is forbidden. */
         return u->forbidden ? -MQTT_RC_BANNED : 0;
     }
     if (mc->auth_ok == 2) {
         mc->auth_ok = 0;
-        login_throttle_fail(throttle_of(), tkey, tkl, mc->conn->peer_ip4, now);
         return -MQTT_RC_BAD_USER_PASS;
     }
     if (!a || !c->has_password) return -MQTT_RC_BAD_USER_PASS;
-    if (u && u->forbidden) return -MQTT_RC_BANNED;
-    /* A login token skips hashing (and the throttle: a guesser cannot lock out a device with a token). */
-    if (u && g_tkey_ok && auth_token_like(c->password.p, c->password.len)) {
-        int r = auth_token_verify(&g_tkey, (const char *)c->password.p, c->password.len, a->key, IM_APPKEY_LEN, l->user,
-                                  l->user_len, u->token_gen, au_wall_ms() / 1000, NULL);
-        if (r == AUTH_TOKEN_OK) return 0;
-        if (r != AUTH_TOKEN_NOT_TOKEN) return -MQTT_RC_BAD_USER_PASS;
+    /* A login token: an HMAC checked here in microseconds, for known and unknown users alike (an unknown
+     * one is checked as if it existed with generation 0, and refused). A valid token is accepted even
+     * while the account is throttled (a guesser cannot lock out a device holding one); a refused token
+     * is a throttled failure like a wrong password. */
+    if (g_tkey_ok && auth_token_like(c->password.p, c->password.len)) {
+        int r = auth_token_verify(&g_tkey, (const char *)c->password.p, c->password.len, a->key, IM_APPKEY_LEN,
+                                  l->user, l->user_len, u ? u->token_gen : 0, au_wall_ms() / 1000, NULL);
+        if (r == AUTH_TOKEN_OK && u) return u->forbidden ? -MQTT_RC_BANNED : 0;
+        if (r != AUTH_TOKEN_NOT_TOKEN) {
+            struct login_throttle *lt = throttle_of();
+            if (login_throttle_check(lt, tkey, tkl, ip4, now)) return -MQTT_RC_CONNECTION_RATE_EXCEEDED;
+            login_throttle_fail(lt, tkey, tkl, ip4, now);
+            return -MQTT_RC_BAD_USER_PASS;
+        }
     }
-    if (login_throttle_check(throttle_of(), tkey, tkl, mc->conn->peer_ip4, now)) return -MQTT_RC_CONNECTION_RATE_EXCEEDED;
+    /* A password: admitted by the throttle before it is checked; it counts as a failure from now until
+     * its result says otherwise (concurrent guesses cannot exceed the budget). */
+    if (login_throttle_begin(throttle_of(), tkey, tkl, ip4, now)) return -MQTT_RC_CONNECTION_RATE_EXCEEDED;
     /* Unknown users are verified against a dummy hash too, so timing does not tell who exists. */
-    static _Thread_local char dummy[AUTH_HASH_STR_MAX];
-    if (!dummy[0]) auth_password_dummy(dummy);
-    const char *stored = u ? u->pw_hash : dummy;
+    const char *stored = u ? u->pw_hash : dummy_hash();
     struct auth_wait *w = calloc(1, sizeof *w);
     AU_ASSERT(w != NULL);
     w->mc = mc;
-    int r = authpool_verify(g_pool, b->shard->id, stored, strlen(stored), c->password.p, c->password.len, verified, w);
-    if (r == -EAGAIN) {
-        free(w);
-        return -MQTT_RC_SERVER_BUSY;
-    }
+    w->ip4 = ip4;
+    w->tkl = (uint16_t)tkl;
+    memcpy(w->tkey, tkey, tkl);
+    int r = authpool_verify(g_pool, b->shard->id, l->app, stored, strlen(stored), c->password.p, c->password.len,
+                            verified, w);
     if (r != 0) {
+        login_throttle_end(throttle_of(), tkey, tkl, ip4, now, LOGIN_CANCELED);
         free(w);
-        return -MQTT_RC_BAD_USER_PASS;
+        return r == -EAGAIN ? -MQTT_RC_SERVER_BUSY : -MQTT_RC_BAD_USER_PASS;
     }
     if (!g_pool) return -MQTT_RC_BAD_USER_PASS; /* unreachable: no pool means the callback ran already */
     mc->auth = w;

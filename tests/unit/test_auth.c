@@ -472,17 +472,17 @@ TEST(pool_sync)
     char h[AUTH_HASH_STR_MAX];
     int n = auth_password_hash_iter("toolpass", 8, LOW_ITER, h);
     int calls = 0;
-    CHECK_EQ(authpool_verify(NULL, 0, h, (size_t)n, "toolpass", 8, sync_cb, &calls), 0);
+    CHECK_EQ(authpool_verify(NULL, 0, 1, h, (size_t)n, "toolpass", 8, sync_cb, &calls), 0);
     CHECK_EQ(calls, 1);
     CHECK_EQ(g_sync_ok, 1);
     CHECK(g_sync_s == NULL);
-    CHECK_EQ(authpool_verify(NULL, 0, h, (size_t)n, "toolpasz", 8, sync_cb, &calls), 0);
+    CHECK_EQ(authpool_verify(NULL, 0, 1, h, (size_t)n, "toolpasz", 8, sync_cb, &calls), 0);
     CHECK_EQ(g_sync_ok, 0);
-    CHECK_EQ(authpool_verify(NULL, 0, "junk", 4, "toolpass", 8, sync_cb, &calls), 0);
+    CHECK_EQ(authpool_verify(NULL, 0, 1, "junk", 4, "toolpass", 8, sync_cb, &calls), 0);
     CHECK_EQ(g_sync_ok, -1);
-    CHECK_EQ(authpool_verify(NULL, 0, h, (size_t)n, "abc", 3, sync_cb, &calls), -EINVAL);
+    CHECK_EQ(authpool_verify(NULL, 0, 1, h, (size_t)n, "abc", 3, sync_cb, &calls), -EINVAL);
     CHECK_EQ(calls, 3);
-    CHECK_EQ(authpool_hash(NULL, 0, "toolpass", 8, sync_hash_cb, &calls), 0); /* full cost */
+    CHECK_EQ(authpool_hash(NULL, 0, 1, "toolpass", 8, sync_hash_cb, &calls), 0); /* full cost */
     CHECK_EQ(calls, 4);
     CHECK_EQ(auth_password_verify(g_sync_hash, strlen(g_sync_hash), "toolpass", 8), 1);
     CHECK(!auth_password_needs_rehash(g_sync_hash, strlen(g_sync_hash)));
@@ -539,24 +539,24 @@ static int t_tick(struct au_shard *s, uint64_t now)
         for (int i = 0; i < PER_SHARD; i++) {
             int idx = s->id * PER_SHARD + i;
             const char *pw = idx % 3 ? "right-password" : "wrong-password";
-            int r = authpool_verify(g_pool, s->id, g_stored, strlen(g_stored), pw, strlen(pw), bulk_cb,
+            int r = authpool_verify(g_pool, s->id, (uint32_t)(idx % 4), g_stored, strlen(g_stored), pw, strlen(pw), bulk_cb,
                                     (void *)(uintptr_t)idx);
             if (r != 0) atomic_fetch_add(&g_bad, 1);
         }
         char pw[16];
         snprintf(pw, sizeof pw, "hashpw-%d", s->id);
         for (int i = 0; i < NHASH; i++)
-            if (authpool_hash(g_pool, s->id, pw, strlen(pw), hash_cb, (void *)(uintptr_t)s->id) != 0)
+            if (authpool_hash(g_pool, s->id, 1, pw, strlen(pw), hash_cb, (void *)(uintptr_t)s->id) != 0)
                 atomic_fetch_add(&g_bad, 1);
         if (authpool_pending(g_pool, s->id) == 0) atomic_fetch_add(&g_bad, 1);
     } else if (s->id == 0) {
         for (int i = 0; i < AUTHPOOL_MAX_PENDING; i++)
-            if (authpool_verify(g_pool, 0, g_stored, strlen(g_stored), "right-password", 14, detach_cb,
-                                (void *)(uintptr_t)i) != 0)
+            if (authpool_verify(g_pool, 0, (uint32_t)(i % 8), g_stored, strlen(g_stored), "right-password", 14,
+                                detach_cb, (void *)(uintptr_t)i) != 0)
                 atomic_fetch_add(&g_bad, 1);
-        if (authpool_verify(g_pool, 0, g_stored, strlen(g_stored), "right-password", 14, detach_cb, NULL) != -EAGAIN)
+        if (authpool_verify(g_pool, 0, 9, g_stored, strlen(g_stored), "right-password", 14, detach_cb, NULL) != -EAGAIN)
             atomic_fetch_add(&g_bad, 1);
-        if (authpool_hash(g_pool, 0, "abc", 3, hash_cb, NULL) != -EINVAL) atomic_fetch_add(&g_bad, 1);
+        if (authpool_hash(g_pool, 0, 1, "abc", 3, hash_cb, NULL) != -EINVAL) atomic_fetch_add(&g_bad, 1);
         if (authpool_pending(g_pool, 0) != AUTHPOOL_MAX_PENDING) atomic_fetch_add(&g_bad, 1);
     }
     atomic_store(&g_submitted[s->id], 1);
