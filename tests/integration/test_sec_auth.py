@@ -93,10 +93,11 @@ def _connack_code(buf):
     return buf[i + 1]
 
 
-def burst(b, tries, timeout=60.0):
+def burst(b, tries, timeout=60.0, sent_event=None):
     """tries: [(src, username, password)]. Connects every socket first, then sends every CONNECT back to back,
     then collects each CONNACK code (None: no answer within timeout, -1 closed without one).
-    Returns [(code, seconds from its send to its answer)] in the order of tries."""
+    Returns [(code, seconds from its send to its answer)] in the order of tries; sent_event is set once every
+    CONNECT is sent."""
     socks = [_sock(b, src) for src, _, _ in tries]
     sel = selectors.DefaultSelector()
     res = [None] * len(tries)
@@ -106,6 +107,8 @@ def burst(b, tries, timeout=60.0):
         for i, (s, (_, user, pw)) in enumerate(zip(socks, tries)):
             sent[i] = time.monotonic()
             s.sendall(connect_packet("g-%d-%d" % (os.getpid(), i), version=5, username=user, password=pw))
+        if sent_event:
+            sent_event.set()
         for i, s in enumerate(socks):
             s.setblocking(False)
             sel.register(s, selectors.EVENT_READ, i)
@@ -232,10 +235,11 @@ def other_apps_login_fast_during_a_guess_burst(b):
     assert all(c == OK for c, _ in before), before
     n = scale(1500)
     tries = [("127.0.1.%d" % (1 + i % 60), "%s:user%04d" % (key_a, i), "wrong-pw") for i in range(n)]
-    out = {}
-    t = threading.Thread(target=lambda: out.setdefault("res", burst(b, tries, timeout=90)))
+    out, sent = {}, threading.Event()
+    t = threading.Thread(target=lambda: out.setdefault("res", burst(b, tries, timeout=90, sent_event=sent)))
     t.start()
-    time.sleep(0.5)  # the burst is in
+    assert sent.wait(60), "the burst was not sent"
+    time.sleep(0.2)  # the burst is in
     during = []
     for _ in range(5):
         during.append(login(b, "127.0.0.3", creds_b[0] + ":bobby", "bob-pw-1", timeout=20))
