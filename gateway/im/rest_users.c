@@ -151,6 +151,11 @@ static void reg_pump(struct reg *r)
         r->hashing++;
         int rc = authpool_hash(rest_authpool(), r->a.s->id, r->a.app, it->password, strlen(it->password), reg_hashed,
                                &r->slots[i]);
+        if (rc == -EAGAIN && r->hashing > 1) { /* the app's queue is full: go on when one of ours is done */
+            r->hashing--;
+            r->next--;
+            break;
+        }
         if (rc < 0) {
             r->hashing--;
             explicit_bzero(it->password, sizeof it->password);
