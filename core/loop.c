@@ -66,6 +66,7 @@ struct peer_query {
     } a;
 };
 
+static atomic_int g_peer_warned; /* the peer-address query failed once (an old kernel): said so */
 static int g_main_ring_ok;
 static struct io_uring g_main_ring; /* main thread: sends stop doorbells */
 
@@ -169,7 +170,9 @@ static void on_peer(struct peer_query *q, int res)
 {
     struct au_conn *c = q->c;
     if (res > 0) c->peer_ip4 = peer_key(q, res);
-    else if (res != -ECANCELED && res != -EBADF && res != -ENOTCONN) au_debug("peer address: %s", strerror(-res));
+    else if (res != -ECANCELED && res != -EBADF && res != -ENOTCONN && !atomic_exchange(&g_peer_warned, 1))
+        au_warn("peer addresses unavailable (SO_PEERNAME through io_uring: %s): logins are not throttled per "
+                "address", strerror(-res));
     free(q);
     c->ops--;
 }
