@@ -76,8 +76,11 @@ static struct throttle_slot *victim_of(struct throttle_slot *set)
 
 static uint32_t pending_max(const struct throttle *t) { return t->pol.pending_max ? t->pol.pending_max : 1; }
 
-uint32_t throttle_check(const struct throttle *t, const void *key, size_t len, uint64_t now_ms)
+/* throttle_check; *held (optional) tells whether a wait is only for the key's own checks in flight (their
+ * results may admit it) rather than a block or a full set. */
+static uint32_t check_ex(const struct throttle *t, const void *key, size_t len, uint64_t now_ms, bool *held)
 {
+    if (held) *held = false;
     uint64_t tag = tag_of(t, key, len);
     const struct throttle_slot *s = find(t, tag, now_ms);
     if (!s) {
@@ -95,9 +98,16 @@ uint32_t throttle_check(const struct throttle *t, const void *key, size_t len, u
     }
     /* guesses in flight count as failures already: admitted only while all of them failing would leave
      * this one within the free budget */
-    if (s->pending >= pending_max(t) || (s->pending && fails + s->pending >= t->pol.free_fails))
+    if (s->pending >= pending_max(t) || (s->pending && fails + s->pending >= t->pol.free_fails)) {
+        if (held) *held = true;
         return THROTTLE_PENDING_WAIT_MS;
+    }
     return 0;
+}
+
+uint32_t throttle_check(const struct throttle *t, const void *key, size_t len, uint64_t now_ms)
+{
+    return check_ex(t, key, len, now_ms, NULL);
 }
 
 uint32_t throttle_begin(struct throttle *t, const void *key, size_t len, uint64_t now_ms)
@@ -237,9 +247,15 @@ void login_throttle_fail(struct login_throttle *lt, const void *key, size_t len,
     if (ip4) throttle_fail(&lt->ip, &ip4, sizeof ip4, now_ms);
 }
 
-uint32_t login_throttle_begin(struct login_throttle *lt, const void *key, size_t len, uint32_t ip4, uint64_t now_ms)
+uint32_t login_throttle_begin(struct login_throttle *lt, const void *key, size_t len, uint32_t ip4, uint64_t now_ms,
+                              bool *held)
 {
-    uint32_t w = login_throttle_check(lt, key, len, ip4, now_ms);
+    bool hu = false, hi = false;
+    uint32_t wu = check_ex(&lt->user, key, len, now_ms, &hu);
+    uint32_t wi = ip4 ? check_ex(&lt->ip, &ip4, sizeof ip4, now_ms, &hi) : 0;
+    uint32_t w = AU_MAX(wu, wi);
+    /* held: every table that refuses does so only for its checks in flight */
+    if (held) *held = w && (!wu || hu) && (!wi || hi);
     if (w) return w;
     AU_ASSERT(throttle_begin(&lt->user, key, len, now_ms) == 0);
     if (ip4) AU_ASSERT(throttle_begin(&lt->ip, &ip4, sizeof ip4, now_ms) == 0);

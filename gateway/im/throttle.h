@@ -95,8 +95,11 @@ void login_throttle_free(struct login_throttle *lt);
 /* max of both tables' waits */
 uint32_t login_throttle_check(const struct login_throttle *lt, const void *key, size_t len, uint32_t ip4,
                               uint64_t now_ms);
-/* Admit a guess on both tables at once (0), or the wait (nothing recorded). */
-uint32_t login_throttle_begin(struct login_throttle *lt, const void *key, size_t len, uint32_t ip4, uint64_t now_ms);
+/* Admit a guess on both tables at once (0), or the wait (nothing recorded). *held (optional): the wait is
+ * only for checks of the same account or address in flight, whose results may admit it (the caller may
+ * queue the login until then instead of refusing it). */
+uint32_t login_throttle_begin(struct login_throttle *lt, const void *key, size_t len, uint32_t ip4, uint64_t now_ms,
+                              bool *held);
 /* Result of an admitted guess: LOGIN_OK (releases it, clears the user record), LOGIN_FAILED (a failure on
  * both tables) or LOGIN_CANCELED (released: the check never ran). */
 enum { LOGIN_OK = 1, LOGIN_FAILED = 0, LOGIN_CANCELED = -1 };

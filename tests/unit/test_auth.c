@@ -780,10 +780,12 @@ TEST(login_throttle_pending_per_address)
     /* one address, many accounts: LOGIN_IP_PENDING_MAX checks in flight, then it waits */
     for (unsigned i = 0; i < LOGIN_IP_PENDING_MAX; i++) {
         int n = snprintf(key, sizeof key, "APPKEY:user%u", i);
-        CHECK_EQ(login_throttle_begin(&lt, key, (size_t)n, 0x0200000a, now), 0);
+        CHECK_EQ(login_throttle_begin(&lt, key, (size_t)n, 0x0200000a, now, NULL), 0);
     }
-    CHECK(login_throttle_begin(&lt, "APPKEY:other", 12, 0x0200000a, now) > 0);
-    CHECK_EQ(login_throttle_begin(&lt, "APPKEY:other", 12, 0x0300000a, now), 0); /* another address is not held */
+    bool held = false;
+    CHECK(login_throttle_begin(&lt, "APPKEY:other", 12, 0x0200000a, now, &held) > 0);
+    CHECK(held); /* only waiting for the address's checks in flight */
+    CHECK_EQ(login_throttle_begin(&lt, "APPKEY:other", 12, 0x0300000a, now, NULL), 0); /* another address is not held */
     login_throttle_end(&lt, "APPKEY:other", 12, 0x0300000a, now, LOGIN_CANCELED);
     /* results: failures count on both tables, a success clears the account only */
     login_throttle_end(&lt, "APPKEY:user0", 12, 0x0200000a, now, LOGIN_FAILED);
@@ -791,7 +793,11 @@ TEST(login_throttle_pending_per_address)
     CHECK_EQ(throttle_fails(&lt.ip, &(uint32_t){ 0x0200000a }, 4, now), 1);
     login_throttle_end(&lt, "APPKEY:user1", 12, 0x0200000a, now, LOGIN_OK);
     CHECK_EQ(throttle_fails(&lt.ip, &(uint32_t){ 0x0200000a }, 4, now), 1);
-    CHECK_EQ(login_throttle_begin(&lt, "APPKEY:other", 12, 0x0200000a, now), 0); /* room again */
+    CHECK_EQ(login_throttle_begin(&lt, "APPKEY:other", 12, 0x0200000a, now, NULL), 0); /* room again */
+    /* blocked (failures, not checks in flight): not held */
+    for (unsigned i = 0; i < LOGIN_USER_FREE_FAILS + 1; i++) login_throttle_fail(&lt, "APPKEY:vic", 10, 0x0400000a, now);
+    CHECK(login_throttle_begin(&lt, "APPKEY:vic", 10, 0x0400000a, now, &held) > 0);
+    CHECK(!held);
     login_throttle_free(&lt);
 }
 
