@@ -706,11 +706,12 @@ TEST(pool_fair_per_app)
     g_pool = NULL;
     CHECK_EQ(atomic_load(&g_bad), 0);
     CHECK_EQ(atomic_load(&g_done), total);
-    /* queued behind 200 of app 1, app 2's check is answered within the first round: at most the requests
-     * already at the workers (AU_AUTHPOOL_SHARD_INFLIGHT per thread) and one of app 1's come before it */
+    /* queued behind 200 of app 1, app 2's check goes to a worker in the first round: after the requests
+     * already there (AU_AUTHPOOL_SHARD_INFLIGHT per thread) and at most one of app 1's; it may finish a few
+     * places later when its worker is slower than the other (FIFO over all of them: 201st) */
     int at = atomic_load(&g_other_at);
     printf("  app 2's check behind %d of app 1's: answered %d-th\n", FAIR_BULK, at + 1);
-    CHECK(at >= 0 && at <= AU_AUTHPOOL_SHARD_INFLIGHT * 2 + 1);
+    CHECK(at >= 0 && at < 4 * AU_AUTHPOOL_SHARD_INFLIGHT * 2 + 4);
 }
 
 /* ------------------------------------------------------------------ throttle */
