@@ -71,7 +71,7 @@
 /* ---- logins and the auth workers (gateway/im/throttle.h, gateway/im/authpool.h, docs/auth.md) ---- */
 #define AU_LOGIN_USER_PENDING_MAX  4       /* password checks of one app+username in flight, per shard (a guess counts
                                             * against the failure budget from the moment it is admitted) */
-#define AU_LOGIN_IP_PENDING_MAX    8       /* password checks from one peer address in flight, per shard */
+#define AU_LOGIN_IP_PENDING_MAX    4       /* password checks from one peer address in flight, per shard */
 #define AU_LOGIN_PARKED_MAX        256     /* logins per shard waiting for those caps (queued, not refused: they run
                                             * when a check of their account or address ends); beyond it refused */
 #define AU_AUTHPOOL_SHARD_INFLIGHT 1       /* per worker thread: requests one shard keeps at the workers; the rest
