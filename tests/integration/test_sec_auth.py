@@ -159,6 +159,22 @@ def login(b, src, username, password, cid=None, timeout=30.0, keep=False):
     return code, dt
 
 
+def parallel_logins(b, specs, timeout=20.0):
+    """specs: [(src, username, password)] logged in all at once (one thread each): [(code, seconds)] in order.
+    Used to measure logins *during* a burst: taken one after the other, only the first would wait for it."""
+    res = [None] * len(specs)
+
+    def one(i, spec):
+        res[i] = login(b, *spec, timeout=timeout)
+
+    ts = [threading.Thread(target=one, args=(i, sp)) for i, sp in enumerate(specs)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return res
+
+
 def count(results, *codes):
     return sum(1 for c, _ in results if c in codes)
 
@@ -240,17 +256,14 @@ def other_apps_login_fast_during_a_guess_burst(b):
     t.start()
     assert sent.wait(60), "the burst was not sent"
     time.sleep(0.2)  # the burst is in
-    during = []
-    for _ in range(5):
-        during.append(login(b, "127.0.0.3", creds_b[0] + ":bobby", "bob-pw-1", timeout=20))
-        if during[-1][0] != OK:
-            break
+    during = parallel_logins(b, [("127.0.0.3", creds_b[0] + ":bobby", "bob-pw-1")] * 5)
     t.join()
     med_before = statistics.median(dt for _, dt in before)
     med = statistics.median(dt for _, dt in during)
     res = out["res"]
-    print("    app B login: median %.0f ms before, %.0f ms during %d guesses in app A (%s); codes %s" %
-          (med_before * 1000, med * 1000, n, summary(res), [hex(c) if c is not None else None for c, _ in during]))
+    print("    app B login: median %.0f ms before, %.0f ms (max %.0f) during %d guesses in app A (%s); codes %s" %
+          (med_before * 1000, med * 1000, max(dt for _, dt in during) * 1000, n, summary(res),
+           [hex(c) if c is not None else None for c, _ in during]))
     assert all(c == OK for c, _ in during), during
     assert med < 2.0, "app B's logins took %.1f s (median) during app A's guess burst" % med
 
@@ -270,12 +283,9 @@ def one_address_burst_does_not_delay_other_logins(b):
     t.start()
     assert sent.wait(60), "the burst was not sent"
     time.sleep(0.2)
-    same, other = [], []
-    for _ in range(3):
-        same.append(login(b, "127.0.0.3", key_a + ":alice", "right-pw-1", timeout=20))
-        other.append(login(b, "127.0.0.4", creds_b[0] + ":bobby", "bob-pw-1", timeout=20))
-        if same[-1][0] != OK or other[-1][0] != OK:
-            break
+    both = parallel_logins(b, [("127.0.0.3", key_a + ":alice", "right-pw-1"),
+                               ("127.0.0.4", creds_b[0] + ":bobby", "bob-pw-1")] * 3)
+    same, other = both[0::2], both[1::2]
     t.join()
     ms = statistics.median(dt for _, dt in same)
     mo = statistics.median(dt for _, dt in other)
