@@ -241,6 +241,20 @@ def spraying_usernames_is_throttled_per_address(b):
 
 
 @on_aurora
+def concurrent_right_logins_from_one_address_are_queued_not_refused(b):
+    """The in-flight caps queue logins, they do not refuse them: 30 users behind one address (a NAT) and 8
+    devices of one user, all logging in at once with their right passwords, all get in."""
+    key, _ = app_creds(b)
+    names = ["nat%03d" % i for i in range(scale(30))]
+    register(b, names + ["multi"], password="right-pw-1")
+    res = burst(b, [("127.0.0.6", key + ":" + n, "right-pw-1") for n in names] +
+                [("127.0.0.7", key + ":multi", "right-pw-1")] * 8)
+    print("    %d logins at once from 2 addresses: %s, slowest %.0f ms" %
+          (len(res), summary(res), max(dt for _, dt in res) * 1000))
+    assert count(res, OK) == len(res), summary(res)
+
+
+@on_aurora
 def other_apps_login_fast_during_a_guess_burst(b):
     """1,500 guesses in app A (from 60 addresses, 25 usernames each: under every per-address budget, as a
     botnet would) while a user of app B logs in: B's logins answer within a generous bound (< 2 s median)."""
