@@ -60,11 +60,15 @@ struct handoff {
  * first recv: it completes before any byte of the connection is seen. */
 struct peer_query {
     struct au_conn *c;
+    struct peer_query *next_free;
     union {
         struct sockaddr_in v4;
         struct sockaddr_in6 v6;
     } a;
 };
+#define PEER_QUERY_FREE_KEEP 256 /* finished queries a shard keeps for reuse (no allocation per accept) */
+static __thread struct peer_query *t_pq_free;
+static __thread unsigned t_pq_nfree;
 
 static atomic_int g_peer_warned; /* the peer-address query failed once (an old kernel): said so */
 static int g_main_ring_ok;
@@ -166,6 +170,31 @@ static uint32_t peer_key(const struct peer_query *q, int len)
     return h ? h : 1;
 }
 
+static struct peer_query *pq_get(void)
+{
+    struct peer_query *q = t_pq_free;
+    if (q) {
+        t_pq_free = q->next_free;
+        t_pq_nfree--;
+    } else {
+        q = malloc(sizeof *q);
+        AU_ASSERT(q != NULL);
+    }
+    memset(q, 0, sizeof *q);
+    return q;
+}
+
+static void pq_put(struct peer_query *q)
+{
+    if (t_pq_nfree >= PEER_QUERY_FREE_KEEP) {
+        free(q);
+        return;
+    }
+    q->next_free = t_pq_free;
+    t_pq_free = q;
+    t_pq_nfree++;
+}
+
 static void on_peer(struct peer_query *q, int res)
 {
     struct au_conn *c = q->c;
@@ -173,7 +202,7 @@ static void on_peer(struct peer_query *q, int res)
     else if (res != -ECANCELED && res != -EBADF && res != -ENOTCONN && !atomic_exchange(&g_peer_warned, 1))
         au_warn("peer addresses unavailable (SO_PEERNAME through io_uring: %s): logins are not throttled per "
                 "address", strerror(-res));
-    free(q);
+    pq_put(q);
     c->ops--;
 }
 
@@ -678,8 +707,7 @@ static void arm_first_recv(struct au_conn *c)
     struct au_shard *s = c->shard;
     int fam = s->lspec[c->listener].addr.ss_family;
     if ((fam == AF_INET || fam == AF_INET6) && !(c->flags & (AU_CONN_RECV_ARMED | AU_CONN_CLOSED | AU_CONN_PAUSED))) {
-        struct peer_query *q = calloc(1, sizeof *q);
-        AU_ASSERT(q != NULL);
+        struct peer_query *q = pq_get();
         q->c = c;
         if (io_uring_sq_space_left(&s->ring) < 2) io_uring_submit(&s->ring); /* the linked pair in one submission */
         struct io_uring_sqe *sqe = get_sqe(s);
@@ -1163,6 +1191,12 @@ static void shard_teardown(struct au_shard *s)
         s->sendctx_free = x->next_free;
         free(x);
     }
+    while (t_pq_free) { /* on the shard's thread: its own free list */
+        struct peer_query *q = t_pq_free;
+        t_pq_free = q->next_free;
+        free(q);
+    }
+    t_pq_nfree = 0;
     for (int to = 0; to < s->nshards; to++)
         while (s->ovf_head[to]) {
             struct au_xmsg *m = s->ovf_head[to];
