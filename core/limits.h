@@ -69,6 +69,19 @@
 #define AU_IM_OFFLINE_DAYS         15      /* (config) days offline messages are kept */
 #define AU_IM_EVENT_DAYS           7       /* (config) days offline events are kept */
 
+/* ---- logins and the auth workers (gateway/im/throttle.h, gateway/im/authpool.h, docs/auth.md) ---- */
+#define AU_LOGIN_USER_PENDING_MAX  4       /* password checks of one app+username in flight, per shard (a guess counts
+                                            * against the failure budget from the moment it is admitted) */
+#define AU_LOGIN_IP_PENDING_MAX    4       /* password checks from one peer address in flight, per shard */
+#define AU_LOGIN_PARKED_MAX        256     /* logins per shard waiting for those caps (queued, not refused: they run
+                                            * when a check of their account or address ends); beyond it refused */
+#define AU_AUTHPOOL_SHARD_INFLIGHT 1       /* per worker thread: requests one shard keeps at the workers; the rest
+                                            * wait in the shard's per-app queues (fair: served round robin) */
+#define AU_AUTHPOOL_FLOWS          256     /* per shard: queues by (app, kind) (kind: login check / new hash); apps
+                                            * whose ids collide share one queue */
+#define AU_AUTHPOOL_FLOW_MAX_PENDING 256   /* requests of one queue accepted, not yet answered, per shard; beyond it
+                                            * a submit is refused (-EAGAIN: "server busy") */
+
 /* ---- configuration (core/config.c) ---- */
 #define AU_CONFIG_ADDR_MAX         128     /* listen address string, bytes incl. NUL */
 #define AU_CONFIG_PATH_MAX         1024    /* data_dir / tls paths, bytes incl. NUL */

@@ -7,6 +7,8 @@
 #include "core/log.h"
 #include "core/uring_compat.h"
 
+#include <xxhash.h>
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,6 +28,7 @@ enum {
     OP_HANDOFF_OUT,  /* low: conn (source side) */
     OP_CANCEL,       /* completion of a cancel request (ignored) */
     OP_CLOSE_SLOT,   /* close of a slot with no conn (ignored) */
+    OP_PEER,         /* low: peer query (SO_PEERNAME of an accepted socket) */
 };
 #define UD(op, p) (((uint64_t)(op) << 56) | (uint64_t)(uintptr_t)(p))
 #define UD_OP(u) ((unsigned)((u) >> 56))
@@ -48,9 +51,26 @@ struct handoff {
     uint8_t listener;
     bool sent;                    /* the descriptor is on its way (send_fd ran) */
     uint64_t id;
+    uint32_t peer_ip4;
     int to;
 };
 
+/* The peer address of an accepted socket, asked of the kernel (SO_PEERNAME through IORING_OP_URING_CMD,
+ * a direct descriptor has no fd for getpeername) in the same submission as, and hard-linked before, the
+ * first recv: it completes before any byte of the connection is seen. */
+struct peer_query {
+    struct au_conn *c;
+    struct peer_query *next_free;
+    union {
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } a;
+};
+#define PEER_QUERY_FREE_KEEP 256 /* finished queries a shard keeps for reuse (no allocation per accept) */
+static __thread struct peer_query *t_pq_free;
+static __thread unsigned t_pq_nfree;
+
+static atomic_int g_peer_warned; /* the peer-address query failed once (an old kernel): said so */
 static int g_main_ring_ok;
 static struct io_uring g_main_ring; /* main thread: sends stop doorbells */
 
@@ -132,6 +152,59 @@ static void arm_recv_ex(struct au_conn *c, bool poll_first)
 }
 
 static void arm_recv(struct au_conn *c) { arm_recv_ex(c, false); }
+
+/* peer_ip4 from a peer address: IPv4 (also v4-mapped IPv6) as is; other IPv6 peers by a non-zero 32-bit
+ * digest of their /64 (one host usually holds a whole /64: keying by the full address would give it 2^64
+ * throttle identities). */
+static uint32_t peer_key(const struct peer_query *q, int len)
+{
+    if (len == (int)sizeof q->a.v4 && q->a.v4.sin_family == AF_INET) return q->a.v4.sin_addr.s_addr;
+    if (len != (int)sizeof q->a.v6 || q->a.v6.sin6_family != AF_INET6) return 0;
+    const uint8_t *b = q->a.v6.sin6_addr.s6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&q->a.v6.sin6_addr)) {
+        uint32_t v;
+        memcpy(&v, b + 12, 4);
+        return v;
+    }
+    uint32_t h = XXH32(b, 8, 0x61757236u);
+    return h ? h : 1;
+}
+
+static struct peer_query *pq_get(void)
+{
+    struct peer_query *q = t_pq_free;
+    if (q) {
+        t_pq_free = q->next_free;
+        t_pq_nfree--;
+    } else {
+        q = malloc(sizeof *q);
+        AU_ASSERT(q != NULL);
+    }
+    memset(q, 0, sizeof *q);
+    return q;
+}
+
+static void pq_put(struct peer_query *q)
+{
+    if (t_pq_nfree >= PEER_QUERY_FREE_KEEP) {
+        free(q);
+        return;
+    }
+    q->next_free = t_pq_free;
+    t_pq_free = q;
+    t_pq_nfree++;
+}
+
+static void on_peer(struct peer_query *q, int res)
+{
+    struct au_conn *c = q->c;
+    if (res > 0) c->peer_ip4 = peer_key(q, res);
+    else if (res != -ECANCELED && res != -EBADF && res != -ENOTCONN && !atomic_exchange(&g_peer_warned, 1))
+        au_warn("peer addresses unavailable (SO_PEERNAME through io_uring: %s): logins are not throttled per "
+                "address", strerror(-res));
+    pq_put(q);
+    c->ops--;
+}
 
 /* The first receive of an accepted connection is a single-shot recv: the listener defers accepting until the
  * first bytes are there (TCP_DEFER_ACCEPT), so it completes at once, without arming a poll, and the protocol
@@ -628,6 +701,25 @@ static struct au_conn *conn_new(struct au_shard *s, uint32_t slot, unsigned list
     return c;
 }
 
+/* The peer query, hard-linked (a failed query does not cancel the recv) before the first recv. */
+static void arm_first_recv(struct au_conn *c)
+{
+    struct au_shard *s = c->shard;
+    int fam = s->lspec[c->listener].addr.ss_family;
+    if ((fam == AF_INET || fam == AF_INET6) && !(c->flags & (AU_CONN_RECV_ARMED | AU_CONN_CLOSED | AU_CONN_PAUSED))) {
+        struct peer_query *q = pq_get();
+        q->c = c;
+        if (io_uring_sq_space_left(&s->ring) < 2) io_uring_submit(&s->ring); /* the linked pair in one submission */
+        struct io_uring_sqe *sqe = get_sqe(s);
+        au_prep_getsockopt_fixed(sqe, c->slot, SOL_SOCKET, SO_PEERNAME, &q->a,
+                                 fam == AF_INET ? (unsigned)sizeof q->a.v4 : (unsigned)sizeof q->a.v6);
+        sqe->flags |= IOSQE_IO_HARDLINK;
+        io_uring_sqe_set_data64(sqe, UD(OP_PEER, q));
+        c->ops++;
+    }
+    arm_recv_once(c);
+}
+
 static void close_slot(struct au_shard *s, uint32_t slot)
 {
     struct io_uring_sqe *sqe = get_sqe(s);
@@ -647,7 +739,7 @@ static void on_accept(struct au_shard *s, struct io_uring_cqe *cqe, unsigned i)
             struct au_conn *c = conn_new(s, (uint32_t)cqe->res, i);
             AU_STAT_INC(s, accepted);
             if (c->proto->on_open) c->proto->on_open(c);
-            arm_recv_once(c);
+            arm_first_recv(c);
         }
     } else if (cqe->res == -ENFILE || cqe->res == -EMFILE) {
         s->accepting = false; /* table full (slots held by closing/handed-off sockets): resume on close */
@@ -679,6 +771,7 @@ int au_conn_handoff(struct au_conn *c, int to, void *arg)
     h->to = to;
     h->listener = c->listener;
     h->id = c->id;
+    h->peer_ip4 = c->peer_ip4;
     c->proto_state = h; /* the protocol gave its state away in `arg`; the loop keeps the record here */
     c->flags |= AU_CONN_HANDOFF;
     /* The actual move starts when on_data returns (au_conn_deliver) so that unconsumed bytes travel. */
@@ -760,6 +853,7 @@ static void on_handoff_in(struct au_shard *s, struct handoff *h, int res)
     }
     struct au_conn *c = conn_new(s, (uint32_t)res, h->listener);
     c->id = h->id;
+    c->peer_ip4 = h->peer_ip4;
     AU_STAT_INC(s, handoffs_in);
     if (c->proto->on_handoff) c->proto->on_handoff(c, h->arg);
     arm_recv_ex(c, true); /* the source read what had arrived */
@@ -939,6 +1033,12 @@ static void handle_cqe(struct au_shard *s, struct io_uring_cqe *cqe)
     case OP_WAKE: break; /* the inbox is drained at the top of every iteration */
     case OP_HANDOFF_IN: on_handoff_in(s, p, cqe->res); break;
     case OP_HANDOFF_OUT: on_handoff_out(s, p, cqe->res); break;
+    case OP_PEER: {
+        struct au_conn *c = ((struct peer_query *)p)->c;
+        on_peer(p, cqe->res);
+        maybe_free(c);
+        break;
+    }
     case OP_CANCEL:
     case OP_CLOSE_SLOT: break;
     default: au_error("unknown completion op=%u", UD_OP(ud)); break;
@@ -1091,6 +1191,12 @@ static void shard_teardown(struct au_shard *s)
         s->sendctx_free = x->next_free;
         free(x);
     }
+    while (t_pq_free) { /* on the shard's thread: its own free list */
+        struct peer_query *q = t_pq_free;
+        t_pq_free = q->next_free;
+        free(q);
+    }
+    t_pq_nfree = 0;
     for (int to = 0; to < s->nshards; to++)
         while (s->ovf_head[to]) {
             struct au_xmsg *m = s->ovf_head[to];

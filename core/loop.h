@@ -89,7 +89,8 @@ struct au_conn {
     uint16_t ops;                 /* io_uring operations in flight referencing this conn */
     uint8_t listener;             /* index of the listener it came from */
     uint8_t _pad;
-    uint32_t peer_ip4;            /* for logs (0 for IPv6) */
+    uint32_t peer_ip4;            /* peer IPv4 (network order; v4-mapped too), or a non-zero digest of an IPv6
+                                   * peer's /64; 0 until known (asked at accept, before the first recv) */
     uint64_t id;                  /* process-unique connection id */
 };
 

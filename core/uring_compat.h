@@ -40,4 +40,23 @@ static inline void au_prep_recv_multishot_fixed(struct io_uring_sqe *sqe, unsign
     sqe->buf_group = (uint16_t)bgid;
 }
 
+/* Socket commands of IORING_OP_URING_CMD (include/uapi/linux/io_uring.h, kernel 6.7+). */
+#ifndef SOCKET_URING_OP_GETSOCKOPT
+#define SOCKET_URING_OP_GETSOCKOPT 2
+#endif
+
+/* getsockopt(level, optname) on the fixed file `slot`, asynchronously: the kernel writes optlen bytes to
+ * optval and completes with res = that length (or -errno). The raw fields are the uapi's level/optname
+ * (over addr), optlen (over file_index) and optval (over addr3). */
+static inline void au_prep_getsockopt_fixed(struct io_uring_sqe *sqe, unsigned slot, int level, int optname,
+                                            void *optval, unsigned optlen)
+{
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, (int)slot, NULL, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    sqe->off = SOCKET_URING_OP_GETSOCKOPT; /* cmd_op: the low 32 bits of off */
+    sqe->addr = (uint64_t)(uint32_t)level | (uint64_t)(uint32_t)optname << 32;
+    sqe->file_index = optlen;
+    sqe->addr3 = (uint64_t)(uintptr_t)optval;
+}
+
 #endif

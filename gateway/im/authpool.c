@@ -7,7 +7,13 @@
  * `wake_seq`; a producer pushes (seq_cst CAS), then reads `sleeping`; the one that flips it back to 0
  * bumps wake_seq and wakes. Dekker: either the worker sees the request or the producer sees it asleep.
  * Results: the request block itself is the au_xmsg posted back (it starts with the au_xmsg, and the
- * loop frees messages it can no longer deliver with free(), which a malloc'ed block allows). */
+ * loop frees messages it can no longer deliver with free(), which a malloc'ed block allows).
+ * Fairness: a shard does not hand every request to the workers at once. It keeps at most
+ * AU_AUTHPOOL_SHARD_INFLIGHT per worker thread there; the rest wait on the shard in one FIFO per
+ * flow (app, kind), and each free place goes to the next flow in round robin. So one app's bulk
+ * registration or one burst of guesses waits in its own queue, while another app's login (or the same
+ * app's logins, a flow of their own) is at most one round behind: worker queues stay short (at most
+ * nshards * AU_AUTHPOOL_SHARD_INFLIGHT per thread, served FIFO, so every shard gets its share). */
 #include "gateway/im/authpool.h"
 #include "gateway/im/auth.h"
 #include "core/loop.h"
@@ -38,6 +44,7 @@ struct ap_req {
     } cb;
     void *arg;
     uint16_t shard;
+    uint16_t flow;               /* index in the shard's flows */
     uint8_t kind;
     int result;                  /* verify: auth_password_verify's; hash: 0 ok, -1 failed; or CANCELED */
     uint32_t pw_len, stored_len;
@@ -57,12 +64,23 @@ struct ap_worker {
     struct au_ext *ext;
 };
 
+/* A shard's queue of one (app, kind): requests not yet handed to a worker. */
+struct ap_flow {
+    struct ap_req *head, *tail;
+    struct ap_flow *next_active; /* in the shard's round robin while it has queued requests */
+    uint32_t pending;            /* accepted, not yet called back (queued + at a worker) */
+    bool active;
+};
+
 /* Shard-thread-only state, except `detached` (read by workers). */
 struct ap_shard {
     _Alignas(64) uint32_t pending;
+    uint32_t inflight;           /* handed to workers, not yet called back */
     uint32_t nfree;
     uint32_t rr;
     struct ap_req *free;
+    struct ap_flow *active_head, *active_tail;
+    struct ap_flow *flows;       /* [AU_AUTHPOOL_FLOWS], allocated at the first submit */
     atomic_bool detached;
 };
 
@@ -141,53 +159,8 @@ static void req_put(struct ap_shard *sh, struct ap_req *r)
     sh->nfree++;
 }
 
-/* Runs on the submitting shard (from the loop's inbox, or from detach). */
-static void on_done(struct au_shard *s, struct au_xmsg *m)
+static void push_worker(struct authpool *p, struct ap_shard *sh, struct ap_req *r)
 {
-    struct ap_req *r = (struct ap_req *)(void *)m;
-    struct authpool *p = r->pool;
-    struct ap_shard *sh = &p->sh[r->shard];
-    AU_ASSERT(s->id == r->shard);
-    AU_ASSERT(sh->pending > 0);
-    sh->pending--;
-    call_back(s, r);
-    req_put(sh, r);
-}
-
-static int submit(struct authpool *p, int shard, struct ap_req *tmpl, const void *pw, size_t len,
-                  const char *stored, size_t stored_len)
-{
-    if (!auth_password_ok(pw, len) || stored_len >= AUTH_HASH_STR_MAX) return -EINVAL;
-    if (!p) { /* synchronous: a tool without an event loop */
-        struct ap_req r = *tmpl;
-        memcpy(r.pw, pw, len);
-        r.pw_len = (uint32_t)len;
-        if (stored_len) memcpy(r.stored, stored, stored_len);
-        r.stored[stored_len] = '\0';
-        r.stored_len = (uint32_t)stored_len;
-        run(NULL, &r);
-        call_back(NULL, &r);
-        return 0;
-    }
-    AU_ASSERT(shard >= 0 && shard < AU_MAX_SHARDS);
-    struct ap_shard *sh = &p->sh[shard];
-    AU_ASSERT(!atomic_load_explicit(&sh->detached, memory_order_relaxed));
-    if (sh->pending >= AUTHPOOL_MAX_PENDING) return -EAGAIN;
-    struct ap_req *r = req_get(sh);
-    if (!r) return -EAGAIN;
-    r->x.handler = on_done;
-    r->pool = p;
-    r->cb = tmpl->cb;
-    r->arg = tmpl->arg;
-    r->kind = tmpl->kind;
-    r->shard = (uint16_t)shard;
-    memcpy(r->pw, pw, len);
-    r->pw_len = (uint32_t)len;
-    if (stored_len) memcpy(r->stored, stored, stored_len);
-    r->stored[stored_len] = '\0';
-    r->stored_len = (uint32_t)stored_len;
-    sh->pending++;
-
     /* least loaded worker; ties rotate */
     unsigned best = sh->rr++ % p->nthreads, bq = UINT_MAX;
     for (unsigned k = 0; k < p->nthreads; k++) {
@@ -208,23 +181,126 @@ static int submit(struct authpool *p, int shard, struct ap_req *tmpl, const void
         atomic_fetch_add(&w->wake_seq, 1);
         futex_wake(&w->wake_seq, 1);
     }
+}
+
+/* Hand queued requests to the workers while the shard has room there, one per flow in turn. */
+static void dispatch(struct authpool *p, struct ap_shard *sh)
+{
+    uint32_t room = AU_AUTHPOOL_SHARD_INFLIGHT * p->nthreads;
+    if (atomic_load_explicit(&sh->detached, memory_order_relaxed)) return;
+    while (sh->inflight < room && sh->active_head) {
+        struct ap_flow *f = sh->active_head;
+        sh->active_head = f->next_active;
+        if (!sh->active_head) sh->active_tail = NULL;
+        struct ap_req *r = f->head;
+        f->head = r->next;
+        if (!f->head) f->tail = NULL;
+        if (f->head) { /* more of this flow: back of the round */
+            f->next_active = NULL;
+            if (sh->active_tail) sh->active_tail->next_active = f;
+            else sh->active_head = f;
+            sh->active_tail = f;
+        } else {
+            f->active = false;
+        }
+        sh->inflight++;
+        push_worker(p, sh, r);
+    }
+}
+
+/* Runs on the submitting shard (from the loop's inbox, or from detach). */
+static void on_done(struct au_shard *s, struct au_xmsg *m)
+{
+    struct ap_req *r = (struct ap_req *)(void *)m;
+    struct authpool *p = r->pool;
+    struct ap_shard *sh = &p->sh[r->shard];
+    struct ap_flow *f = &sh->flows[r->flow];
+    AU_ASSERT(s->id == r->shard);
+    AU_ASSERT(sh->pending > 0 && sh->inflight > 0 && f->pending > 0);
+    sh->pending--;
+    sh->inflight--;
+    f->pending--;
+    call_back(s, r);
+    req_put(sh, r);
+    dispatch(p, sh);
+}
+
+static unsigned flow_of(uint32_t app, uint8_t kind)
+{
+    return ((app << 1) | (kind == REQ_HASH)) & (AU_AUTHPOOL_FLOWS - 1);
+}
+
+static int submit(struct authpool *p, int shard, uint32_t app, struct ap_req *tmpl, const void *pw, size_t len,
+                  const char *stored, size_t stored_len)
+{
+    if (!auth_password_ok(pw, len) || stored_len >= AUTH_HASH_STR_MAX) return -EINVAL;
+    if (!p) { /* synchronous: a tool without an event loop */
+        struct ap_req r = *tmpl;
+        memcpy(r.pw, pw, len);
+        r.pw_len = (uint32_t)len;
+        if (stored_len) memcpy(r.stored, stored, stored_len);
+        r.stored[stored_len] = '\0';
+        r.stored_len = (uint32_t)stored_len;
+        run(NULL, &r);
+        call_back(NULL, &r);
+        return 0;
+    }
+    AU_ASSERT(shard >= 0 && shard < AU_MAX_SHARDS);
+    struct ap_shard *sh = &p->sh[shard];
+    if (atomic_load_explicit(&sh->detached, memory_order_relaxed)) return -EAGAIN; /* a callback run by detach */
+    if (!sh->flows) {
+        sh->flows = calloc(AU_AUTHPOOL_FLOWS, sizeof *sh->flows);
+        if (!sh->flows) return -EAGAIN;
+    }
+    unsigned fi = flow_of(app, tmpl->kind);
+    struct ap_flow *f = &sh->flows[fi];
+    if (sh->pending >= AUTHPOOL_MAX_PENDING || f->pending >= AU_AUTHPOOL_FLOW_MAX_PENDING) return -EAGAIN;
+    struct ap_req *r = req_get(sh);
+    if (!r) return -EAGAIN;
+    r->x.handler = on_done;
+    r->pool = p;
+    r->cb = tmpl->cb;
+    r->arg = tmpl->arg;
+    r->kind = tmpl->kind;
+    r->shard = (uint16_t)shard;
+    r->flow = (uint16_t)fi;
+    memcpy(r->pw, pw, len);
+    r->pw_len = (uint32_t)len;
+    if (stored_len) memcpy(r->stored, stored, stored_len);
+    r->stored[stored_len] = '\0';
+    r->stored_len = (uint32_t)stored_len;
+    sh->pending++;
+    f->pending++;
+    r->next = NULL;
+    if (f->tail) f->tail->next = r;
+    else f->head = r;
+    f->tail = r;
+    if (!f->active) {
+        f->active = true;
+        f->next_active = NULL;
+        if (sh->active_tail) sh->active_tail->next_active = f;
+        else sh->active_head = f;
+        sh->active_tail = f;
+    }
+    dispatch(p, sh);
     return 0;
 }
 
-int authpool_verify(struct authpool *p, int shard, const char *stored, size_t stored_len, const void *pw, size_t len,
-                    authpool_verify_cb cb, void *arg)
+int authpool_verify(struct authpool *p, int shard, uint32_t app, const char *stored, size_t stored_len, const void *pw,
+                    size_t len, authpool_verify_cb cb, void *arg)
 {
     AU_ASSERT(cb != NULL);
     struct ap_req t = { .kind = REQ_VERIFY, .cb.verify = cb, .arg = arg };
     if (!stored) return -EINVAL;
-    return submit(p, shard, &t, pw, len, stored, stored_len);
+    return submit(p, shard, app, &t, pw, len, stored, stored_len);
 }
 
-int authpool_hash(struct authpool *p, int shard, const void *pw, size_t len, authpool_hash_cb cb, void *arg)
+int authpool_hash(struct authpool *p, int shard, uint32_t app, const void *pw, size_t len, authpool_hash_cb cb,
+                  void *arg)
 {
     AU_ASSERT(cb != NULL);
     struct ap_req t = { .kind = REQ_HASH, .cb.hash = cb, .arg = arg };
-    return submit(p, shard, &t, pw, len, NULL, 0);
+    return submit(p, shard, app, &t, pw, len, NULL, 0);
 }
 
 uint32_t authpool_pending(const struct authpool *p, int shard)
@@ -323,6 +399,22 @@ void authpool_shard_detach(struct authpool *p, int shard)
     struct ap_shard *sh = &p->sh[shard];
     struct au_shard *s = p->shards[shard];
     atomic_store_explicit(&sh->detached, true, memory_order_release);
+    /* Requests still waiting in our flows never reached a worker: they complete here, canceled. */
+    while (sh->active_head) {
+        struct ap_flow *f = sh->active_head;
+        sh->active_head = f->next_active;
+        f->active = false;
+        while (f->head) {
+            struct ap_req *r = f->head;
+            f->head = r->next;
+            OPENSSL_cleanse(r->pw, sizeof r->pw);
+            r->result = AUTHPOOL_CANCELED;
+            sh->inflight++; /* on_done counts it out like one that ran */
+            on_done(s, &r->x);
+        }
+        f->tail = NULL;
+    }
+    sh->active_tail = NULL;
     /* Results of our workers arrive on our own queues inq[nshards + ext id]; the loop no longer
      * drains them, so run them here. Queued requests complete quickly as canceled; one being
      * computed takes at most one hash. */
@@ -350,6 +442,8 @@ void authpool_shard_detach(struct authpool *p, int shard)
         free(r);
     }
     sh->nfree = 0;
+    free(sh->flows);
+    sh->flows = NULL;
 }
 
 void authpool_stop(struct authpool *p)
@@ -376,6 +470,15 @@ void authpool_stop(struct authpool *p)
     for (int i = 0; i < AU_MAX_SHARDS; i++) {
         struct ap_shard *sh = &p->sh[i];
         if (p->started) AU_ASSERT(sh->pending == 0);
+        for (struct ap_flow *f = sh->active_head; f; f = f->next_active) { /* never started: dropped, no callbacks */
+            while (f->head) {
+                struct ap_req *r = f->head;
+                f->head = r->next;
+                OPENSSL_cleanse(r->pw, sizeof r->pw);
+                free(r);
+            }
+        }
+        free(sh->flows);
         while (sh->free) {
             struct ap_req *r = sh->free;
             sh->free = r->next;

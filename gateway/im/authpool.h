@@ -16,6 +16,11 @@
  * Every accepted submission gets exactly one callback, on the submitting shard's thread, also at
  * shutdown (detach runs the remaining ones; requests still queued then complete as CANCELED).
  *
+ * Fair queueing: each shard keeps at most AU_AUTHPOOL_SHARD_INFLIGHT requests per worker thread at
+ * the workers; the others wait on the shard in one queue per (app, kind), served round robin, so one
+ * app's registrations or one burst of guesses cannot delay another app's logins by more than a round
+ * (docs/auth.md "The auth worker pool").
+ *
  * Tools without an event loop pass p == NULL: the work runs in the calling thread and the callback
  * is called (with s == NULL) before the submit function returns. */
 #ifndef AU_IM_AUTHPOOL_H
@@ -37,6 +42,8 @@ struct authpool;
 #define AUTHPOOL_DETACH_POLL_US  200    /* detach: poll interval while results are still being computed */
 
 _Static_assert(AUTHPOOL_MAX_PENDING <= AU_XQ_DEPTH, "a worker's results for one shard always fit its queue");
+_Static_assert((AU_AUTHPOOL_FLOWS & (AU_AUTHPOOL_FLOWS - 1)) == 0 && AU_AUTHPOOL_FLOWS <= 65536, "flow index");
+_Static_assert(AU_AUTHPOOL_FLOW_MAX_PENDING <= AUTHPOOL_MAX_PENDING, "a flow's cap within the shard's");
 _Static_assert(AUTHPOOL_MAX_THREADS <= 8, "external producers (AU_MAX_EXT)");
 
 /* Verify result passed to authpool_verify_cb: 1 = matches, 0 = does not (or bad password length),
@@ -61,13 +68,15 @@ unsigned authpool_threads(const struct authpool *p);
  * Requests submitted before are kept and served now. */
 void authpool_start(struct authpool *p, struct au_shard **shards, int nshards, int ext_base);
 
-/* Submit on shard `shard`'s thread. The password (and stored string) are copied; the copy is wiped
- * once used. Returns 0 (cb will be called), -EINVAL (password not 4..128 bytes, stored string longer
- * than AUTH_HASH_STR_MAX - 1), -EAGAIN (AUTHPOOL_MAX_PENDING requests of this shard are in flight:
- * answer "server busy"). On error cb is not called. */
-int authpool_verify(struct authpool *p, int shard, const char *stored, size_t stored_len, const void *pw, size_t len,
-                    authpool_verify_cb cb, void *arg);
-int authpool_hash(struct authpool *p, int shard, const void *pw, size_t len, authpool_hash_cb cb, void *arg);
+/* Submit on shard `shard`'s thread, for app `app` (the fairness key with the kind: login check or new
+ * hash). The password (and stored string) are copied; the copy is wiped once used. Returns 0 (cb will
+ * be called), -EINVAL (password not 4..128 bytes, stored string longer than AUTH_HASH_STR_MAX - 1),
+ * -EAGAIN (AUTHPOOL_MAX_PENDING requests of this shard, or AU_AUTHPOOL_FLOW_MAX_PENDING of this app and
+ * kind, are in flight, or the shard detached: answer "server busy"). On error cb is not called. */
+int authpool_verify(struct authpool *p, int shard, uint32_t app, const char *stored, size_t stored_len, const void *pw,
+                    size_t len, authpool_verify_cb cb, void *arg);
+int authpool_hash(struct authpool *p, int shard, uint32_t app, const void *pw, size_t len, authpool_hash_cb cb,
+                  void *arg);
 /* Requests of this shard in flight (shard thread). */
 uint32_t authpool_pending(const struct authpool *p, int shard);
 

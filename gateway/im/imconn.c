@@ -24,6 +24,7 @@
 #include "gateway/mqtt/persist.h"
 
 #include <jansson.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,11 +41,58 @@ void imconn_setup(struct authpool *pool, const struct auth_token_key *key)
     }
 }
 
+/* A password check in flight, or a login parked until checks of its account or address in flight end.
+ * A check outlives its connection (mc = NULL once that went): its result is recorded in the throttle
+ * either way, so a guesser who hangs up still spends his budget. A parked login goes with its connection. */
 struct auth_wait {
     struct mqtt_conn *mc;        /* NULL once the connection went away */
+    struct auth_wait *park_prev, *park_next;
+    bool parked;
+    uint32_t ip4;                /* the throttle keys */
+    uint16_t tkl;
+    char tkey[4 + AUTH_USERNAME_MAX];
 };
 
 static _Thread_local struct login_throttle *t_throttle;
+/* Parked logins of this shard, oldest first (at most AU_LOGIN_PARKED_MAX). */
+static _Thread_local struct auth_wait *t_park_head, *t_park_tail;
+static _Thread_local uint32_t t_nparked;
+
+static void park_unlink(struct auth_wait *w)
+{
+    if (w->park_prev) w->park_prev->park_next = w->park_next;
+    else t_park_head = w->park_next;
+    if (w->park_next) w->park_next->park_prev = w->park_prev;
+    else t_park_tail = w->park_prev;
+    w->park_prev = w->park_next = NULL;
+    w->parked = false;
+    t_nparked--;
+}
+
+/* Checks of (tkey, ip4) ended: the parked logins sharing either key run again, oldest first (each is
+ * admitted, parked again, or refused if the results blocked the key). */
+static void unpark(const char *tkey, size_t tkl, uint32_t ip4)
+{
+    struct auth_wait *list = NULL, **tail = &list, *next;
+    for (struct auth_wait *w = t_park_head; w; w = next) {
+        next = w->park_next;
+        if ((w->tkl == tkl && memcmp(w->tkey, tkey, tkl) == 0) || (ip4 && w->ip4 == ip4)) {
+            park_unlink(w);
+            *tail = w;
+            tail = &w->park_next;
+        }
+    }
+    while (list) {
+        struct auth_wait *w = list;
+        list = w->park_next;
+        struct mqtt_conn *mc = w->mc; /* NULL: closed while on this list (imconn_conn_gone) */
+        free(w);
+        if (!mc) continue;
+        mc->auth = NULL;
+        mc->state = MC_NEW;
+        au_conn_kick(mc->conn); /* runs the kept CONNECT again */
+    }
+}
 
 static struct login_throttle *throttle_of(void)
 {
@@ -57,6 +105,12 @@ static struct login_throttle *throttle_of(void)
 
 void imconn_shard_detach(struct au_shard *s)
 {
+    while (t_park_head) { /* parked logins of connections not closed yet: forgotten */
+        struct auth_wait *w = t_park_head;
+        park_unlink(w);
+        if (w->mc) w->mc->auth = NULL;
+        free(w);
+    }
     if (g_pool) authpool_shard_detach(g_pool, s->id); /* pending verifications complete (or cancel) here */
     if (t_throttle) {
         login_throttle_free(t_throttle);
@@ -67,9 +121,14 @@ void imconn_shard_detach(struct au_shard *s)
 
 void imconn_conn_gone(struct mqtt_conn *mc)
 {
-    if (mc->auth) {
-        mc->auth->mc = NULL;
-        mc->auth = NULL;
+    struct auth_wait *w = mc->auth;
+    if (!w) return;
+    mc->auth = NULL;
+    if (w->parked) {
+        park_unlink(w);
+        free(w);
+    } else {
+        w->mc = NULL; /* a check in flight (or a parked login being run again): ends without us */
     }
 }
 
@@ -77,13 +136,21 @@ static void verified(struct au_shard *s, void *arg, int ok)
 {
     struct auth_wait *w = arg;
     struct mqtt_conn *mc = w->mc;
+    char tkey[sizeof w->tkey];
+    size_t tkl = w->tkl;
+    uint32_t ip4 = w->ip4;
+    memcpy(tkey, w->tkey, tkl);
+    if (t_throttle)
+        login_throttle_end(t_throttle, tkey, tkl, ip4, s ? s->now_ms : au_now_ms(),
+                           ok == 1 ? LOGIN_OK : ok == AUTHPOOL_CANCELED ? LOGIN_CANCELED : LOGIN_FAILED);
     free(w);
-    if (!mc) return;
-    mc->auth = NULL;
-    mc->auth_ok = ok == 1 ? 1 : 2; /* 2 = refused */
-    mc->state = MC_NEW;
-    (void)s;
-    au_conn_kick(mc->conn); /* runs the kept CONNECT again, now with the verdict */
+    if (mc) {
+        mc->auth = NULL;
+        mc->auth_ok = ok == 1 ? 1 : 2; /* 2 = refused */
+        mc->state = MC_NEW;
+        au_conn_kick(mc->conn); /* runs the kept CONNECT again, now with the verdict */
+    }
+    if (s && ok != AUTHPOOL_CANCELED) unpark(tkey, tkl, ip4);
 }
 
 int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct im_login *out)
@@ -113,6 +180,15 @@ int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_con
     out->user_len = ul - (size_t)(colon - u) - 1;
     if (!auth_username_ok(out->user, out->user_len)) return -MQTT_RC_BAD_USER_PASS;
     return 0;
+}
+
+/* The stored hash unknown users are checked against: an unknown user goes down the same path, at the
+ * same cost, as a known one. */
+static const char *dummy_hash(void)
+{
+    static _Thread_local char dummy[AUTH_HASH_STR_MAX];
+    if (!dummy[0]) auth_password_dummy(dummy);
+    return dummy;
 }
 
 /* "<appkey>" with a non-empty password: it must be a device token for this client id. */
@@ -169,46 +245,70 @@ int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqt
     struct dir_app *a = im_dir_app(d, l->app);
     struct dir_user *u = im_dir_user(d, l->app, l->user, l->user_len);
     uint64_t now = b->shard->now_ms;
-    char tkey[4 + 129];
+    uint32_t ip4 = mc->conn->peer_ip4;
+    char tkey[4 + AUTH_USERNAME_MAX];
+    AU_ASSERT(l->user_len <= AUTH_USERNAME_MAX); /* imconn_resolve checked the syntax */
     memcpy(tkey, &l->app, 4);
     memcpy(tkey + 4, l->user, l->user_len);
     size_t tkl = 4 + l->user_len;
-    if (mc->auth_ok == 1) { /* verified off the loop */
+    if (mc->auth_ok == 1) { /* verified off the loop (and recorded in the throttle by verified()) */
         mc->auth_ok = 0;
-        if (!u) return -MQTT_RC_BAD_USER_PASS;
-        login_throttle_ok(throttle_of(), tkey, tkl, mc->conn->peer_ip4);
+        if (!u) return -MQTT_RC_BAD_USER_PASS; /* deleted meanwhile */
+        /* Only a caller who proved the password learns that the user is forbidden. */
         return u->forbidden ? -MQTT_RC_BANNED : 0;
     }
     if (mc->auth_ok == 2) {
         mc->auth_ok = 0;
-        login_throttle_fail(throttle_of(), tkey, tkl, mc->conn->peer_ip4, now);
         return -MQTT_RC_BAD_USER_PASS;
     }
     if (!a || !c->has_password) return -MQTT_RC_BAD_USER_PASS;
-    if (u && u->forbidden) return -MQTT_RC_BANNED;
-    /* A login token skips hashing (and the throttle: a guesser cannot lock out a device with a token). */
-    if (u && g_tkey_ok && auth_token_like(c->password.p, c->password.len)) {
-        int r = auth_token_verify(&g_tkey, (const char *)c->password.p, c->password.len, a->key, IM_APPKEY_LEN, l->user,
-                                  l->user_len, u->uid, u->token_gen, au_wall_ms() / 1000, NULL);
-        if (r == AUTH_TOKEN_OK) return 0;
-        if (r != AUTH_TOKEN_NOT_TOKEN) return -MQTT_RC_BAD_USER_PASS;
+    /* A login token: an HMAC checked here in microseconds, for known and unknown users alike (an unknown
+     * one is checked as if it existed with generation 0, and refused). A valid token is accepted even
+     * while the account is throttled (a guesser cannot lock out a device holding one); a refused token
+     * is a throttled failure like a wrong password. */
+    if (g_tkey_ok && auth_token_like(c->password.p, c->password.len)) {
+        int r = auth_token_verify(&g_tkey, (const char *)c->password.p, c->password.len, a->key, IM_APPKEY_LEN,
+                                  l->user, l->user_len, u ? u->uid : 0, u ? u->token_gen : 0, au_wall_ms() / 1000, NULL);
+        if (r == AUTH_TOKEN_OK && u) return u->forbidden ? -MQTT_RC_BANNED : 0;
+        if (r != AUTH_TOKEN_NOT_TOKEN) {
+            struct login_throttle *lt = throttle_of();
+            if (login_throttle_check(lt, tkey, tkl, ip4, now)) return -MQTT_RC_CONNECTION_RATE_EXCEEDED;
+            login_throttle_fail(lt, tkey, tkl, ip4, now);
+            return -MQTT_RC_BAD_USER_PASS;
+        }
     }
-    if (login_throttle_check(throttle_of(), tkey, tkl, mc->conn->peer_ip4, now)) return -MQTT_RC_CONNECTION_RATE_EXCEEDED;
-    /* Unknown users are verified against a dummy hash too, so timing does not tell who exists. */
-    static _Thread_local char dummy[AUTH_HASH_STR_MAX];
-    if (!dummy[0]) auth_password_dummy(dummy);
-    const char *stored = u ? u->pw_hash : dummy;
+    /* A password: admitted by the throttle before it is checked; it counts as a failure from now until
+     * its result says otherwise (concurrent guesses cannot exceed the budget). A login that only waits for
+     * checks of its account or address in flight is parked (the connection reads nothing meanwhile) and
+     * runs again when one of them ends: concurrency is queued, only spent budgets are refused. */
+    bool held = false;
+    bool admitted = login_throttle_begin(throttle_of(), tkey, tkl, ip4, now, &held) == 0;
+    if (!admitted && (!held || t_nparked >= AU_LOGIN_PARKED_MAX)) return -MQTT_RC_CONNECTION_RATE_EXCEEDED;
     struct auth_wait *w = calloc(1, sizeof *w);
     AU_ASSERT(w != NULL);
     w->mc = mc;
-    int r = authpool_verify(g_pool, b->shard->id, stored, strlen(stored), c->password.p, c->password.len, verified, w);
-    if (r == -EAGAIN) {
-        free(w);
-        return -MQTT_RC_SERVER_BUSY;
+    w->ip4 = ip4;
+    w->tkl = (uint16_t)tkl;
+    memcpy(w->tkey, tkey, tkl);
+    if (!admitted) {
+        w->parked = true;
+        w->park_prev = t_park_tail;
+        if (t_park_tail) t_park_tail->park_next = w;
+        else t_park_head = w;
+        t_park_tail = w;
+        t_nparked++;
+        mc->auth = w;
+        mc->state = MC_AUTH;
+        return IMCONN_PENDING;
     }
+    /* Unknown users are verified against a dummy hash too, so timing does not tell who exists. */
+    const char *stored = u ? u->pw_hash : dummy_hash();
+    int r = authpool_verify(g_pool, b->shard->id, l->app, stored, strlen(stored), c->password.p, c->password.len,
+                            verified, w);
     if (r != 0) {
+        login_throttle_end(throttle_of(), tkey, tkl, ip4, now, LOGIN_CANCELED);
         free(w);
-        return -MQTT_RC_BAD_USER_PASS;
+        return r == -EAGAIN ? -MQTT_RC_SERVER_BUSY : -MQTT_RC_BAD_USER_PASS;
     }
     if (!g_pool) return -MQTT_RC_BAD_USER_PASS; /* unreachable: no pool means the callback ran already */
     mc->auth = w;

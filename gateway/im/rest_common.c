@@ -159,10 +159,13 @@ bool rest_auth(const struct http_req *req, struct http_resp *resp, void *ctx, st
     size_t kl = (size_t)(colon - raw), sl = (size_t)n - kl - 1;
     struct au_shard *s = ctx;
     struct im_dir *d = im_dir_of(s);
-    /* Unknown app keys get the same answer as wrong secrets: no oracle for which keys exist. */
+    /* Unknown app keys get the same answer as wrong secrets, after the same work (a check against a
+     * secret no input matches): no oracle, by answer or by time, for which keys exist. */
+    static const struct auth_secret no_secret; /* zero salt and hash: matching it needs a SHA-256 preimage */
     struct dir_app *a = im_dir_app_by_key(d, (const char *)raw, kl);
     const struct auth_secret *sec = a ? app_secret(a) : NULL;
-    if (!sec || auth_secret_check(sec, (const char *)colon + 1, sl) != 1) {
+    int ok = auth_secret_check(sec ? sec : &no_secret, (const char *)colon + 1, sl);
+    if (!sec || ok != 1) {
         explicit_bzero(raw, sizeof raw);
         return auth_fail(resp, IM_E_AUTH_FAILED, NULL);
     }

@@ -159,8 +159,13 @@ static void reg_pump(struct reg *r)
         r->slots[i].r = r;
         r->slots[i].i = i;
         r->hashing++;
-        int rc = authpool_hash(rest_authpool(), r->a.s->id, it->password, strlen(it->password), reg_hashed,
+        int rc = authpool_hash(rest_authpool(), r->a.s->id, r->a.app, it->password, strlen(it->password), reg_hashed,
                                &r->slots[i]);
+        if (rc == -EAGAIN && r->hashing > 1) { /* the app's queue is full: go on when one of ours is done */
+            r->hashing--;
+            r->next--;
+            break;
+        }
         if (rc < 0) {
             r->hashing--;
             explicit_bzero(it->password, sizeof it->password);
@@ -387,7 +392,7 @@ static void put_password(const struct http_req *req, struct http_resp *resp, voi
         return;
     }
     rest_defer(&u->a, &c, resp);
-    int rc = authpool_hash(rest_authpool(), c.s->id, pw, strlen(pw), pw_hashed, u);
+    int rc = authpool_hash(rest_authpool(), c.s->id, c.app, pw, strlen(pw), pw_hashed, u);
     explicit_bzero(pw, sizeof pw);
     if (rc < 0) {
         rest_finish_error(&u->a, rc == -EAGAIN ? IM_E_BUSY : IM_E_PARAM, NULL);

@@ -544,17 +544,17 @@ TEST(pool_sync)
     char h[AUTH_HASH_STR_MAX];
     int n = auth_password_hash_iter("toolpass", 8, LOW_ITER, h);
     int calls = 0;
-    CHECK_EQ(authpool_verify(NULL, 0, h, (size_t)n, "toolpass", 8, sync_cb, &calls), 0);
+    CHECK_EQ(authpool_verify(NULL, 0, 1, h, (size_t)n, "toolpass", 8, sync_cb, &calls), 0);
     CHECK_EQ(calls, 1);
     CHECK_EQ(g_sync_ok, 1);
     CHECK(g_sync_s == NULL);
-    CHECK_EQ(authpool_verify(NULL, 0, h, (size_t)n, "toolpasz", 8, sync_cb, &calls), 0);
+    CHECK_EQ(authpool_verify(NULL, 0, 1, h, (size_t)n, "toolpasz", 8, sync_cb, &calls), 0);
     CHECK_EQ(g_sync_ok, 0);
-    CHECK_EQ(authpool_verify(NULL, 0, "junk", 4, "toolpass", 8, sync_cb, &calls), 0);
+    CHECK_EQ(authpool_verify(NULL, 0, 1, "junk", 4, "toolpass", 8, sync_cb, &calls), 0);
     CHECK_EQ(g_sync_ok, -1);
-    CHECK_EQ(authpool_verify(NULL, 0, h, (size_t)n, "abc", 3, sync_cb, &calls), -EINVAL);
+    CHECK_EQ(authpool_verify(NULL, 0, 1, h, (size_t)n, "abc", 3, sync_cb, &calls), -EINVAL);
     CHECK_EQ(calls, 3);
-    CHECK_EQ(authpool_hash(NULL, 0, "toolpass", 8, sync_hash_cb, &calls), 0); /* full cost */
+    CHECK_EQ(authpool_hash(NULL, 0, 1, "toolpass", 8, sync_hash_cb, &calls), 0); /* full cost */
     CHECK_EQ(calls, 4);
     CHECK_EQ(auth_password_verify(g_sync_hash, strlen(g_sync_hash), "toolpass", 8), 1);
     CHECK(!auth_password_needs_rehash(g_sync_hash, strlen(g_sync_hash)));
@@ -567,7 +567,8 @@ static struct authpool *g_pool;
 static atomic_int g_go, g_submitted[NSHARD], g_done, g_bad, g_hash_done;
 static atomic_int g_calls[AU_MAX(NSHARD * PER_SHARD, AUTHPOOL_MAX_PENDING)];
 static char g_stored[AUTH_HASH_STR_MAX];
-static int g_mode; /* 1 = bulk, 2 = back-pressure + detach */
+static int g_mode; /* 1 = bulk, 2 = back-pressure + detach, 3 = fairness */
+static atomic_int g_order, g_other_at; /* mode 3: completions so far; position of the other app's */
 
 static void bulk_cb(struct au_shard *s, void *arg, int ok)
 {
@@ -603,6 +604,16 @@ static void detach_cb(struct au_shard *s, void *arg, int ok)
     atomic_fetch_add(&g_done, 1);
 }
 
+static void fair_cb(struct au_shard *s, void *arg, int ok)
+{
+    int pos = atomic_fetch_add(&g_order, 1);
+    if (!s || ok != 1) atomic_fetch_add(&g_bad, 1);
+    if (arg) atomic_store(&g_other_at, pos);
+    atomic_fetch_add(&g_done, 1);
+}
+
+enum { FAIR_BULK = 200 };
+
 static int t_tick(struct au_shard *s, uint64_t now)
 {
     if (!atomic_load(&g_go)) return 5;
@@ -611,24 +622,42 @@ static int t_tick(struct au_shard *s, uint64_t now)
         for (int i = 0; i < PER_SHARD; i++) {
             int idx = s->id * PER_SHARD + i;
             const char *pw = idx % 3 ? "right-password" : "wrong-password";
-            int r = authpool_verify(g_pool, s->id, g_stored, strlen(g_stored), pw, strlen(pw), bulk_cb,
+            int r = authpool_verify(g_pool, s->id, (uint32_t)(idx % 4), g_stored, strlen(g_stored), pw, strlen(pw), bulk_cb,
                                     (void *)(uintptr_t)idx);
             if (r != 0) atomic_fetch_add(&g_bad, 1);
         }
         char pw[16];
         snprintf(pw, sizeof pw, "hashpw-%d", s->id);
         for (int i = 0; i < NHASH; i++)
-            if (authpool_hash(g_pool, s->id, pw, strlen(pw), hash_cb, (void *)(uintptr_t)s->id) != 0)
+            if (authpool_hash(g_pool, s->id, 1, pw, strlen(pw), hash_cb, (void *)(uintptr_t)s->id) != 0)
                 atomic_fetch_add(&g_bad, 1);
         if (authpool_pending(g_pool, s->id) == 0) atomic_fetch_add(&g_bad, 1);
+    } else if (g_mode == 3) {
+        if (s->id == 0) {
+            /* app 1 queues a bulk (its flow's cap refuses beyond), then app 2 asks once: served in the next round */
+            for (int i = 0; i < FAIR_BULK; i++)
+                if (authpool_verify(g_pool, 0, 1, g_stored, strlen(g_stored), "right-password", 14, fair_cb, NULL) != 0)
+                    atomic_fetch_add(&g_bad, 1);
+            if (authpool_verify(g_pool, 0, 2, g_stored, strlen(g_stored), "right-password", 14, fair_cb, &g_order) != 0)
+                atomic_fetch_add(&g_bad, 1);
+            for (int i = FAIR_BULK; i < AU_AUTHPOOL_FLOW_MAX_PENDING; i++)
+                if (authpool_verify(g_pool, 0, 1, g_stored, strlen(g_stored), "right-password", 14, fair_cb, NULL) != 0)
+                    atomic_fetch_add(&g_bad, 1);
+            /* app 1's login flow is full now: one more is refused, app 3's is not */
+            if (authpool_verify(g_pool, 0, 1, g_stored, strlen(g_stored), "right-password", 14, fair_cb, NULL) !=
+                -EAGAIN)
+                atomic_fetch_add(&g_bad, 1);
+            if (authpool_verify(g_pool, 0, 3, g_stored, strlen(g_stored), "right-password", 14, fair_cb, NULL) != 0)
+                atomic_fetch_add(&g_bad, 1);
+        }
     } else if (s->id == 0) {
         for (int i = 0; i < AUTHPOOL_MAX_PENDING; i++)
-            if (authpool_verify(g_pool, 0, g_stored, strlen(g_stored), "right-password", 14, detach_cb,
-                                (void *)(uintptr_t)i) != 0)
+            if (authpool_verify(g_pool, 0, (uint32_t)(i % 8), g_stored, strlen(g_stored), "right-password", 14,
+                                detach_cb, (void *)(uintptr_t)i) != 0)
                 atomic_fetch_add(&g_bad, 1);
-        if (authpool_verify(g_pool, 0, g_stored, strlen(g_stored), "right-password", 14, detach_cb, NULL) != -EAGAIN)
+        if (authpool_verify(g_pool, 0, 9, g_stored, strlen(g_stored), "right-password", 14, detach_cb, NULL) != -EAGAIN)
             atomic_fetch_add(&g_bad, 1);
-        if (authpool_hash(g_pool, 0, "abc", 3, hash_cb, NULL) != -EINVAL) atomic_fetch_add(&g_bad, 1);
+        if (authpool_hash(g_pool, 0, 1, "abc", 3, hash_cb, NULL) != -EINVAL) atomic_fetch_add(&g_bad, 1);
         if (authpool_pending(g_pool, 0) != AUTHPOOL_MAX_PENDING) atomic_fetch_add(&g_bad, 1);
     }
     atomic_store(&g_submitted[s->id], 1);
@@ -650,6 +679,8 @@ static void reset_state(int mode)
     atomic_store(&g_done, 0);
     atomic_store(&g_bad, 0);
     atomic_store(&g_hash_done, 0);
+    atomic_store(&g_order, 0);
+    atomic_store(&g_other_at, -1);
     for (int i = 0; i < NSHARD; i++) atomic_store(&g_submitted[i], 0);
     for (size_t i = 0; i < AU_ARRAY_LEN(g_calls); i++) atomic_store(&g_calls[i], 0);
 }
@@ -730,7 +761,118 @@ TEST(pool_backpressure_and_detach)
     CHECK(canceled > 0);
 }
 
+TEST(pool_fair_per_app)
+{
+    reset_state(3);
+    CHECK(auth_password_hash_iter("right-password", 14, LOW_ITER, g_stored) > 0);
+    struct authpool_opts po = { .threads = 2, .hash_iter = LOW_ITER };
+    g_pool = authpool_new(&po);
+    struct au_shard **shards = start_loop((int)authpool_threads(g_pool));
+    if (!shards) return;
+    authpool_start(g_pool, shards, NSHARD, 0);
+    atomic_store(&g_go, 1);
+    int total = AU_AUTHPOOL_FLOW_MAX_PENDING + 2;
+    CHECK(wait_for(&g_done, total, 60000));
+    au_loop_stop(shards, NSHARD);
+    authpool_stop(g_pool);
+    g_pool = NULL;
+    CHECK_EQ(atomic_load(&g_bad), 0);
+    CHECK_EQ(atomic_load(&g_done), total);
+    /* queued behind 200 of app 1, app 2's check goes to a worker in the first round: after the requests
+     * already there (AU_AUTHPOOL_SHARD_INFLIGHT per thread) and at most one of app 1's; it may finish a few
+     * places later when its worker is slower than the other (FIFO over all of them: 201st) */
+    int at = atomic_load(&g_other_at);
+    printf("  app 2's check behind %d of app 1's: answered %d-th\n", FAIR_BULK, at + 1);
+    CHECK(at >= 0 && at < 4 * AU_AUTHPOOL_SHARD_INFLIGHT * 2 + 4);
+}
+
 /* ------------------------------------------------------------------ throttle */
+
+TEST(throttle_pending_counts_against_the_budget)
+{
+    struct throttle t;
+    struct throttle_policy pol = { .free_fails = 5, .base_delay_ms = 1000, .max_delay_ms = 300000,
+                                   .window_ms = 900000, .pending_max = 4 };
+    CHECK_EQ(throttle_init(&t, 64, &pol), 0);
+    const char *k = "APPKEY:alice";
+    size_t kl = strlen(k);
+    uint64_t now = 1000;
+    /* a concurrent burst: pending_max admitted, the rest wait, nothing checked yet */
+    for (int i = 0; i < 4; i++) CHECK_EQ(throttle_begin(&t, k, kl, now), 0);
+    CHECK_EQ(throttle_pending(&t, k, kl), 4);
+    CHECK_EQ(throttle_begin(&t, k, kl, now), THROTTLE_PENDING_WAIT_MS);
+    for (int i = 0; i < 4; i++) throttle_end(&t, k, kl, now, true);
+    CHECK_EQ(throttle_fails(&t, k, kl, now), 4);
+    CHECK_EQ(throttle_pending(&t, k, kl), 0);
+    /* 4 failed: one free guess left, and only one may be in flight for it */
+    CHECK_EQ(throttle_begin(&t, k, kl, now), 0);
+    CHECK_EQ(throttle_begin(&t, k, kl, now), THROTTLE_PENDING_WAIT_MS);
+    throttle_end(&t, k, kl, now, true);
+    /* the 6th (first beyond the free ones) runs alone and, failing, blocks */
+    CHECK_EQ(throttle_begin(&t, k, kl, now), 0);
+    CHECK_EQ(throttle_begin(&t, k, kl, now), THROTTLE_PENDING_WAIT_MS);
+    throttle_end(&t, k, kl, now, true);
+    CHECK_EQ(throttle_begin(&t, k, kl, now), 1000);
+    CHECK_EQ(throttle_begin(&t, k, kl, now + 1000), 0);
+    CHECK_EQ(throttle_begin(&t, k, kl, now + 1000), THROTTLE_PENDING_WAIT_MS);
+    /* a success releases and clears */
+    throttle_end(&t, k, kl, now + 1000, false);
+    throttle_ok(&t, k, kl);
+    CHECK_EQ(throttle_fails(&t, k, kl, now + 1000), 0);
+    CHECK_EQ(throttle_begin(&t, k, kl, now + 1000), 0);
+    /* a record with guesses in flight outlives its window */
+    CHECK_EQ(throttle_pending(&t, k, kl), 1);
+    CHECK_EQ(throttle_check(&t, k, kl, now + 1000 + 2 * 900000ull), 0);
+    throttle_end(&t, k, kl, now + 1000 + 2 * 900000ull, false);
+    CHECK_EQ(throttle_pending(&t, k, kl), 0);
+    throttle_free(&t);
+
+    /* one set (4 slots): records with guesses in flight are never evicted; a fifth key waits */
+    CHECK_EQ(throttle_init(&t, 4, &pol), 0);
+    char key[16];
+    for (int i = 0; i < 4; i++) {
+        int n = snprintf(key, sizeof key, "k%d", i);
+        CHECK_EQ(throttle_begin(&t, key, (size_t)n, now), 0);
+    }
+    CHECK_EQ(throttle_begin(&t, "k9", 2, now), THROTTLE_PENDING_WAIT_MS);
+    throttle_end(&t, "k0", 2, now, false);
+    CHECK_EQ(throttle_begin(&t, "k9", 2, now), 0);
+    for (int i = 1; i < 4; i++) {
+        int n = snprintf(key, sizeof key, "k%d", i);
+        CHECK_EQ(throttle_pending(&t, key, (size_t)n), 1);
+    }
+    throttle_free(&t);
+}
+
+TEST(login_throttle_pending_per_address)
+{
+    struct login_throttle lt;
+    CHECK_EQ(login_throttle_init(&lt), 0);
+    uint64_t now = 10;
+    char key[32];
+    /* one address, many accounts: LOGIN_IP_PENDING_MAX checks in flight, then it waits */
+    for (unsigned i = 0; i < LOGIN_IP_PENDING_MAX; i++) {
+        int n = snprintf(key, sizeof key, "APPKEY:user%u", i);
+        CHECK_EQ(login_throttle_begin(&lt, key, (size_t)n, 0x0200000a, now, NULL), 0);
+    }
+    bool held = false;
+    CHECK(login_throttle_begin(&lt, "APPKEY:other", 12, 0x0200000a, now, &held) > 0);
+    CHECK(held); /* only waiting for the address's checks in flight */
+    CHECK_EQ(login_throttle_begin(&lt, "APPKEY:other", 12, 0x0300000a, now, NULL), 0); /* another address is not held */
+    login_throttle_end(&lt, "APPKEY:other", 12, 0x0300000a, now, LOGIN_CANCELED);
+    /* results: failures count on both tables, a success clears the account only */
+    login_throttle_end(&lt, "APPKEY:user0", 12, 0x0200000a, now, LOGIN_FAILED);
+    CHECK_EQ(throttle_fails(&lt.user, "APPKEY:user0", 12, now), 1);
+    CHECK_EQ(throttle_fails(&lt.ip, &(uint32_t){ 0x0200000a }, 4, now), 1);
+    login_throttle_end(&lt, "APPKEY:user1", 12, 0x0200000a, now, LOGIN_OK);
+    CHECK_EQ(throttle_fails(&lt.ip, &(uint32_t){ 0x0200000a }, 4, now), 1);
+    CHECK_EQ(login_throttle_begin(&lt, "APPKEY:other", 12, 0x0200000a, now, NULL), 0); /* room again */
+    /* blocked (failures, not checks in flight): not held */
+    for (unsigned i = 0; i < LOGIN_USER_FREE_FAILS + 1; i++) login_throttle_fail(&lt, "APPKEY:vic", 10, 0x0400000a, now);
+    CHECK(login_throttle_begin(&lt, "APPKEY:vic", 10, 0x0400000a, now, &held) > 0);
+    CHECK(!held);
+    login_throttle_free(&lt);
+}
 
 TEST(throttle_backoff)
 {
@@ -861,8 +1003,11 @@ int main(void)
     RUN(pool_sync);
     RUN(pool_bulk_on_loop);
     RUN(pool_backpressure_and_detach);
+    RUN(pool_fair_per_app);
     RUN(throttle_backoff);
     RUN(throttle_bounded_lru);
     RUN(login_throttle_pair);
+    RUN(throttle_pending_counts_against_the_budget);
+    RUN(login_throttle_pending_per_address);
     TEST_MAIN_END();
 }
