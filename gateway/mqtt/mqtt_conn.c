@@ -53,6 +53,15 @@ static void ka_fire(struct au_timer *t)
     }
 }
 
+/* Unconsumed input a connection may hold: one whole packet of the largest size we accept. mc_data consumes
+ * every complete packet unless it waits (a password verdict, MC_AUTH), so more than this is input sent while
+ * waiting: the loop stops receiving until the verdict (au_conn_kick) lets the packets be consumed. */
+static uint32_t in_max(const struct broker *b)
+{
+    uint32_t p = b->cfg->max_packet ? b->cfg->max_packet : AU_MQTT_MAX_PACKET_CEIL;
+    return AU_MAX(p + AU_MQTT_FIXED_HEADER_MAX, AU_CONN_IN_MAX);
+}
+
 static void mc_open(struct au_conn *c)
 {
     struct broker *b = broker_of(c->shard);
@@ -61,6 +70,7 @@ static void mc_open(struct au_conn *c)
     mc->conn = c;
     mc->req_problem_info = 1;
     c->proto_state = mc;
+    au_conn_set_in_max(c, in_max(b));
     au_timer_init(&mc->ka_timer, ka_fire);
     au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
 }
@@ -72,6 +82,7 @@ static void mc_handoff(struct au_conn *c, void *arg)
     mc->conn = c;
     mc->version = 0; /* set by the source only for a refusal; the CONNECT is parsed again here */
     c->proto_state = mc;
+    au_conn_set_in_max(c, in_max(b));
     au_timer_init(&mc->ka_timer, ka_fire);
     au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
 }
