@@ -255,6 +255,7 @@ static void metrics(const struct http_req *req, struct http_resp *resp, void *ct
     BROKER_METRIC("mqtt_dropped_expired_total", dropped_expired, "counter", "Messages dropped: expired.");
     BROKER_METRIC("mqtt_dropped_too_large_total", dropped_too_large, "counter", "Messages dropped: above client maximum packet size.");
     BROKER_METRIC("mqtt_wills_total", wills_sent, "counter", "Will messages published.");
+    BROKER_METRIC("mqtt_retained_refused_total", retained_refused, "counter", "PUBLISHes refused: over the app's retained budget.");
     BROKER_METRIC("mqtt_protocol_errors_total", protocol_errors, "counter", "Connections closed for protocol errors.");
     BROKER_METRIC("mqtt_keepalive_timeouts_total", keepalive_timeouts, "counter", "Keep-alive timeouts.");
     http_resp_status(resp, 200);
