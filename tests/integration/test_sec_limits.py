@@ -249,6 +249,40 @@ def input_held_while_a_login_is_verified_is_bounded(b):
 
 
 @on_aurora
+def input_held_while_a_rest_answer_is_pending_is_bounded(b):
+    """A REST request whose answer takes a while (registering users hashes every password on a worker) followed
+    by a flood of pipelined bytes on the same connection: the bytes wait unread (the socket stops being read past
+    the connection's input limit) instead of piling up in memory; the answer still comes."""
+    n, per = 4, 50 * MB
+    socks = []
+    for i in range(n):
+        body = json.dumps([{"username": "u%d-%d" % (i, k), "password": "secret-pw"} for k in range(40)]).encode()
+        s = socket.create_connection(("127.0.0.1", b.http_port), timeout=10)
+        s.sendall(b"POST /v1/users/ HTTP/1.1\r\nHost: x\r\nAuthorization: " + basic(app_creds(b)).encode() +
+                  b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        socks.append(s)
+    peak = Peak(b)
+    t0 = time.monotonic()
+    sent, closed = flood(socks, per, 6.0, on_tick=peak)
+    dt = time.monotonic() - t0
+    time.sleep(0.3)
+    peak()
+    info("%d pending REST answers with pipelined floods: %.0f MiB sent in %.1f s; RSS %.0f -> peak %.0f MiB "
+         "(+%.0f MiB)", n, sent / MB, dt, peak.base / MB, peak.peak / MB, peak.growth / MB)
+    answered = 0
+    for s in socks:
+        s.setblocking(True)
+        s.settimeout(30)
+        try:
+            answered += s.recv(64).startswith(b"HTTP/1.1 201")
+        except OSError:
+            pass
+        s.close()
+    assert peak.growth < 64 * MB, "RSS grew by %.0f MiB while %d REST answers were pending" % (peak.growth / MB, n)
+    assert answered == n, "%d of %d registrations answered 201" % (answered, n)
+
+
+@on_aurora
 def slow_http_heads_and_bodies_are_closed(b):
     """Slowloris: connections sending one byte a second, of a head or of a (small, unauthenticated) body, are
     closed once http_header_timeout_ms / the body deadline (http_body_timeout_ms + bytes / http_body_min_rate)
