@@ -24,6 +24,9 @@ from harness import (CONNACK, app_creds, client, connect_packet, on_aurora, publ
                      run_tests, scale, wait_until)
 
 MB = 1 << 20
+# ASan keeps freed memory in quarantine and adds shadow memory: RSS bounds are checked on normal builds only
+# (the functional checks, e.g. that receiving stopped at the input limit, hold under sanitizers too).
+SAN = "san" in os.environ.get("BUILD", "") or "san" in os.environ.get("AURORA_BIN", "")
 
 
 def info(fmt, *args):
@@ -153,7 +156,7 @@ def unauthenticated_http_bodies_do_not_grow_memory(b):
          peak.growth / MB)
     for s in socks:
         s.close()
-    assert peak.growth < 48 * MB, "RSS grew by %.0f MiB under %d unauthenticated bodies" % (peak.growth / MB, n)
+    assert SAN or peak.growth < 48 * MB, "RSS grew by %.0f MiB under %d unauthenticated bodies" % (peak.growth / MB, n)
     # the answer is the handler's own refusal, and the connection closes without reading the body
     s = socket.create_connection(("127.0.0.1", b.http_port), timeout=5)
     s.sendall(b"POST /v1/users/ HTTP/1.1\r\nHost: x\r\nContent-Length: 9000000\r\n\r\n")
@@ -243,7 +246,7 @@ def input_held_while_a_login_is_verified_is_bounded(b):
     st, _, m = http(b, "GET", "/metrics", auth="Bearer " + op_token(b))
     stops = sum(int(l.split()[-1]) for l in m.decode().splitlines() if l.startswith("aurora_recv_input_full_total{"))
     info("receives stopped at the input limit: %d", stops)
-    assert peak.growth < 96 * MB, "RSS grew by %.0f MiB while %d logins were pending" % (peak.growth / MB, n)
+    assert SAN or peak.growth < 96 * MB, "RSS grew by %.0f MiB while %d logins were pending" % (peak.growth / MB, n)
     assert ok == n, "%d of %d flooding logins got CONNACK 0" % (ok, n)
     assert stops >= 1, "the flood never reached the input limit: the logins were not pending"
 
@@ -278,8 +281,12 @@ def input_held_while_a_rest_answer_is_pending_is_bounded(b):
         except OSError:
             pass
         s.close()
-    assert peak.growth < 64 * MB, "RSS grew by %.0f MiB while %d REST answers were pending" % (peak.growth / MB, n)
+    st, _, m = http(b, "GET", "/metrics", auth="Bearer " + op_token(b))
+    stops = sum(int(l.split()[-1]) for l in m.decode().splitlines() if l.startswith("aurora_recv_input_full_total{"))
+    info("receives stopped at the input limit: %d", stops)
+    assert SAN or peak.growth < 64 * MB, "RSS grew by %.0f MiB while %d REST answers were pending" % (peak.growth / MB, n)
     assert answered == n, "%d of %d registrations answered 201" % (answered, n)
+    assert stops >= n, "receiving stopped %d times for %d flooding connections" % (stops, n)
 
 
 @on_aurora
@@ -416,7 +423,7 @@ def retained_bytes_are_budgeted_per_app_and_after_restart(b):
     grown = rss(b)
     info("after a restart: RSS %.0f MiB with %d retained MB in the store (2 shards, one replica each)", grown / MB,
          len(expect))
-    assert grown < 2 * 64 * MB + 128 * MB, grown
+    assert SAN or grown < 2 * 64 * MB + 128 * MB, grown
     assert retained_topics() == expect
     # a lower budget applies when loading: only what fits is loaded (in key order), the rest is skipped
     b.stop()
