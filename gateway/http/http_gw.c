@@ -92,8 +92,11 @@ static void gw_open(struct au_conn *c)
     http_conn_set_ctx(&g->h, c->shard);
     c->proto_state = g;
     au_timer_init(&g->idle, idle_fire);
-    /* accepted once bytes arrived (TCP_DEFER_ACCEPT) or after a second of silence: a head is under way */
+    /* Accepted once bytes arrived (TCP_DEFER_ACCEPT: gw_data runs next and sets the head's deadline) or after a
+     * second of silence: a connection that sends nothing is closed, silently, after http_header_timeout_ms. */
     gw_deadline(g, 1);
+    g->head_start = 0;
+    g->phase = GW_IDLE;
 }
 
 static ssize_t gw_data(struct au_conn *c, const uint8_t *data, size_t len)
