@@ -70,6 +70,7 @@ static const struct key k_keys[] = {
     { "send_queue_bytes",       K_BYTES,    F(send_queue_bytes), AU_CONFIG_MIN_SEND_QUEUE, AU_SEND_QUEUE_BYTES },
     { "topic_alias_max",        K_U32,      F(topic_alias_max), 0, AU_MQTT_TOPIC_ALIAS_MAX },
     { "connect_timeout_ms",     K_U32,      F(connect_timeout_ms), AU_CONFIG_MIN_CONNECT_TIMEOUT_MS, AU_MQTT_CONNECT_TIMEOUT_MS },
+    { "mqtt_connect_budget",    K_BYTES,    F(mqtt_connect_budget), AU_MQTT_CONNECT_FREE, UINT32_MAX },
     { "max_keepalive",          K_U32,      F(max_keepalive), 0, AU_MQTT_MAX_KEEPALIVE },
     { "max_session_expiry",     K_U32,      F(max_session_expiry), 0, AU_MQTT_MAX_SESSION_EXPIRY },
     { "max_retained",           K_U32,      F(max_retained), 0, AU_MQTT_MAX_RETAINED },
@@ -125,6 +126,7 @@ void au_config_defaults(struct au_config *cfg)
     cfg->send_queue_bytes = AU_SEND_QUEUE_BYTES;
     cfg->topic_alias_max = AU_MQTT_TOPIC_ALIAS_MAX;
     cfg->connect_timeout_ms = AU_MQTT_CONNECT_TIMEOUT_MS;
+    cfg->mqtt_connect_budget = AU_MQTT_CONNECT_BUDGET;
     cfg->max_keepalive = AU_MQTT_MAX_KEEPALIVE;
     cfg->max_session_expiry = AU_MQTT_MAX_SESSION_EXPIRY;
     cfg->max_retained = AU_MQTT_MAX_RETAINED;

@@ -52,6 +52,7 @@ struct au_config {
     uint32_t send_queue_bytes;
     uint32_t topic_alias_max;
     uint32_t connect_timeout_ms;
+    uint32_t mqtt_connect_budget;            /* bytes, whole process: CONNECTs above AU_MQTT_CONNECT_FREE */
     uint32_t max_keepalive;                  /* seconds; 0 = no server cap */
     uint32_t max_session_expiry;             /* seconds */
     uint32_t max_retained;

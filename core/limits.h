@@ -51,6 +51,9 @@
 #define AU_MQTT_MAX_USER_PROPS     32      /* user properties per packet */
 #define AU_MQTT_MAX_SUB_IDS        16      /* subscription identifiers attached to one delivery */
 #define AU_MQTT_CONNECT_TIMEOUT_MS 10000   /* (config) time from TCP accept to a complete CONNECT */
+#define AU_MQTT_CONNECT_FREE       (64u << 10) /* a CONNECT up to this size is received without the budget below */
+#define AU_MQTT_CONNECT_BUDGET     (64u << 20) /* (config) bytes of larger CONNECTs being received (or waiting for
+                                                * their password check), all connections together */
 #define AU_MQTT_DEFAULT_KEEPALIVE  60      /* seconds, when a client asks 0 and server keep-alive is forced */
 #define AU_MQTT_MAX_KEEPALIVE      65535   /* (config) server keep-alive ceiling; above it, MQTT 5 clients are told the lower value */
 #define AU_MQTT_MAX_SESSION_EXPIRY 86400u * 7u /* (config) seconds a disconnected persistent session is kept */

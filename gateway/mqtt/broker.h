@@ -116,6 +116,7 @@ struct mqtt_conn {
     uint8_t disconnect_will;    /* DISCONNECT 0x04: publish the will */
     uint8_t auth_ok;            /* the password of the pending CONNECT was verified off the loop */
     struct auth_wait *auth;     /* verification in flight (cleared if the connection goes first) */
+    uint32_t connect_charged;   /* bytes of a large CONNECT counted against mqtt_connect_budget (mqtt_conn.c) */
     uint32_t app;               /* app resolved from the username at CONNECT */
 };
 enum { MC_NEW = 0, MC_CONNECTED, MC_CLOSING, MC_AUTH /* CONNECT waiting for its password check */ };

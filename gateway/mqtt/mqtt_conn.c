@@ -4,12 +4,39 @@
 #include "gateway/im/imconn.h"
 #include "core/log.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define HANDOFF_RC 1 /* handler result: the connection moved to another shard */
 
 static struct broker *conn_broker(struct mqtt_conn *mc) { return broker_of(mc->conn->shard); }
+
+/* CONNECTs larger than AU_MQTT_CONNECT_FREE are received only within one process-wide budget
+ * (mqtt_connect_budget): an unauthenticated peer announcing a large CONNECT and sending it slowly holds at most
+ * AU_MQTT_CONNECT_FREE of memory on its own, and all of them together at most the budget, for at most
+ * connect_timeout_ms. The charge is the announced size, taken when the packet is seen partial and given back
+ * once it is processed (the session is connected) or the connection goes. */
+static atomic_uint_fast64_t g_connect_bytes;
+
+static bool connect_charge(struct broker *b, struct mqtt_conn *mc, uint32_t total)
+{
+    uint64_t budget = b->cfg->mqtt_connect_budget ? b->cfg->mqtt_connect_budget : AU_MQTT_CONNECT_BUDGET;
+    uint64_t cur = atomic_load_explicit(&g_connect_bytes, memory_order_relaxed);
+    do {
+        if (cur + total > budget) return false;
+    } while (!atomic_compare_exchange_weak_explicit(&g_connect_bytes, &cur, cur + total, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    mc->connect_charged = total;
+    return true;
+}
+
+static void connect_release(struct mqtt_conn *mc)
+{
+    if (!mc->connect_charged) return;
+    atomic_fetch_sub_explicit(&g_connect_bytes, mc->connect_charged, memory_order_relaxed);
+    mc->connect_charged = 0;
+}
 
 void mqtt_send_disconnect(struct mqtt_conn *mc, uint8_t reason, const char *why)
 {
@@ -126,6 +153,7 @@ static void mc_close(struct au_conn *c)
     if (!mc) return;
     struct broker *b = broker_of(c->shard);
     au_timer_cancel(&b->timers, &mc->ka_timer);
+    connect_release(mc);
     imconn_conn_gone(mc);
     mc->state = MC_CLOSING;
     if (mc->sess) {
@@ -173,11 +201,9 @@ static int dispatch(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pa
     }
 }
 
-/* A CONNECT we cannot parse: answer what the client can understand, then close. */
-static void refuse_bad_connect(struct mqtt_conn *mc, const uint8_t *d, size_t n, int err)
+/* The protocol level of a (possibly partial) CONNECT: after the fixed header and the protocol name; 0 unknown. */
+static uint8_t connect_level(const uint8_t *d, size_t n)
 {
-    uint8_t out[16];
-    /* Protocol level sits after the fixed header and the protocol name. */
     size_t i = 1;
     while (i < n && i < 5 && (d[i] & 0x80)) i++;
     i++;
@@ -186,6 +212,14 @@ static void refuse_bad_connect(struct mqtt_conn *mc, const uint8_t *d, size_t n,
         size_t nl = au_rd16(d + i);
         if (i + 2 + nl < n) level = d[i + 2 + nl];
     }
+    return level;
+}
+
+/* A CONNECT we cannot parse: answer what the client can understand, then close. */
+static void refuse_bad_connect(struct mqtt_conn *mc, const uint8_t *d, size_t n, int err)
+{
+    uint8_t out[16];
+    uint8_t level = connect_level(d, n);
     if (err == MQTT_RC_UNSUPPORTED_VERSION) {
         /* 3.1.1 3.1.2.2: return code 0x01 then close (a v5-looking client gets the v5 code) */
         size_t k = mqtt_enc_connack(out, sizeof out, level == MQTT_V5 ? MQTT_V5 : MQTT_V311, false,
@@ -214,7 +248,20 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
             mqtt_protocol_close(mc, (uint8_t)-r, -r == MQTT_RC_PACKET_TOO_LARGE ? "packet too large" : "malformed packet");
             return -1;
         }
-        if (total > len - off) break; /* the loop keeps the partial packet and calls again */
+        if (total > len - off) { /* the loop keeps the partial packet and calls again */
+            if (mc->state == MC_NEW && total > AU_MQTT_CONNECT_FREE && !mc->connect_charged &&
+                !connect_charge(b, mc, total)) {
+                /* too many large CONNECTs in progress: "server busy" (3.1.1: server unavailable), close */
+                uint8_t out[16], level = connect_level(data + off, len - off);
+                size_t k = mqtt_enc_connack(out, sizeof out, level == MQTT_V5 ? MQTT_V5 : MQTT_V311, false,
+                                            level == MQTT_V5 ? MQTT_RC_SERVER_BUSY : MQTT3_SERVER_UNAVAILABLE, NULL);
+                au_conn_write(mc->conn, out, k);
+                BS_INC(b, connacks_refused);
+                au_info("CONNECT of %u bytes refused: mqtt_connect_budget in use", total);
+                return -1;
+            }
+            break;
+        }
         struct mqtt_packet p;
         int pr = mqtt_parse(data + off, total, mc->version, b->cfg->max_packet, &p);
         if (pr <= 0) {
@@ -226,6 +273,7 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
             return -1;
         }
         int h = dispatch(b, mc, &p);
+        if (mc->connect_charged && mc->state != MC_NEW && mc->state != MC_AUTH) connect_release(mc);
         if (h == HANDOFF_RC) return (ssize_t)off; /* the CONNECT travels unconsumed to its owner shard */
         if (h == IMCONN_PENDING) return (ssize_t)off; /* kept: run again when the password check answers */
         off += total;

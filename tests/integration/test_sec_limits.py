@@ -252,6 +252,53 @@ def input_held_while_a_login_is_verified_is_bounded(b):
 
 
 @on_aurora
+def large_unfinished_connects_are_budgeted(b):
+    """N unauthenticated MQTT connections announce a 1 MiB CONNECT and send most of it: CONNECTs over 64 KiB are
+    received only within mqtt_connect_budget (64 MiB, all connections), the others get CONNACK 0x89 (server busy)
+    and are closed, so RSS stays bounded; once they are gone a large CONNECT is accepted again."""
+    from mqtt5_util import P, Raw5
+    n, total = scale(200), (1 << 20) - 16
+    hdr = bytes([0x10, (total & 0x7f) | 0x80, ((total >> 7) & 0x7f) | 0x80, (total >> 14) & 0x7f])
+    peak = Peak(b)
+    socks = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", b.port), timeout=5)
+        s.sendall(hdr + b"\x00\x04MQTT\x05\x02\x00\x3c")
+        socks.append(s)
+    t0 = time.monotonic()
+    sent, closed = flood(socks, total - 20, 5.0, on_tick=peak)
+    dt = time.monotonic() - t0
+    time.sleep(0.3)
+    peak()
+    busy = 0
+    for s in socks:
+        s.setblocking(True)
+        s.settimeout(0.05)
+        try:
+            busy += s.recv(16).startswith(b"\x20\x03\x00\x89")
+        except OSError:
+            pass
+    info("%d unfinished 1 MiB CONNECTs: %.0f MiB sent in %.1f s, %d answered 0x89 (server busy); RSS %.0f -> peak "
+         "%.0f MiB (+%.0f MiB)", n, sent / MB, dt, busy, peak.base / MB, peak.peak / MB, peak.growth / MB)
+    for s in socks:
+        s.close()
+    assert SAN or peak.growth < 112 * MB, "RSS grew by %.0f MiB under %d unfinished CONNECTs" % (peak.growth / MB, n)
+    assert busy >= n - 70, "only %d of %d connections were refused" % (busy, n)
+    # the budget is given back: a CONNECT over 64 KiB (a 60 KB will and a 30 KB user property) is accepted
+    def big_connect():
+        r = Raw5(b)
+        try:
+            r.connect("big-will", True, props={P.USER_PROPERTY: [("k", "v" * 30000)]},
+                      will=dict(topic="w/x", payload=b"w" * 60000), timeout=5)
+            return True
+        except AssertionError:
+            return False
+        finally:
+            r.close()
+    assert wait_until(big_connect, timeout=10, interval=0.5)
+
+
+@on_aurora
 def input_held_while_a_rest_answer_is_pending_is_bounded(b):
     """A REST request whose answer takes a while (registering users hashes every password on a worker) followed
     by a flood of pipelined bytes on the same connection: the bytes wait unread (the socket stops being read past

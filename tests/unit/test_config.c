@@ -72,6 +72,7 @@ TEST(defaults)
     CHECK_EQ(c.max_session_expiry, AU_MQTT_MAX_SESSION_EXPIRY);
     CHECK_EQ(c.max_retained, AU_MQTT_MAX_RETAINED);
     CHECK_EQ(c.max_retained_bytes, AU_MQTT_RETAINED_BYTES);
+    CHECK_EQ(c.mqtt_connect_budget, AU_MQTT_CONNECT_BUDGET);
     CHECK_EQ(c.http_header_timeout_ms, AU_HTTP_HEADER_TIMEOUT_MS);
     CHECK_EQ(c.http_body_timeout_ms, AU_HTTP_BODY_TIMEOUT_MS);
     CHECK_EQ(c.http_body_min_rate, AU_HTTP_BODY_MIN_RATE);
@@ -251,6 +252,7 @@ TEST(file_errors)
     CHECK(load_fails_with("http_body_timeout_ms = 3600001\n", "out of range"));
     CHECK(load_fails_with("http_body_min_rate = 0\n", "out of range"));
     CHECK(load_fails_with("http_body_budget = 9M\n", "out of range"));
+    CHECK(load_fails_with("mqtt_connect_budget = 1000\n", "out of range"));
     CHECK(load_fails_with("max_connections = 99999999\n", "out of range"));
     CHECK(load_fails_with("im_max_group_members = 0\n", "out of range"));
     CHECK(load_fails_with("im_event_days = 8\n", "out of range"));
