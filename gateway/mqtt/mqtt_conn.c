@@ -273,11 +273,11 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
             return -1;
         }
         int h = dispatch(b, mc, &p);
-        if (mc->connect_charged && mc->state != MC_NEW && mc->state != MC_AUTH) connect_release(mc);
         if (h == HANDOFF_RC) return (ssize_t)off; /* the CONNECT travels unconsumed to its owner shard */
         if (h == IMCONN_PENDING) return (ssize_t)off; /* kept: run again when the password check answers */
         off += total;
-        if (h < 0) return -1;
+        if (h < 0) return -1; /* mc may be gone (a close frees it, and gives the CONNECT budget back) */
+        if (mc->connect_charged && mc->state == MC_CONNECTED) connect_release(mc);
     }
     if (mc->state == MC_CONNECTED && mc->ka_ms)
         au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + mc->ka_ms); /* lazy: one store */
