@@ -26,7 +26,8 @@
 #define AU_RECV_BGID               1
 #define AU_CONN_IN_MAX             (64u << 10) /* unconsumed input a connection may hold before receiving stops until
                                                 * its protocol consumes it (au_conn_set_in_max; MQTT raises it to
-                                                * max_packet + AU_MQTT_FIXED_HEADER_MAX) */
+                                                * max_packet + AU_MQTT_FIXED_HEADER_MAX but while a password is
+                                                * verified) */
 
 /* ---- sending ---- */
 #define AU_SEND_IOV_MAX            64      /* iovecs gathered into one sendmsg */
@@ -51,7 +52,7 @@
 #define AU_MQTT_MAX_USER_PROPS     32      /* user properties per packet */
 #define AU_MQTT_MAX_SUB_IDS        16      /* subscription identifiers attached to one delivery */
 #define AU_MQTT_CONNECT_TIMEOUT_MS 10000   /* (config) time from TCP accept to a complete CONNECT */
-#define AU_MQTT_CONNECT_FREE       (64u << 10) /* a CONNECT up to this size is received without the budget below */
+#define AU_MQTT_CONNECT_FREE       (16u << 10) /* a CONNECT up to this size is received without the budget below */
 #define AU_MQTT_CONNECT_BUDGET     (64u << 20) /* (config) bytes of larger CONNECTs being received (or waiting for
                                                 * their password check), all connections together */
 #define AU_MQTT_DEFAULT_KEEPALIVE  60      /* seconds, when a client asks 0 and server keep-alive is forced */

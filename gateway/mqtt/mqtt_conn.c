@@ -81,8 +81,9 @@ static void ka_fire(struct au_timer *t)
 }
 
 /* Unconsumed input a connection may hold: one whole packet of the largest size we accept. mc_data consumes
- * every complete packet unless it waits (a password verdict, MC_AUTH), so more than this is input sent while
- * waiting: the loop stops receiving until the verdict (au_conn_kick) lets the packets be consumed. */
+ * every complete packet unless it waits for a password verdict (MC_AUTH): then the bound is AU_CONN_IN_MAX (the
+ * CONNECT is whole already) and the loop stops receiving until the verdict (au_conn_kick) lets the packets be
+ * consumed. */
 static uint32_t in_max(const struct broker *b)
 {
     uint32_t p = b->cfg->max_packet ? b->cfg->max_packet : AU_MQTT_MAX_PACKET_CEIL;
@@ -274,13 +275,19 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
         }
         int h = dispatch(b, mc, &p);
         if (h == HANDOFF_RC) return (ssize_t)off; /* the CONNECT travels unconsumed to its owner shard */
-        if (h == IMCONN_PENDING) return (ssize_t)off; /* kept: run again when the password check answers */
+        if (h == IMCONN_PENDING) {
+            /* kept: run again when the password check answers. The CONNECT is whole, so nothing read meanwhile
+             * is needed to go on: stop receiving past AU_CONN_IN_MAX until the verdict (back to in_max below). */
+            au_conn_set_in_max(c, AU_CONN_IN_MAX);
+            return (ssize_t)off;
+        }
         off += total;
         if (h < 0) return -1; /* mc may be gone (a close frees it, and gives the CONNECT budget back) */
         if (mc->connect_charged && mc->state == MC_CONNECTED) connect_release(mc);
     }
     if (mc->state == MC_CONNECTED && mc->ka_ms)
         au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + mc->ka_ms); /* lazy: one store */
+    au_conn_set_in_max(c, mc->state == MC_AUTH ? AU_CONN_IN_MAX : in_max(b));
     return (ssize_t)off;
 }
 

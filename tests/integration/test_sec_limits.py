@@ -253,7 +253,7 @@ def input_held_while_a_login_is_verified_is_bounded(b):
 
 @on_aurora
 def large_unfinished_connects_are_budgeted(b):
-    """N unauthenticated MQTT connections announce a 1 MiB CONNECT and send most of it: CONNECTs over 64 KiB are
+    """N unauthenticated MQTT connections announce a 1 MiB CONNECT and send most of it: CONNECTs over 16 KiB are
     received only within mqtt_connect_budget (64 MiB, all connections), the others get CONNACK 0x89 (server busy)
     and are closed, so RSS stays bounded; once they are gone a large CONNECT is accepted again."""
     from mqtt5_util import P, Raw5
@@ -284,7 +284,7 @@ def large_unfinished_connects_are_budgeted(b):
         s.close()
     assert SAN or peak.growth < 112 * MB, "RSS grew by %.0f MiB under %d unfinished CONNECTs" % (peak.growth / MB, n)
     assert busy >= n - 70, "only %d of %d connections were refused" % (busy, n)
-    # the budget is given back: a CONNECT over 64 KiB (a 60 KB will and a 30 KB user property) is accepted
+    # the budget is given back: a CONNECT over 16 KiB (a 60 KB will and a 30 KB user property) is accepted
     def big_connect():
         r = Raw5(b)
         try:
