@@ -70,12 +70,18 @@ static const struct key k_keys[] = {
     { "send_queue_bytes",       K_BYTES,    F(send_queue_bytes), AU_CONFIG_MIN_SEND_QUEUE, AU_SEND_QUEUE_BYTES },
     { "topic_alias_max",        K_U32,      F(topic_alias_max), 0, AU_MQTT_TOPIC_ALIAS_MAX },
     { "connect_timeout_ms",     K_U32,      F(connect_timeout_ms), AU_CONFIG_MIN_CONNECT_TIMEOUT_MS, AU_MQTT_CONNECT_TIMEOUT_MS },
+    { "mqtt_connect_budget",    K_BYTES,    F(mqtt_connect_budget), AU_MQTT_CONNECT_FREE, UINT32_MAX },
     { "max_keepalive",          K_U32,      F(max_keepalive), 0, AU_MQTT_MAX_KEEPALIVE },
     { "max_session_expiry",     K_U32,      F(max_session_expiry), 0, AU_MQTT_MAX_SESSION_EXPIRY },
     { "persistent_session_expiry", K_U32,   F(persistent_session_expiry), 0, AU_MQTT_MAX_SESSION_EXPIRY },
     { "max_retained",           K_U32,      F(max_retained), 0, AU_MQTT_MAX_RETAINED },
+    { "max_retained_bytes",     K_BYTES,    F(max_retained_bytes), AU_CONFIG_MIN_RETAINED_BYTES, UINT32_MAX },
     { "retain_available",       K_BOOL,     F(retain_available), 0, 0 },
     { "allow_anonymous",        K_BOOL,     F(allow_anonymous), 0, 0 },
+    { "http_header_timeout_ms", K_U32,      F(http_header_timeout_ms), AU_CONFIG_MIN_CONNECT_TIMEOUT_MS, AU_HTTP_TIMEOUT_CEIL_MS },
+    { "http_body_timeout_ms",   K_U32,      F(http_body_timeout_ms), AU_CONFIG_MIN_CONNECT_TIMEOUT_MS, AU_HTTP_TIMEOUT_CEIL_MS },
+    { "http_body_min_rate",     K_BYTES,    F(http_body_min_rate), 1, UINT32_MAX },
+    { "http_body_budget",       K_BYTES,    F(http_body_budget), AU_CONFIG_MIN_BODY_BUDGET, UINT32_MAX },
     { "im_max_group_members",   K_U32,      F(im_max_group_members), 1, AU_IM_MAX_GROUP_MEMBERS },
     { "im_max_groups_per_user", K_U32,      F(im_max_groups_per_user), 1, AU_IM_MAX_GROUPS_PER_USER },
     { "im_offline_msgs",        K_U32,      F(im_offline_msgs), 0, AU_IM_OFFLINE_MSGS },
@@ -121,10 +127,16 @@ void au_config_defaults(struct au_config *cfg)
     cfg->send_queue_bytes = AU_SEND_QUEUE_BYTES;
     cfg->topic_alias_max = AU_MQTT_TOPIC_ALIAS_MAX;
     cfg->connect_timeout_ms = AU_MQTT_CONNECT_TIMEOUT_MS;
+    cfg->mqtt_connect_budget = AU_MQTT_CONNECT_BUDGET;
     cfg->max_keepalive = AU_MQTT_MAX_KEEPALIVE;
     cfg->max_session_expiry = AU_MQTT_MAX_SESSION_EXPIRY;
     cfg->persistent_session_expiry = AU_MQTT_PERSISTENT_SESSION_EXPIRY;
     cfg->max_retained = AU_MQTT_MAX_RETAINED;
+    cfg->max_retained_bytes = AU_MQTT_RETAINED_BYTES;
+    cfg->http_header_timeout_ms = AU_HTTP_HEADER_TIMEOUT_MS;
+    cfg->http_body_timeout_ms = AU_HTTP_BODY_TIMEOUT_MS;
+    cfg->http_body_min_rate = AU_HTTP_BODY_MIN_RATE;
+    cfg->http_body_budget = AU_HTTP_BODY_BUDGET;
     cfg->retain_available = true;
     cfg->allow_anonymous = true;
     cfg->im_max_group_members = AU_IM_MAX_GROUP_MEMBERS;

@@ -52,12 +52,19 @@ struct au_config {
     uint32_t send_queue_bytes;
     uint32_t topic_alias_max;
     uint32_t connect_timeout_ms;
+    uint32_t mqtt_connect_budget;            /* bytes, whole process: CONNECTs above AU_MQTT_CONNECT_FREE */
     uint32_t max_keepalive;                  /* seconds; 0 = no server cap */
     uint32_t max_session_expiry;             /* seconds */
     uint32_t persistent_session_expiry;      /* seconds an MQTT 3.1/3.1.1 clean-session-0 session is kept; 0 = never ends */
     uint32_t max_retained;
+    uint32_t max_retained_bytes;             /* per app; over it: PUBACK/PUBREC 0x97 or disconnect */
     bool retain_available;
     bool allow_anonymous;
+    /* HTTP */
+    uint32_t http_header_timeout_ms;
+    uint32_t http_body_timeout_ms;
+    uint32_t http_body_min_rate;             /* bytes/s */
+    uint32_t http_body_budget;               /* bytes, whole process */
     /* IM */
     uint32_t im_max_group_members;
     uint32_t im_max_groups_per_user;

@@ -24,6 +24,10 @@
 #define AU_RECV_BUF_SIZE           4096    /* bytes per provided buffer */
 #define AU_RECV_BUF_COUNT          1024    /* buffers per shard (power of two) */
 #define AU_RECV_BGID               1
+#define AU_CONN_IN_MAX             (64u << 10) /* unconsumed input a connection may hold before receiving stops until
+                                                * its protocol consumes it (au_conn_set_in_max; MQTT raises it to
+                                                * max_packet + AU_MQTT_FIXED_HEADER_MAX but while a password is
+                                                * verified) */
 
 /* ---- sending ---- */
 #define AU_SEND_IOV_MAX            64      /* iovecs gathered into one sendmsg */
@@ -36,6 +40,7 @@
 /* ---- MQTT ---- */
 #define AU_MQTT_MAX_PACKET         (1u << 20)  /* (config) maximum packet size accepted, bytes */
 #define AU_MQTT_MAX_PACKET_CEIL    (256u << 20) /* protocol ceiling: 268,435,455 */
+#define AU_MQTT_FIXED_HEADER_MAX   5       /* type byte + at most 4 bytes of remaining length */
 #define AU_MQTT_MAX_TOPIC          1024    /* (config) topic / filter length, bytes (protocol allows 65535) */
 #define AU_MQTT_MAX_TOPIC_LEVELS   64      /* levels in one topic / filter */
 #define AU_MQTT_MAX_CLIENT_ID      256     /* client identifier length, bytes */
@@ -47,19 +52,33 @@
 #define AU_MQTT_MAX_USER_PROPS     32      /* user properties per packet */
 #define AU_MQTT_MAX_SUB_IDS        16      /* subscription identifiers attached to one delivery */
 #define AU_MQTT_CONNECT_TIMEOUT_MS 10000   /* (config) time from TCP accept to a complete CONNECT */
+#define AU_MQTT_CONNECT_FREE       (16u << 10) /* a CONNECT up to this size is received without the budget below */
+#define AU_MQTT_CONNECT_BUDGET     (64u << 20) /* (config) bytes of larger CONNECTs being received (or waiting for
+                                                * their password check), all connections together */
 #define AU_MQTT_DEFAULT_KEEPALIVE  60      /* seconds, when a client asks 0 and server keep-alive is forced */
 #define AU_MQTT_MAX_KEEPALIVE      65535   /* (config) server keep-alive ceiling; above it, MQTT 5 clients are told the lower value */
 #define AU_MQTT_MAX_SESSION_EXPIRY 86400u * 7u /* (config) seconds a disconnected persistent session is kept */
 #define AU_MQTT_PERSISTENT_SESSION_EXPIRY (86400u * 7u) /* (config) default expiry of 3.1.1 clean-session-0 sessions */
 #define AU_MQTT_MAX_WILL_DELAY     86400u  /* seconds */
 #define AU_MQTT_MAX_RETAINED       1000000 /* (config) retained messages per app */
+#define AU_MQTT_RETAINED_BYTES     (64u << 20) /* (config) retained bytes (topic + properties + payload) per app */
+#define AU_CONFIG_MIN_RETAINED_BYTES 1024  /* lowest accepted max_retained_bytes */
 #define IM_QUEUE_HARD_MAX          20000   /* IM messages queued for one device before it is disconnected (slow consumer) */
 
 /* ---- HTTP ---- */
 #define AU_HTTP_MAX_HEADERS        64
 #define AU_HTTP_MAX_HEADER_BYTES   16384   /* request line + headers */
 #define AU_HTTP_MAX_BODY           (9u << 20) /* bodies (media upload 8 MB + multipart framing) */
-#define AU_HTTP_IDLE_TIMEOUT_MS    60000
+#define AU_HTTP_IDLE_TIMEOUT_MS    60000   /* a kept-alive connection between requests (no byte of a next request) */
+#define AU_HTTP_HEADER_TIMEOUT_MS  10000   /* (config) from the first byte of a request head to its end */
+#define AU_HTTP_BODY_TIMEOUT_MS    10000   /* (config) a body's grace: it must be complete by end of head + this
+                                            * + received bytes / http_body_min_rate */
+#define AU_HTTP_BODY_MIN_RATE      8192    /* (config) bytes/s a body must average after its grace */
+#define AU_HTTP_TIMEOUT_CEIL_MS    3600000 /* highest accepted http_*_timeout_ms */
+#define AU_HTTP_PREAUTH_BODY_MAX   (16u << 10) /* a larger (or chunked) body is read only once its head passed the
+                                                * body gate (REST: valid app or operator credentials) */
+#define AU_HTTP_BODY_BUDGET        (256u << 20) /* (config) request heads + bodies buffered by all connections */
+#define AU_CONFIG_MIN_BODY_BUDGET  (AU_HTTP_MAX_BODY + AU_HTTP_MAX_HEADER_BYTES) /* one largest request fits */
 #define AU_HTTP_MAX_PIPELINE       64      /* requests parsed from one read before yielding */
 
 /* ---- IM (config) ---- */

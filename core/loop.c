@@ -142,7 +142,7 @@ static void mark_dirty(struct au_conn *c)
  * still received at once: the poll finds them ready). */
 static void arm_recv_ex(struct au_conn *c, bool poll_first)
 {
-    if (c->flags & (AU_CONN_RECV_ARMED | AU_CONN_CLOSED | AU_CONN_PAUSED)) return;
+    if (c->flags & (AU_CONN_RECV_ARMED | AU_CONN_CLOSED | AU_CONN_PAUSED | AU_CONN_IN_FULL)) return;
     struct io_uring_sqe *sqe = get_sqe(c->shard);
     au_prep_recv_multishot_fixed(sqe, c->slot, AU_RECV_BGID);
     if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -212,7 +212,7 @@ static void on_peer(struct peer_query *q, int res)
  * another shard (then nothing armed here has to be cancelled first). */
 static void arm_recv_once(struct au_conn *c)
 {
-    if (c->flags & (AU_CONN_RECV_ARMED | AU_CONN_CLOSED | AU_CONN_PAUSED)) return;
+    if (c->flags & (AU_CONN_RECV_ARMED | AU_CONN_CLOSED | AU_CONN_PAUSED | AU_CONN_IN_FULL)) return;
     struct io_uring_sqe *sqe = get_sqe(c->shard);
     io_uring_prep_recv(sqe, (int)c->slot, NULL, 0, 0);
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
@@ -252,6 +252,26 @@ static void in_release(struct au_conn *c)
 static void start_handoff(struct au_conn *c);
 static void begin_close(struct au_conn *c, bool flush);
 
+/* The unconsumed-input bound (au_conn_set_in_max): past it stop receiving (cancel the multishot recv; its
+ * last completion does not re-arm while AU_CONN_IN_FULL is set), back at or under it receive again. */
+static void in_bound(struct au_conn *c)
+{
+    uint32_t max = c->in_max ? c->in_max : AU_CONN_IN_MAX;
+    if (c->in_len > max) {
+        if (c->flags & AU_CONN_IN_FULL) return;
+        c->flags |= AU_CONN_IN_FULL;
+        AU_STAT_INC(c->shard, in_full);
+        if (c->flags & AU_CONN_RECV_ARMED) {
+            struct io_uring_sqe *sqe = get_sqe(c->shard);
+            io_uring_prep_cancel64(sqe, UD(OP_RECV, c), 0);
+            io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+        }
+    } else if (c->flags & AU_CONN_IN_FULL) {
+        c->flags &= ~AU_CONN_IN_FULL;
+        if (!(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED))) arm_recv(c); /* no-op until a cancelled recv ended */
+    }
+}
+
 int au_conn_deliver(struct au_conn *c, const uint8_t *data, size_t len)
 {
     if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)) return -1;
@@ -281,6 +301,7 @@ int au_conn_deliver(struct au_conn *c, const uint8_t *data, size_t len)
     }
     if (c->in_len == 0 && c->in && c->in_cap > 0 && !(c->flags & AU_CONN_HANDOFF)) in_release(c);
     if (c->flags & AU_CONN_HANDOFF) start_handoff(c);
+    else in_bound(c);
     return 0;
 }
 
@@ -964,7 +985,9 @@ static void on_recv(struct au_shard *s, struct au_conn *c, struct io_uring_cqe *
         } else if (res == -ENOBUFS) {
             AU_STAT_INC(s, nobufs);
             arm_recv(c);
-        } else if (res > 0 || (res == -ECANCELED && (c->flags & AU_CONN_PAUSED))) {
+        } else if (res > 0 || res == -ECANCELED) {
+            /* -ECANCELED: stopped by au_conn_pause or the input bound (closing was handled above); re-arming
+             * is a no-op while either still holds, and resumes a receive un-paused before this completion. */
             arm_recv_ex(c, res > 0 && res < (int)AU_RECV_BUF_SIZE); /* a short read drained the socket */
         } else {
             begin_close(c, false); /* EOF or error: the peer is gone */

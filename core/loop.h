@@ -68,6 +68,7 @@ enum au_conn_flags {
     AU_CONN_IN_DATA    = 1u << 6,   /* inside on_data (re-entrancy guard) */
     AU_CONN_PAUSED     = 1u << 7,   /* receive paused (back-pressure) */
     AU_CONN_ON_CLOSING = 1u << 8,   /* on the shard's closing list */
+    AU_CONN_IN_FULL    = 1u << 9,   /* receive stopped: more than in_max bytes of unconsumed input */
 };
 
 struct au_conn {
@@ -83,6 +84,7 @@ struct au_conn {
     struct au_outseg *out_head, *out_tail;
     uint8_t *in;                  /* unconsumed input (partial frame) */
     uint32_t in_len, in_cap;
+    uint32_t in_max;              /* unconsumed input above which receiving stops (0 = AU_CONN_IN_MAX) */
     uint32_t out_bytes;           /* queued, not yet sent */
     uint32_t slot;                /* direct-descriptor index */
     uint32_t flags;
@@ -118,6 +120,7 @@ struct au_shard_stats {
     uint64_t accepted, closed, handoffs_out, handoffs_in, accept_paused;
     uint64_t bytes_in, bytes_out, recv_cqes, sends, send_partial;
     uint64_t xmsgs_in, xmsgs_out, doorbells, xq_overflow, nobufs;
+    uint64_t in_full;             /* times a connection's receive stopped at its unconsumed-input limit */
     uint64_t conns;               /* current */
 };
 #define AU_STAT_ADD(s, field, n) __atomic_store_n(&(s)->stats.field, (s)->stats.field + (n), __ATOMIC_RELAXED)
@@ -234,6 +237,14 @@ void au_conn_kick(struct au_conn *c);
 void au_conn_close(struct au_conn *c);
 /* Close now, dropping queued output. */
 void au_conn_abort(struct au_conn *c);
+/* Unconsumed input bound. A connection whose protocol leaves more than in_max bytes unconsumed (waiting for
+ * something else: a password verdict, a deferred HTTP answer) stops receiving (its multishot recv is not
+ * re-armed; the kernel's socket buffer and TCP flow control hold the sender back) until the protocol consumes
+ * enough (au_conn_kick or new input presented) to go back to in_max or less; bytes of a receive already in
+ * flight when it stops are still kept (at most a few provided buffers). A protocol sets the bound at or above
+ * the largest frame it may need whole before it can consume it (MQTT: max_packet plus the fixed header), in
+ * on_open and on_handoff; 0 means AU_CONN_IN_MAX. */
+static inline void au_conn_set_in_max(struct au_conn *c, uint32_t max) { c->in_max = max; }
 /* Stop / resume reading from the connection (back-pressure). */
 void au_conn_pause(struct au_conn *c);
 void au_conn_resume(struct au_conn *c);

@@ -3,7 +3,8 @@
  * Every function here except the *_async submitters blocks on the file system and runs on an
  * iopool worker (or a tool / test thread), never on an event-loop shard. All paths are relative
  * to one directory descriptor (<data>/media) opened at start, so no path is ever longer than
- * "ab/." + 32 hex + ".meta". */
+ * "a0000002a/ab/." + 32 hex + ".meta". Items are stored per app (a<app>/<h0h1>/): one app's upload neither
+ * finds nor reveals another app's copy of the same bytes. */
 #include "store/media.h"
 #include "store/iopool.h"
 #include "core/buf.h"
@@ -13,6 +14,7 @@
 #include <xxhash.h>
 #include <jansson.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -56,28 +58,79 @@ const char *media_strerror(int err)
 
 /* ------------------------------------------------------------------ open / sweep */
 
-static unsigned sweep_tmp(int root_fd)
+/* Remove the temp files of one "<h0h1>" directory. */
+static unsigned sweep_sub(int dfd)
 {
     unsigned removed = 0;
-    for (unsigned i = 0; i < 256; i++) {
-        char sub[3];
-        snprintf(sub, sizeof sub, "%02x", i);
-        int dfd = openat(root_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0) continue;
-        DIR *d = fdopendir(dfd);
-        if (!d) {
-            close(dfd);
-            continue;
-        }
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            size_t n = strlen(e->d_name);
-            if (e->d_name[0] == '.' && n > 5 && strcmp(e->d_name + n - 4, ".tmp") == 0 &&
-                unlinkat(dirfd(d), e->d_name, 0) == 0)
-                removed++;
-        }
-        closedir(d);
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return 0;
     }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (e->d_name[0] == '.' && n > 5 && strcmp(e->d_name + n - 4, ".tmp") == 0 && unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+static bool is_sub_name(const char *n)
+{
+    return strlen(n) == 2 && isxdigit((unsigned char)n[0]) && isxdigit((unsigned char)n[1]);
+}
+
+/* An app's directory: "a" and 8 lowercase hex digits of the app id. */
+static bool is_app_name(const char *n)
+{
+    if (strlen(n) != 1 + 8 || n[0] != 'a') return false;
+    for (int i = 1; i < 9; i++)
+        if (!isxdigit((unsigned char)n[i])) return false;
+    return true;
+}
+
+/* Every "<h0h1>" under dir_fd (the media root: items stored before per-app scoping; or an app's directory). */
+static unsigned sweep_subs(int dir_fd)
+{
+    unsigned removed = 0;
+    int fd = dup(dir_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    rewinddir(d); /* a dup shares the position of dir_fd, which an earlier walk left at the end */
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!is_sub_name(e->d_name)) continue;
+        int sfd = openat(dir_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (sfd >= 0) removed += sweep_sub(sfd);
+    }
+    closedir(d);
+    return removed;
+}
+
+static unsigned sweep_tmp(int root_fd)
+{
+    unsigned removed = sweep_subs(root_fd);
+    int fd = dup(root_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return removed;
+    }
+    rewinddir(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!is_app_name(e->d_name)) continue;
+        int afd = openat(root_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (afd < 0) continue;
+        removed += sweep_subs(afd);
+        close(afd);
+    }
+    closedir(d);
     return removed;
 }
 
@@ -288,17 +341,34 @@ static int meta_read(struct media_store *m, int dfd, const char *hex, struct med
     return MEDIA_OK;
 }
 
-static int open_subdir(struct media_store *m, const char *hex, bool create)
+/* mkdirat + fsync of the parent when it was created; then open it. -1 with errno on failure. */
+static int open_dir_at(int parent, const char *name, bool create)
 {
-    char sub[3] = { hex[0], hex[1], 0 };
-    int dfd = openat(m->root_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0 || errno != ENOENT || !create) return dfd;
-    if (mkdirat(m->root_fd, sub, 0755) == 0) {
-        if (fsync(m->root_fd) < 0) au_warn("media: fsync media dir: %s", strerror(errno));
+    if (mkdirat(parent, name, 0755) == 0) {
+        if (fsync(parent) < 0) au_warn("media: fsync dir: %s", strerror(errno));
     } else if (errno != EEXIST) {
         return -1;
     }
-    return openat(m->root_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* The directory of an item: <media>/a<app 8 hex>/<h0h1>, or (legacy: stored before per-app scoping, app
+ * MEDIA_APP_LEGACY) <media>/<h0h1>. */
+static int open_subdir(struct media_store *m, uint32_t app, const char *hex, bool create)
+{
+    char sub[3] = { hex[0], hex[1], 0 };
+    if (app == MEDIA_APP_LEGACY) return open_dir_at(m->root_fd, sub, create);
+    char an[16];
+    snprintf(an, sizeof an, "a%08x", (unsigned)app);
+    int afd = open_dir_at(m->root_fd, an, create);
+    if (afd < 0) return -1;
+    int dfd = open_dir_at(afd, sub, create);
+    int e = errno;
+    close(afd);
+    errno = e;
+    return dfd;
 }
 
 /* ------------------------------------------------------------------ put */
@@ -321,9 +391,10 @@ static bool same_bytes(int dfd, const char *name, const uint8_t *data, size_t le
     return same;
 }
 
-int media_put(struct media_store *m, enum media_type type, const void *data, size_t len, const char *fname,
-              const char *content_type, struct media_info *out)
+int media_put(struct media_store *m, uint32_t app, enum media_type type, const void *data, size_t len,
+              const char *fname, const char *content_type, struct media_info *out)
 {
+    AU_ASSERT(app != MEDIA_APP_LEGACY);
     AU_ASSERT((unsigned)type <= MEDIA_FILE && (data != NULL || len == 0));
     memset(out, 0, sizeof *out);
     STAT_ADD(m, puts, 1);
@@ -349,7 +420,7 @@ int media_put(struct media_store *m, enum media_type type, const void *data, siz
     media_fname_sanitize(fname, fname ? strlen(fname) : 0, out->fname, sizeof out->fname);
     ctype_sanitize(content_type, out->content_type, sizeof out->content_type);
 
-    int dfd = open_subdir(m, out->hex, true);
+    int dfd = open_subdir(m, app, out->hex, true);
     if (dfd < 0) {
         au_warn("media: subdir for %s: %s", out->hex, strerror(errno));
         STAT_ADD(m, put_errors, 1);
@@ -389,8 +460,8 @@ int media_put(struct media_store *m, enum media_type type, const void *data, siz
 
 /* ------------------------------------------------------------------ get */
 
-static int get_impl(struct media_store *m, const char *id, size_t id_len, unsigned flags, struct media_info *out,
-                    int *fd_out, struct au_buf **data_out)
+static int get_impl(struct media_store *m, uint32_t app, const char *id, size_t id_len, unsigned flags,
+                    struct media_info *out, int *fd_out, struct au_buf **data_out)
 {
     memset(out, 0, sizeof *out);
     if (fd_out) *fd_out = -1;
@@ -399,11 +470,17 @@ static int get_impl(struct media_store *m, const char *id, size_t id_len, unsign
     if (media_id_parse(id, id_len, &type, out->hex) != 0) return MEDIA_EBAD_ID;
     out->type = type;
     make_id(out);
-    int dfd = open_subdir(m, out->hex, false);
-    if (dfd < 0) return errno == ENOENT ? MEDIA_ENOT_FOUND : MEDIA_EIO;
-    int r = meta_read(m, dfd, out->hex, out);
+    /* The app's own copy; failing that one stored before per-app scoping (whose uploader is unknown: the caller
+     * decides who may read it, as it decides for everything else). */
+    int r = MEDIA_ENOT_FOUND, dfd = -1;
+    for (int pass = 0; pass < 2 && r == MEDIA_ENOT_FOUND; pass++) {
+        if (dfd >= 0) close(dfd);
+        dfd = open_subdir(m, pass ? MEDIA_APP_LEGACY : app, out->hex, false);
+        if (dfd < 0) r = errno == ENOENT ? MEDIA_ENOT_FOUND : MEDIA_EIO;
+        else r = meta_read(m, dfd, out->hex, out);
+    }
     if (r != MEDIA_OK) {
-        close(dfd);
+        if (dfd >= 0) close(dfd);
         if (r == MEDIA_ECORRUPT) au_warn("media: %s: bad sidecar", out->id);
         return r;
     }
@@ -465,20 +542,21 @@ static int get_impl(struct media_store *m, const char *id, size_t id_len, unsign
     return MEDIA_OK;
 }
 
-static int get_counted(struct media_store *m, const char *id, size_t id_len, unsigned flags, struct media_info *out,
-                       int *fd_out, struct au_buf **data_out)
+static int get_counted(struct media_store *m, uint32_t app, const char *id, size_t id_len, unsigned flags,
+                       struct media_info *out, int *fd_out, struct au_buf **data_out)
 {
     STAT_ADD(m, gets, 1);
-    int r = get_impl(m, id, id_len, flags, out, fd_out, data_out);
+    int r = get_impl(m, app, id, id_len, flags, out, fd_out, data_out);
     if (r == MEDIA_OK) STAT_ADD(m, get_bytes, data_out ? out->fsize : 0);
     else STAT_ADD(m, get_errors, 1);
     if (r == MEDIA_ECORRUPT) STAT_ADD(m, corrupt, 1);
     return r;
 }
 
-int media_get(struct media_store *m, const char *id, size_t id_len, unsigned flags, struct media_info *out, int *fd)
+int media_get(struct media_store *m, uint32_t app, const char *id, size_t id_len, unsigned flags,
+              struct media_info *out, int *fd)
 {
-    return get_counted(m, id, id_len, flags & MEDIA_GET_VERIFY, out, fd, NULL);
+    return get_counted(m, app, id, id_len, flags & MEDIA_GET_VERIFY, out, fd, NULL);
 }
 
 /* ------------------------------------------------------------------ asynchronous */
@@ -486,6 +564,7 @@ int media_get(struct media_store *m, const char *id, size_t id_len, unsigned fla
 struct put_job {
     struct iopool_job job;        /* first: the pool's and the loop's message */
     struct media_store *m;
+    uint32_t app;
     enum media_type type;
     const void *data;
     size_t len;
@@ -501,7 +580,7 @@ struct put_job {
 static void put_work(struct iopool_job *jb)
 {
     struct put_job *j = (struct put_job *)(void *)jb;
-    j->err = media_put(j->m, j->type, j->data, j->len, j->has_fname ? j->fname : NULL, j->has_ctype ? j->ctype : NULL,
+    j->err = media_put(j->m, j->app, j->type, j->data, j->len, j->has_fname ? j->fname : NULL, j->has_ctype ? j->ctype : NULL,
                        &j->info);
 }
 
@@ -513,16 +592,18 @@ static void put_done(struct au_shard *s, struct iopool_job *jb)
     free(j);
 }
 
-void media_put_async(struct media_store *m, struct iopool *p, int shard, enum media_type type, const void *data,
-                     size_t len, const char *fname, const char *content_type, media_put_fn cb, void *arg)
+void media_put_async(struct media_store *m, struct iopool *p, int shard, uint32_t app, enum media_type type,
+                     const void *data, size_t len, const char *fname, const char *content_type, media_put_fn cb,
+                     void *arg)
 {
-    AU_ASSERT(cb != NULL);
+    AU_ASSERT(cb != NULL && app != MEDIA_APP_LEGACY);
     struct put_job *j = malloc(sizeof *j);
     AU_ASSERT(j != NULL);
     memset(&j->job, 0, sizeof j->job);
     j->job.work = put_work;
     j->job.done = put_done;
     j->m = m;
+    j->app = app;
     j->type = type;
     j->data = data;
     j->len = len;
@@ -540,6 +621,7 @@ void media_put_async(struct media_store *m, struct iopool *p, int shard, enum me
 struct get_job {
     struct iopool_job job;        /* first */
     struct media_store *m;
+    uint32_t app;
     unsigned flags;
     int err;
     media_get_fn cb;
@@ -557,7 +639,7 @@ static void get_work(struct iopool_job *jb)
         j->err = MEDIA_EBAD_ID;
         return;
     }
-    j->err = get_counted(j->m, j->id, j->id_len, j->flags & MEDIA_GET_VERIFY, &j->info, NULL,
+    j->err = get_counted(j->m, j->app, j->id, j->id_len, j->flags & MEDIA_GET_VERIFY, &j->info, NULL,
                          (j->flags & MEDIA_GET_DATA) ? &j->bytes : NULL);
 }
 
@@ -573,7 +655,7 @@ static void get_done(struct au_shard *s, struct iopool_job *jb)
     free(j);
 }
 
-void media_get_async(struct media_store *m, struct iopool *p, int shard, const char *id, size_t id_len,
+void media_get_async(struct media_store *m, struct iopool *p, int shard, uint32_t app, const char *id, size_t id_len,
                      unsigned flags, media_get_fn cb, void *arg)
 {
     AU_ASSERT(cb != NULL);
@@ -583,6 +665,7 @@ void media_get_async(struct media_store *m, struct iopool *p, int shard, const c
     j->job.work = get_work;
     j->job.done = get_done;
     j->m = m;
+    j->app = app;
     j->flags = flags;
     j->err = MEDIA_EIO;
     j->cb = cb;

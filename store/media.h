@@ -7,11 +7,17 @@
  * file: any bytes). CRC32 (IEEE 802.3 / zlib polynomial) is computed on upload, stored, returned
  * to clients as media_crc32 and optionally re-checked on read. docs/media.md has the details.
  *
- * On disk (<data> = the configured data directory):
- *     <data>/media/<h0h1>/<32 hex>        the bytes, immutable once renamed into place
- *     <data>/media/<h0h1>/<32 hex>.meta   JSON sidecar, written after the bytes: its presence
- *                                         commits the item
- *     <data>/media/<h0h1>/.<32 hex>.<n>.tmp  a write in progress (swept by media_open)
+ * Items are kept per app: the same bytes uploaded by two apps are two items, each with its own
+ * metadata (name, content type, time), and an upload only ever finds (deduplicates against) its own
+ * app's copy, so neither its answer nor its timing says anything about another app's uploads.
+ *
+ * On disk (<data> = the configured data directory, <app> = "a" + the app id in 8 lowercase hex):
+ *     <data>/media/<app>/<h0h1>/<32 hex>        the bytes, immutable once renamed into place
+ *     <data>/media/<app>/<h0h1>/<32 hex>.meta   JSON sidecar, written after the bytes: its presence
+ *                                               commits the item
+ *     <data>/media/<app>/<h0h1>/.<32 hex>.<n>.tmp  a write in progress (swept by media_open)
+ *     <data>/media/<h0h1>/...                   items stored before per-app scoping: read (never
+ *                                               written) when the app has no copy of its own
  * Writes go to a temp file in the same directory, fsync, rename, fsync the directory.
  *
  * Threads: every function that touches files BLOCKS (open, write, fsync, read). On an event-loop
@@ -41,6 +47,7 @@ struct media_store;
 #define MEDIA_ID_PREFIX         "aurora/"
 #define MEDIA_HEX_LEN           32          /* XXH3-128 digest in hex */
 #define MEDIA_ID_MAX            48          /* "aurora/image/" + 32 hex + NUL, rounded up */
+#define MEDIA_APP_LEGACY        UINT32_MAX  /* not an app: the unscoped items of older versions (read only) */
 
 enum media_type { MEDIA_IMAGE = 0, MEDIA_VOICE = 1, MEDIA_FILE = 2 };
 
@@ -113,20 +120,22 @@ size_t media_fname_sanitize(const char *in, size_t len, char *out, size_t cap);
 int media_open(struct media_store **out, const char *data_dir, char *err, size_t errlen);
 void media_close(struct media_store *m);
 
-/* Store bytes (synchronous, blocking). fname and content_type may be NULL. On success `out` holds
- * the item (existed = true when the bytes were already there: nothing is rewritten, and the
- * stored metadata of the first upload is kept, but out->fname / content_type are this call's).
+/* Store bytes for `app` (synchronous, blocking). fname and content_type may be NULL. On success `out`
+ * holds the item (existed = true when the app had the bytes already: nothing is rewritten, and the
+ * stored metadata of the app's first upload is kept, but out->fname / content_type are this call's).
  * Errors: MEDIA_ETOO_LARGE, MEDIA_ENOT_IMAGE, MEDIA_EIO. */
-int media_put(struct media_store *m, enum media_type type, const void *data, size_t len, const char *fname,
-              const char *content_type, struct media_info *out);
+int media_put(struct media_store *m, uint32_t app, enum media_type type, const void *data, size_t len,
+              const char *fname, const char *content_type, struct media_info *out);
 
 enum media_get_flags {
     MEDIA_GET_VERIFY = 1u << 0,     /* read the bytes and check size and CRC32 (MEDIA_ECORRUPT) */
 };
-/* Look an item up (synchronous, blocking). On success `out` holds its metadata and, when fd is
- * not NULL, *fd is an O_RDONLY descriptor of the bytes at offset 0 (the caller closes it).
+/* Look up `app`'s item (synchronous, blocking); an app without its own copy gets one stored before
+ * per-app scoping, if there is one. On success `out` holds its metadata and, when fd is not NULL,
+ * *fd is an O_RDONLY descriptor of the bytes at offset 0 (the caller closes it).
  * Errors: MEDIA_EBAD_ID, MEDIA_ENOT_FOUND, MEDIA_ECORRUPT, MEDIA_EIO. */
-int media_get(struct media_store *m, const char *id, size_t id_len, unsigned flags, struct media_info *out, int *fd);
+int media_get(struct media_store *m, uint32_t app, const char *id, size_t id_len, unsigned flags,
+              struct media_info *out, int *fd);
 
 /* Stats (any thread; relaxed). */
 struct media_stats {
@@ -142,15 +151,16 @@ void media_get_stats(const struct media_store *m, struct media_stats *out);
 
 /* data must stay valid and unchanged until cb runs (zero copy); fname / content_type are copied. */
 typedef void (*media_put_fn)(struct au_shard *s, void *arg, int err, const struct media_info *info);
-void media_put_async(struct media_store *m, struct iopool *p, int shard, enum media_type type, const void *data,
-                     size_t len, const char *fname, const char *content_type, media_put_fn cb, void *arg);
+void media_put_async(struct media_store *m, struct iopool *p, int shard, uint32_t app, enum media_type type,
+                     const void *data, size_t len, const char *fname, const char *content_type, media_put_fn cb,
+                     void *arg);
 
 /* With MEDIA_GET_DATA the bytes are read into `bytes` (one reference owned by the callback:
  * queue it with au_conn_write_buf and au_buf_unref it); else bytes is NULL (metadata only). */
 enum { MEDIA_GET_DATA = 1u << 8 };
 typedef void (*media_get_fn)(struct au_shard *s, void *arg, int err, const struct media_info *info,
                              struct au_buf *bytes);
-void media_get_async(struct media_store *m, struct iopool *p, int shard, const char *id, size_t id_len,
+void media_get_async(struct media_store *m, struct iopool *p, int shard, uint32_t app, const char *id, size_t id_len,
                      unsigned flags, media_get_fn cb, void *arg);
 
 const char *media_strerror(int err);

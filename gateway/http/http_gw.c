@@ -12,9 +12,14 @@
 struct http_gw_conn {
     struct http_conn h;
     struct au_conn *conn;
-    struct au_timer idle;
+    struct au_timer idle;          /* the connection's one deadline: idle, head, or body (see gw_deadline) */
     struct http_gw_defer *pending; /* the deferred response's handle, or NULL */
+    uint64_t head_start;           /* ms: first byte of the head being received, 0 when none */
+    uint64_t body_start;           /* ms: end of the head whose body is being received, 0 when none */
+    uint8_t phase;                 /* enum gw_phase of the deadline armed */
 };
+
+enum gw_phase { GW_IDLE, GW_HEAD, GW_BODY };
 
 struct http_gw_defer {
     struct http_gw_conn *g;        /* NULL once the connection closed */
@@ -22,7 +27,10 @@ struct http_gw_defer {
 
 static struct au_shard **g_shards;
 static int g_nshards;
-static uint64_t g_started_ms;
+static const struct au_config *g_cfg;
+static http_gw_auth_fn g_metrics_auth;
+
+void http_gw_set_operator_auth(http_gw_auth_fn fn) { g_metrics_auth = fn; }
 
 void http_gw_set_shards(struct au_shard **shards, int n)
 {
@@ -32,10 +40,47 @@ void http_gw_set_shards(struct au_shard **shards, int n)
 
 static void gw_write(void *io, const void *data, size_t len) { au_conn_write(io, data, len); }
 
+/* A deadline passed: between requests the connection just closes; a head or body that did not arrive in time
+ * gets 408 and the connection closes (slow peers cannot hold connections and buffers indefinitely). */
 static void idle_fire(struct au_timer *t)
 {
     struct http_gw_conn *g = AU_CONTAINER_OF(t, struct http_gw_conn, idle);
+    if (g->phase == GW_HEAD) http_conn_fail(&g->h, 408, "request head not received in time");
+    else if (g->phase == GW_BODY) http_conn_fail(&g->h, 408, "request body not received in time");
     au_conn_close(g->conn);
+}
+
+static uint32_t cfg_or(uint32_t v, uint32_t dflt) { return g_cfg && v ? v : dflt; }
+
+/* The one deadline of a connection, after every feed (`left`: bytes of a partial head kept unconsumed):
+ *   between requests   AU_HTTP_IDLE_TIMEOUT_MS from now (each request starts it anew);
+ *   head in progress   http_header_timeout_ms from the head's first byte (bytes trickling in do not extend it);
+ *   body in progress   http_body_timeout_ms from the head's end + received bytes / http_body_min_rate (a body
+ *                      must keep an average rate after its grace);
+ *   answer deferred    none (http_gw_defer cancels it; http_gw_defer_finish re-arms). */
+static void gw_deadline(struct http_gw_conn *g, size_t left)
+{
+    struct au_shard *s = g->conn->shard;
+    uint64_t now = s->now_ms, at;
+    if (http_conn_deferred(&g->h) || g->pending) return;
+    if (http_conn_in_body(&g->h)) {
+        g->head_start = 0;
+        if (!g->body_start) g->body_start = now;
+        uint64_t rate = cfg_or(g_cfg ? g_cfg->http_body_min_rate : 0, AU_HTTP_BODY_MIN_RATE);
+        at = g->body_start + cfg_or(g_cfg ? g_cfg->http_body_timeout_ms : 0, AU_HTTP_BODY_TIMEOUT_MS) +
+             (uint64_t)http_conn_body_received(&g->h) * 1000 / rate;
+        g->phase = GW_BODY;
+    } else if (left) {
+        g->body_start = 0;
+        if (!g->head_start) g->head_start = now;
+        at = g->head_start + cfg_or(g_cfg ? g_cfg->http_header_timeout_ms : 0, AU_HTTP_HEADER_TIMEOUT_MS);
+        g->phase = GW_HEAD;
+    } else {
+        g->head_start = g->body_start = 0;
+        at = now + AU_HTTP_IDLE_TIMEOUT_MS;
+        g->phase = GW_IDLE;
+    }
+    au_timer_arm(&broker_of(s)->timers, &g->idle, at);
 }
 
 static void gw_open(struct au_conn *c)
@@ -47,14 +92,19 @@ static void gw_open(struct au_conn *c)
     http_conn_set_ctx(&g->h, c->shard);
     c->proto_state = g;
     au_timer_init(&g->idle, idle_fire);
-    au_timer_arm(&broker_of(c->shard)->timers, &g->idle, c->shard->now_ms + AU_HTTP_IDLE_TIMEOUT_MS);
+    /* Accepted once bytes arrived (TCP_DEFER_ACCEPT: gw_data runs next and sets the head's deadline) or after a
+     * second of silence: a connection that sends nothing is closed, silently, after http_header_timeout_ms. */
+    gw_deadline(g, 1);
+    g->head_start = 0;
+    g->phase = GW_IDLE;
 }
 
 static ssize_t gw_data(struct au_conn *c, const uint8_t *data, size_t len)
 {
     struct http_gw_conn *g = c->proto_state;
-    au_timer_arm(&broker_of(c->shard)->timers, &g->idle, c->shard->now_ms + AU_HTTP_IDLE_TIMEOUT_MS);
-    return http_conn_feed(&g->h, data, len);
+    ssize_t n = http_conn_feed(&g->h, data, len);
+    if (n >= 0) gw_deadline(g, len - (size_t)n);
+    return n;
 }
 
 static void gw_close(struct au_conn *c)
@@ -101,52 +151,26 @@ void http_gw_defer_finish(struct http_gw_defer *d)
     free(d);
     if (!g) return;
     g->pending = NULL;
-    struct au_shard *s = g->conn->shard;
-    au_timer_arm(&broker_of(s)->timers, &g->idle, s->now_ms + AU_HTTP_IDLE_TIMEOUT_MS);
     bool in_handler = g->h.in_handler;
-    if (http_resp_finish(&g->h.resp) < 0) au_conn_close(g->conn);
-    else if (!in_handler) au_conn_kick(g->conn); /* pipelined requests kept while deferred */
+    if (http_resp_finish(&g->h.resp) < 0) {
+        au_conn_close(g->conn);
+        return;
+    }
+    /* the kept pipelined bytes (if any) are presented again by the kick, which sets the deadline they need */
+    gw_deadline(g, 0);
+    if (!in_handler) au_conn_kick(g->conn); /* pipelined requests kept while deferred */
 }
 
 /* ------------------------------------------------------------------ endpoints */
 
-/* Decimal digits of v at p; returns the end. */
-static char *put_u64(char *p, uint64_t v)
-{
-    char d[20];
-    size_t n = 0;
-    do {
-        d[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n) *p++ = d[--n];
-    return p;
-}
-
-static char *put_str(char *p, const char *s, size_t n)
-{
-    memcpy(p, s, n);
-    return p + n;
-}
-#define PUT_LIT(p, lit) put_str(p, lit, sizeof(lit) - 1)
-
-/* Served on every shard as fast as a request can be: no formatted printing, a constant header line. */
+/* For load balancers, unauthenticated on the public port: the status only, nothing about the traffic (counts
+ * of connections or messages would tell one app about the others). Served as fast as a request can be. */
 static void healthz(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
     (void)req;
-    struct au_shard *s = ctx;
-    uint64_t conns = 0;
-    for (int i = 0; i < g_nshards; i++) conns += AU_STAT_READ(g_shards[i], conns);
-    char body[128], *p = body;
-    p = PUT_LIT(p, "{\"status\":\"ok\",\"shards\":");
-    p = put_u64(p, (uint64_t)g_nshards);
-    p = PUT_LIT(p, ",\"connections\":");
-    p = put_u64(p, conns);
-    p = PUT_LIT(p, ",\"uptime_s\":");
-    p = put_u64(p, (s->now_ms - g_started_ms) / 1000);
-    *p++ = '}';
-    AU_ASSERT((size_t)(p - body) <= sizeof body);
-    http_resp_json_len(resp, 200, body, (size_t)(p - body));
+    (void)ctx;
+    static const char body[] = "{\"status\":\"ok\"}";
+    http_resp_json_len(resp, 200, body, sizeof body - 1);
 }
 
 struct mbuf {
@@ -191,10 +215,15 @@ static void mprintf(struct mbuf *m, const char *fmt, ...)
         }                                                                                             \
     } while (0)
 
+/* Process-wide counters of every app: for the operator only (Authorization: Bearer <operator token>). */
 static void metrics(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
-    (void)req;
     (void)ctx;
+    if (!g_metrics_auth) {
+        http_resp_error(resp, 401, 401, "metrics need the operator token, and the operator API is not set up");
+        return;
+    }
+    if (!g_metrics_auth(req, resp)) return;
     struct mbuf m = { malloc(8192), 0, 8192 };
     AU_ASSERT(m.p != NULL);
     LOOP_METRIC("connections", conns, "gauge", "Open connections (all listeners).");
@@ -210,6 +239,10 @@ static void metrics(const struct http_req *req, struct http_resp *resp, void *ct
     LOOP_METRIC("doorbells_total", doorbells, "counter", "msg_ring doorbells sent.");
     LOOP_METRIC("cross_shard_overflow_total", xq_overflow, "counter", "Cross-shard queue full events.");
     LOOP_METRIC("recv_nobufs_total", nobufs, "counter", "Receive buffer ring exhausted.");
+    LOOP_METRIC("recv_input_full_total", in_full, "counter", "Receives stopped at a connection's unconsumed-input limit.");
+    mprintf(&m, "# HELP aurora_http_body_buffered_bytes Request heads and bodies buffered (budget http_body_budget).\n"
+                "# TYPE aurora_http_body_buffered_bytes gauge\naurora_http_body_buffered_bytes %llu\n",
+            (unsigned long long)http_body_buffered());
     BROKER_METRIC("mqtt_sessions", sessions, "gauge", "MQTT sessions (online and offline).");
     BROKER_METRIC("mqtt_sessions_online", sessions_online, "gauge", "MQTT sessions with a connection.");
     BROKER_METRIC("mqtt_subscriptions", subscriptions, "gauge", "Subscriptions.");
@@ -225,6 +258,7 @@ static void metrics(const struct http_req *req, struct http_resp *resp, void *ct
     BROKER_METRIC("mqtt_dropped_expired_total", dropped_expired, "counter", "Messages dropped: expired.");
     BROKER_METRIC("mqtt_dropped_too_large_total", dropped_too_large, "counter", "Messages dropped: above client maximum packet size.");
     BROKER_METRIC("mqtt_wills_total", wills_sent, "counter", "Will messages published.");
+    BROKER_METRIC("mqtt_retained_refused_total", retained_refused, "counter", "PUBLISHes refused: over the app's retained budget.");
     BROKER_METRIC("mqtt_protocol_errors_total", protocol_errors, "counter", "Connections closed for protocol errors.");
     BROKER_METRIC("mqtt_keepalive_timeouts_total", keepalive_timeouts, "counter", "Keep-alive timeouts.");
     http_resp_status(resp, 200);
@@ -235,8 +269,8 @@ static void metrics(const struct http_req *req, struct http_resp *resp, void *ct
 
 void http_gw_init(const struct au_config *cfg)
 {
-    (void)cfg;
-    g_started_ms = au_now_ms();
+    g_cfg = cfg;
+    http_set_body_budget(cfg->http_body_budget);
     AU_ASSERT(http_route_add("GET", "/healthz", healthz) == 0);
     AU_ASSERT(http_route_add("GET", "/metrics", metrics) == 0);
 }

@@ -1,5 +1,7 @@
 /* http_gw.h - the HTTP listener of the gateway: the HTTP protocol on a connection, and the
- * operational endpoints (GET /healthz, GET /metrics). The REST API registers its routes here too. */
+ * operational endpoints (GET /healthz: status only, unauthenticated; GET /metrics: operator token). The REST
+ * API registers its routes here too. Deadlines per connection: idle between requests, a head, a body
+ * (http_header_timeout_ms, http_body_timeout_ms, http_body_min_rate; docs/configuration.md). */
 #ifndef AU_HTTP_GW_H
 #define AU_HTTP_GW_H
 
@@ -11,6 +13,12 @@ extern const struct au_proto http_gw_proto;
 void http_gw_init(const struct au_config *cfg);
 /* Give the endpoints the shard table (for process-wide counters). */
 void http_gw_set_shards(struct au_shard **shards, int n);
+/* GET /metrics answers only requests this accepts (the REST layer sets its operator-token check at start-up:
+ * Authorization: Bearer <data>/operator.token); false after filling resp with the refusal. Unset: refused. */
+struct http_req;
+struct http_resp;
+typedef bool (*http_gw_auth_fn)(const struct http_req *req, struct http_resp *resp);
+void http_gw_set_operator_auth(http_gw_auth_fn fn);
 
 /* Deferred responses that may outlive their connection. Inside a handler running on a gateway
  * connection, http_gw_defer() defers the response (http_resp_defer) and returns a handle. Later, on

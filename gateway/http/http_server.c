@@ -26,6 +26,37 @@ struct http_route {
 static struct http_route g_routes[HTTP_MAX_ROUTES];
 static size_t g_nroutes;
 
+/* ---- request bodies: gate and budget (set at start-up, read-only after) ---- */
+static http_gate_fn g_gate;
+static uint64_t g_budget;
+static atomic_uint_fast64_t g_buffered;  /* head + body bytes held by every connection's buf */
+
+void http_set_body_gate(http_gate_fn gate) { g_gate = gate; }
+void http_set_body_budget(uint64_t bytes) { g_budget = bytes; }
+uint64_t http_body_buffered(void) { return atomic_load_explicit(&g_buffered, memory_order_relaxed); }
+
+/* Count `n` more bytes of buffer against the budget; false (nothing counted) when they do not fit. */
+static bool budget_take(struct http_conn *c, size_t n)
+{
+    if (g_budget) {
+        uint64_t cur = atomic_load_explicit(&g_buffered, memory_order_relaxed);
+        do {
+            if (cur + n > g_budget) return false;
+        } while (!atomic_compare_exchange_weak_explicit(&g_buffered, &cur, cur + n, memory_order_relaxed,
+                                                        memory_order_relaxed));
+    } else {
+        atomic_fetch_add_explicit(&g_buffered, n, memory_order_relaxed);
+    }
+    c->charged += n;
+    return true;
+}
+
+static void budget_give(struct http_conn *c)
+{
+    if (c->charged) atomic_fetch_sub_explicit(&g_buffered, c->charged, memory_order_relaxed);
+    c->charged = 0;
+}
+
 /* What route_find looks at first, packed apart from the ~400-byte routes so that the scan of every request
  * touches 4 bytes per route: segment count, tail, and the lengths of the first two segments when literal. */
 #define ROUTE_ANY_LEN 0xff
@@ -676,6 +707,52 @@ static int dispatch(struct http_conn *c, const struct http_request *m, const uin
     return rv;
 }
 
+/* A head announcing a large (or chunked) body: ask the gate before reading any of it. 0 go on, -1 answered
+ * with Connection: close (the gate's error, or the 404/405 of a request no route takes: its body is not read
+ * either). */
+static int gate_refuses(struct http_conn *c, const struct http_request *m)
+{
+    if (!g_gate) return 0;
+    struct route_ctx rc;
+    int status = route_ctx_init(&rc, m);
+    bool via_get = false;
+    if (status == 0) (void)route_find(m, rc.scratch, &rc.ps, &status, &via_get);
+    int out = 0;
+    if (status) {
+        resp_reset(&c->resp, m);
+        send_route_error(c, status, &rc);
+        c->resp.close = true;
+        resp_send(c);
+        out = -1;
+    } else {
+        struct http_req q;
+        memset(&q, 0, sizeof q);
+        q.conn = c;
+        q.msg = m;
+        q.method = m->method_id;
+        q.method_str = m->method;
+        q.method_len = m->method_len;
+        q.path = rc.scratch;
+        q.path_len = (size_t)rc.plen;
+        q.query = m->query;
+        q.query_len = m->query_len;
+        struct http_resp *r = &c->resp;
+        resp_reset(r, m);
+        c->in_handler = true;
+        bool ok = g_gate(&q, r, c->ctx);
+        c->in_handler = false;
+        if (!ok) {
+            if (r->status < 400) http_resp_error(r, 401, 401, "authentication required");
+            r->close = true; /* the body is not read */
+            r->deferred = false;
+            resp_send(c);
+            out = -1;
+        }
+    }
+    route_ctx_free(&rc);
+    return out;
+}
+
 /* A head was parsed and a body follows: 100-continue handling. 0 go on, -1 answered + close. */
 static int expect_continue(struct http_conn *c, const struct http_request *m)
 {
@@ -699,6 +776,8 @@ static int expect_continue(struct http_conn *c, const struct http_request *m)
     return 0;
 }
 
+static ssize_t conn_close(struct http_conn *c);
+
 static int buf_append(struct http_conn *c, const uint8_t *p, size_t n, size_t limit)
 {
     if (n == 0) return 0;
@@ -709,6 +788,7 @@ static int buf_append(struct http_conn *c, const uint8_t *p, size_t n, size_t li
         size_t cap = c->buf_cap ? c->buf_cap * 2 : 4096;
         if (cap < need) cap = need;
         if (cap > limit) cap = limit;
+        if (!budget_take(c, cap - c->buf_cap)) return -2;
         uint8_t *nb = realloc(c->buf, cap);
         if (!nb) return -1;
         c->buf = nb;
@@ -721,9 +801,18 @@ static int buf_append(struct http_conn *c, const uint8_t *p, size_t n, size_t li
 
 static void buf_release(struct http_conn *c)
 {
+    budget_give(c);
     free(c->buf);
     c->buf = NULL;
     c->buf_len = c->buf_cap = c->head_len = 0;
+}
+
+/* buf_append failed: -1 no memory, -2 over the process-wide body budget. */
+static ssize_t buf_fail(struct http_conn *c, int r)
+{
+    if (r == -2) send_error(c, 503, "server busy: too many request bodies in progress, retry later");
+    else send_error(c, 503, "out of memory");
+    return conn_close(c);
 }
 
 static size_t body_limit(const struct http_conn *c)
@@ -767,6 +856,18 @@ void http_conn_free(struct http_conn *c)
 }
 
 bool http_conn_idle(const struct http_conn *c) { return c->state == HC_HEAD; }
+bool http_conn_in_body(const struct http_conn *c) { return c->state == HC_BODY || c->state == HC_CHUNKED; }
+size_t http_conn_body_received(const struct http_conn *c)
+{
+    return http_conn_in_body(c) ? c->buf_len - c->head_len : 0;
+}
+
+void http_conn_fail(struct http_conn *c, int status, const char *msg)
+{
+    if (c->state == HC_CLOSED || c->state == HC_DEFERRED || c->state == HC_UPGRADED) return;
+    send_error(c, status, msg);
+    conn_close(c);
+}
 bool http_conn_deferred(const struct http_conn *c) { return c->state == HC_DEFERRED; }
 bool http_conn_upgraded(const struct http_conn *c) { return c->state == HC_UPGRADED; }
 
@@ -799,6 +900,8 @@ ssize_t http_conn_feed(struct http_conn *c, const uint8_t *data, size_t len)
             size_t head = (size_t)rc;
             size_t avail = len - off - head;
             bool has_body = m.chunked || m.content_length > 0;
+            if ((m.chunked || m.content_length > AU_HTTP_PREAUTH_BODY_MAX) && gate_refuses(c, &m) < 0)
+                return conn_close(c);
             if (has_body && expect_continue(c, &m) < 0) return conn_close(c);
             if (!m.chunked && avail >= m.content_length) {
                 /* whole request in this buffer: zero copy */
@@ -807,8 +910,13 @@ ssize_t http_conn_feed(struct http_conn *c, const uint8_t *data, size_t len)
                 rv = dispatch(c, &m, body, (size_t)m.content_length);
                 continue;
             }
-            /* the body spans reads: keep the head, then collect the body */
+            /* the body spans reads: keep the head, then collect the body (what is declared must fit the
+             * budget now: refused at once rather than after reading part of it) */
             AU_ASSERT(c->buf == NULL);
+            if (g_budget && !m.chunked && http_body_buffered() + head + m.content_length > g_budget) {
+                send_error(c, 503, "server busy: too many request bodies in progress, retry later");
+                return conn_close(c);
+            }
             c->head_len = head;
             if (m.chunked) {
                 c->state = HC_CHUNKED;
@@ -817,18 +925,14 @@ ssize_t http_conn_feed(struct http_conn *c, const uint8_t *data, size_t len)
                 c->state = HC_BODY;
                 c->body_left = m.content_length;
             }
-            if (buf_append(c, data + off, head, head + AU_HTTP_MAX_BODY) < 0) {
-                send_error(c, 503, "out of memory");
-                return conn_close(c);
-            }
+            int br = buf_append(c, data + off, head, head + AU_HTTP_MAX_BODY);
+            if (br < 0) return buf_fail(c, br);
             off += head;
         } else if (c->state == HC_BODY) {
             size_t n = len - off;
             if (n > c->body_left) n = (size_t)c->body_left;
-            if (buf_append(c, data + off, n, body_limit(c)) < 0) {
-                send_error(c, 503, "out of memory");
-                return conn_close(c);
-            }
+            int br = buf_append(c, data + off, n, body_limit(c));
+            if (br < 0) return buf_fail(c, br);
             off += n;
             c->body_left -= n;
             if (c->body_left == 0) {
@@ -845,10 +949,8 @@ ssize_t http_conn_feed(struct http_conn *c, const uint8_t *data, size_t len)
                 send_error(c, http_parse_status(rc), http_parse_strerror(rc));
                 return conn_close(c);
             }
-            if (rc == HTTP_CHUNK_DATA && buf_append(c, p, plen, body_limit(c)) < 0) {
-                send_error(c, 503, "out of memory");
-                return conn_close(c);
-            }
+            int br = rc == HTTP_CHUNK_DATA ? buf_append(c, p, plen, body_limit(c)) : 0;
+            if (br < 0) return buf_fail(c, br);
             if (rc == HTTP_CHUNK_DONE) {
                 rv = dispatch_buffered(c);
             }

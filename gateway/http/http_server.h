@@ -41,6 +41,7 @@
 #ifndef AU_HTTP_SERVER_H
 #define AU_HTTP_SERVER_H
 
+#include <stdatomic.h>
 #include <sys/types.h>
 
 #include "gateway/http/http_parse.h"
@@ -99,9 +100,15 @@ struct http_resp {
 
 typedef void (*http_write_fn)(void *io, const void *data, size_t len);
 typedef void (*http_handler_fn)(const struct http_req *req, struct http_resp *resp, void *ctx);
+/* Body gate: asked about a request whose body is larger than AU_HTTP_PREAUTH_BODY_MAX (or chunked) once its
+ * head is parsed and before any of the body is buffered. `req` has the head only (method, path, query,
+ * headers; no params, no body). Returns true to read the body; false after filling `resp` (an error): that
+ * answer is sent with Connection: close and the body is never read. */
+typedef bool (*http_gate_fn)(const struct http_req *req, struct http_resp *resp, void *ctx);
 
 struct http_conn {
     void *io;
+    size_t charged;       /* bytes of buf counted against the process-wide body budget */
     http_write_fn write;
     void *ctx;            /* passed to handlers (per-shard state) */
     uint8_t state;
@@ -121,6 +128,16 @@ struct http_conn {
 int http_route_add(const char *method, const char *path_pattern, http_handler_fn fn);
 void http_routes_clear(void);
 
+/* ---- request bodies (start-up only; process-wide) ----
+ * A body that spans reads is buffered in the connection until complete. Unauthenticated peers must not make
+ * the process buffer much: bodies above AU_HTTP_PREAUTH_BODY_MAX (and chunked ones) pass the gate first (NULL:
+ * no gate, every body is read), and every connection's buffered head + body counts against one budget for the
+ * whole process (0: none); a request whose declared body does not fit what is left, or whose chunked body
+ * grows past it, is answered 503 with Connection: close. */
+void http_set_body_gate(http_gate_fn gate);
+void http_set_body_budget(uint64_t bytes);
+uint64_t http_body_buffered(void);   /* bytes counted against the budget now (any thread) */
+
 /* ---- connections ---- */
 void http_conn_init(struct http_conn *c, void *io, http_write_fn write);
 void http_conn_set_ctx(struct http_conn *c, void *ctx);
@@ -131,6 +148,11 @@ void http_conn_free(struct http_conn *c);
 bool http_conn_idle(const struct http_conn *c);     /* between requests: nothing buffered */
 bool http_conn_deferred(const struct http_conn *c); /* a handler's response is pending */
 bool http_conn_upgraded(const struct http_conn *c); /* a 101 was sent: hand over the rest */
+bool http_conn_in_body(const struct http_conn *c);  /* a request's body is being received */
+size_t http_conn_body_received(const struct http_conn *c); /* its bytes so far (de-chunked) */
+/* Give up on the request being received (a deadline passed): answer status (e.g. 408) with
+ * Connection: close; later feeds return -1. Not while a response is deferred. */
+void http_conn_fail(struct http_conn *c, int status, const char *msg);
 
 /* ---- response builder (inside a handler, or on a deferred response) ---- */
 void http_resp_status(struct http_resp *resp, int code);                 /* 200..599 */

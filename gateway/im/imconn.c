@@ -571,6 +571,8 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     else if (me->forbidden) code = IM_E_SEND_SILENCED;
     else if (!rate_ok(s, b->shard->now_ms)) code = IM_E_SEND_RATE;
     else if (m->from_id[0] && strcmp(m->from_id, s->im_user) != 0) code = IM_E_SEND_NOT_PERMITTED;
+    else if (im_msg_names_other_app(m, im_dir_app(d, s->app) ? im_dir_app(d, s->app)->key : ""))
+        code = IM_E_SEND_NOT_PERMITTED; /* no cross-app messaging */
     struct dir_group *g = NULL;
     if (!code && m->target_type == IM_TARGET_GROUP) {
         g = im_dir_group(d, s->app, m->target_gid);

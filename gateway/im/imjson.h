@@ -153,6 +153,11 @@ const char *im_msg_type_name(enum im_msg_type t);
 int im_msg_parse(const char *json, size_t len, enum im_src src, struct im_msg *out,
                  struct im_err *err);
 
+/* JMessage's cross-app fields: true when target_appkey or from_appkey is set and is not `own_key` (the
+ * sender's app). Aurora has no cross-app messaging: the caller refuses such a message (REST 899020, device
+ * 803006); naming the own app is accepted, as if the field were absent. */
+bool im_msg_names_other_app(const struct im_msg *m, const char *own_key);
+
 /* im_msg_parse, then the stored form in the same pass (im/send: parsed and rendered once): the
  * sender's object with its key order kept, "from_type" / "from_id" / "version" set to from_type /
  * from_id / 1 (in place when present), the keys the server sets (msgid, msg_ctime, create_time,

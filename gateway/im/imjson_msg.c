@@ -334,6 +334,12 @@ static int parse_msg(struct pctx *c, json_t *root, struct im_msg *m)
     return 0;
 }
 
+bool im_msg_names_other_app(const struct im_msg *m, const char *own_key)
+{
+    return (m->target_appkey[0] && strcmp(m->target_appkey, own_key) != 0) ||
+           (m->from_appkey[0] && strcmp(m->from_appkey, own_key) != 0);
+}
+
 int im_msg_parse(const char *json, size_t len, enum im_src src, struct im_msg *out,
                  struct im_err *err)
 {

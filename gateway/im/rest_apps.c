@@ -113,7 +113,7 @@ static void token_init(const char *dir)
     if (!g_token_ok) au_error("operator API disabled: %s", err);
 }
 
-static bool ops_auth(const struct http_req *req, struct http_resp *resp)
+bool rest_ops_auth(const struct http_req *req, struct http_resp *resp)
 {
     size_t hl = 0;
     const char *h = http_req_header(req, "Authorization", &hl);
@@ -200,7 +200,7 @@ static void acreate_done(struct au_shard *s, void *arg, int err)
 
 static void post_app(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
-    if (!ops_auth(req, resp)) return;
+    if (!rest_ops_auth(req, resp)) return;
     size_t bl;
     const char *body = rest_body(req, &bl);
     json_error_t je;
@@ -271,7 +271,7 @@ static size_t apps_render(struct im_dir *d, struct dir_app *const *v, size_t k, 
 
 static void get_apps(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
-    if (!ops_auth(req, resp)) return;
+    if (!rest_ops_auth(req, resp)) return;
     struct rest_ctx c;
     ops_ctx(ctx, &c);
     size_t n = au_hash_count(&c.d->apps), k = 0;
@@ -400,7 +400,7 @@ static void adel_done(struct au_shard *s, void *arg, int err)
 
 static void delete_app(const struct http_req *req, struct http_resp *resp, void *ctx)
 {
-    if (!ops_auth(req, resp)) return;
+    if (!rest_ops_auth(req, resp)) return;
     struct rest_ctx c;
     ops_ctx(ctx, &c);
     const char *key = req->params[0].p;
@@ -426,6 +426,7 @@ static void delete_app(const struct http_req *req, struct http_resp *resp, void 
 void rest_routes_apps(const struct au_config *cfg)
 {
     token_init(cfg->data_dir);
+    http_gw_set_operator_auth(rest_ops_auth); /* GET /metrics is the operator's too */
     AU_ASSERT(http_route_add("POST", "/ops/v1/apps", post_app) == 0);
     AU_ASSERT(http_route_add("GET", "/ops/v1/apps", get_apps) == 0);
     AU_ASSERT(http_route_add("DELETE", "/ops/v1/apps/{appkey}", delete_app) == 0);

@@ -20,9 +20,24 @@ void rest_set_authpool(struct authpool *p) { g_authpool = p; }
 /* persist.c owns the process-wide store pointer (set by main before the shards start). */
 struct store *rest_store(void) { return persist_store(); }
 
+/* The HTTP body gate (http_set_body_gate): a body larger than AU_HTTP_PREAUTH_BODY_MAX is read only for a
+ * request whose head carries valid credentials, checked the way its handler will check them: the operator token
+ * (Bearer) or an app's key and master secret (Basic). Anything else gets the handler's own 401 answer at once,
+ * with Connection: close, and not one byte of the body is buffered. */
+static bool body_gate(const struct http_req *req, struct http_resp *resp, void *ctx)
+{
+    size_t hl = 0;
+    const char *h = http_req_header(req, "Authorization", &hl);
+    while (h && hl && (*h == ' ' || *h == '\t')) h++, hl--;
+    if (h && hl >= 6 && strncasecmp(h, "Bearer", 6) == 0) return rest_ops_auth(req, resp);
+    struct rest_ctx c;
+    return rest_auth(req, resp, ctx, &c);
+}
+
 void rest_init(const struct au_config *cfg)
 {
     g_cfg = cfg;
+    http_set_body_gate(body_gate);
     rest_routes_users();
     rest_routes_groups();
     rest_routes_apps(cfg);

@@ -38,6 +38,9 @@ void rest_routes_users(void);
 void rest_routes_groups(void);
 void rest_routes_apps(const struct au_config *cfg);
 void rest_routes_devices(void);
+/* The operator token check (Authorization: Bearer <data>/operator.token): true, or false after a 401 in resp.
+ * Also what GET /metrics requires. */
+bool rest_ops_auth(const struct http_req *req, struct http_resp *resp);
 
 /* ---- one authenticated request ---- */
 struct rest_ctx {

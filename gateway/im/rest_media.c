@@ -359,7 +359,7 @@ static const struct mp_part *file_part(const struct mp_part *p, size_t n)
 static void upload_go(struct au_shard *s, void *arg)
 {
     struct upload *u = arg;
-    media_put_async(g_ms, g_io, s->id, u->type, u->data, u->len, u->has_name ? u->fname : NULL,
+    media_put_async(g_ms, g_io, s->id, u->a.app, u->type, u->data, u->len, u->has_name ? u->fname : NULL,
                     u->has_ctype ? u->ctype : NULL, upload_stored, u);
 }
 
@@ -468,7 +468,7 @@ static void link_checked(struct au_shard *s, void *arg, int err, const struct me
 static void link_go(struct au_shard *s, void *arg)
 {
     struct link *l = arg;
-    media_get_async(g_ms, g_io, s->id, l->id, strlen(l->id), 0, link_checked, l);
+    media_get_async(g_ms, g_io, s->id, l->a.app, l->id, strlen(l->id), 0, link_checked, l);
 }
 
 static void link_owned(struct au_shard *s, void *arg, int err, const void *v, size_t vl)
@@ -635,7 +635,7 @@ static void raw_data(struct au_shard *s, void *arg, int err, const struct media_
 static void raw_go(struct au_shard *s, void *arg)
 {
     struct raw *w = arg;
-    media_get_async(g_ms, g_io, s->id, w->id, strlen(w->id), MEDIA_GET_DATA | MEDIA_GET_VERIFY, raw_data, w);
+    media_get_async(g_ms, g_io, s->id, w->a.app, w->id, strlen(w->id), MEDIA_GET_DATA | MEDIA_GET_VERIFY, raw_data, w);
 }
 
 static void raw_owned(struct au_shard *s, void *arg, int err, const void *v, size_t vl)

@@ -79,7 +79,8 @@ static void post_message(const struct http_req *req, struct http_resp *resp, voi
     struct dir_user *from = im_dir_user(d, a->id, m->from_id, strlen(m->from_id)), *to = NULL;
     int code = 0;
     struct dir_group *g = NULL;
-    if (!from || !from->admin) code = IM_E_NO_USER; /* REST messages come from an admin user */
+    if (im_msg_names_other_app(m, a->key)) code = IM_E_CROSS_APP; /* no cross-app messaging */
+    else if (!from || !from->admin) code = IM_E_NO_USER; /* REST messages come from an admin user */
     else if (m->target_type == IM_TARGET_GROUP && !(g = im_dir_group(d, a->id, m->target_gid))) code = IM_E_NO_GROUP;
     else if (m->target_type == IM_TARGET_SINGLE && !(to = im_dir_user(d, a->id, m->target_id, strlen(m->target_id))))
         code = IM_E_NO_USER;

@@ -114,6 +114,12 @@ static void retained_release(void *ctx, void *msg)
     msg_unref(msg);
 }
 
+size_t msg_retained_bytes(const void *msg)
+{
+    const struct msg *m = msg;
+    return (size_t)m->topic_len + m->props_len + m->payload_len;
+}
+
 /* ------------------------------------------------------------------ fan-out */
 
 struct fan_x {
@@ -367,14 +373,16 @@ void broker_deliver_local(struct broker *b, struct msg *m)
 {
     uint32_t ops0 = persist_pending_ops(b);
     persist_pass_begin(b, m);
-    if (m->retain && (int)(m->seq >> 48) == b->shard->id) persist_retained(b, m); /* the origin writes it once */
     if (m->retain) {
-        /* Every shard keeps a replica of the retained store: apply the update here. */
+        /* Every shard keeps a replica of the retained store: apply the update here. The origin writes it once,
+         * and only what its replica took: a message over the app's budget (publishers are refused before, this
+         * is a race between shards) is neither held nor stored. */
         int r = retained_set(&b->retained, m->app, msg_topic(m), m->topic_len, m->payload_len ? msg_ref(m) : NULL);
         if (r == TOPIC_EQUOTA || r == TOPIC_ENOMEM) {
             msg_unref(m);
-            au_warn("retained store full app=%u", m->app);
+            au_warn("retained store full app=%u (max_retained_bytes / max_retained)", m->app);
         }
+        if (r >= 0 && (int)(m->seq >> 48) == b->shard->id) persist_retained(b, m);
         __atomic_store_n(&b->stats.retained, b->retained.msgs, __ATOMIC_RELAXED);
     }
     if (m->expire_at && m->expire_at <= b->shard->now_ms) {
@@ -406,6 +414,7 @@ static void shard_init(struct au_shard *s)
     AU_ASSERT(au_hash_init(&b->sessions, 1024) == 0 && au_hash_init(&b->by_uid, 1024) == 0);
     sub_index_init(&b->subs);
     retained_init(&b->retained, retained_release, b, g_cfg ? g_cfg->max_retained : 0);
+    retained_set_budget(&b->retained, msg_retained_bytes, g_cfg ? g_cfg->max_retained_bytes : AU_MQTT_RETAINED_BYTES);
     au_timer_wheel_init(&b->timers, 16, s->now_ms);
     shared_init(b);
     s->app = b;

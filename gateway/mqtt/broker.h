@@ -64,6 +64,8 @@ static inline const uint8_t *msg_wire_topic(const struct msg *m)
 static inline uint16_t msg_wire_len(const struct msg *m) { return m->wire_topic ? m->wire_len : m->topic_len; }
 static inline const uint8_t *msg_props(const struct msg *m) { return m->data + m->topic_len; }
 static inline const uint8_t *msg_payload(const struct msg *m) { return m->data + m->topic_len + m->props_len; }
+/* What a retained message counts against its app's byte budget (max_retained_bytes): topic, properties, payload. */
+size_t msg_retained_bytes(const void *msg);
 
 struct msg *msg_new(uint32_t app, const uint8_t *topic, uint16_t topic_len, const struct mqtt_props *props,
                     const uint8_t *payload, uint32_t payload_len, uint8_t qos, bool retain, uint64_t origin,
@@ -115,6 +117,7 @@ struct mqtt_conn {
     uint8_t disconnect_will;    /* DISCONNECT 0x04: publish the will */
     uint8_t auth_ok;            /* the password of the pending CONNECT was verified off the loop */
     struct auth_wait *auth;     /* verification in flight (cleared if the connection goes first) */
+    uint32_t connect_charged;   /* bytes of a large CONNECT counted against mqtt_connect_budget (mqtt_conn.c) */
     uint32_t app;               /* app resolved from the username at CONNECT */
 };
 enum { MC_NEW = 0, MC_CONNECTED, MC_CLOSING, MC_AUTH /* CONNECT waiting for its password check */ };
@@ -211,6 +214,7 @@ struct broker_stats {
     uint64_t pub_in, pub_in_bytes, deliveries, deliveries_qos0, deliveries_qos1, deliveries_qos2;
     uint64_t dropped_qos0_slow, dropped_queue_full, dropped_expired, dropped_too_large;
     uint64_t subscribes, unsubscribes, subscriptions, retained, wills_sent, protocol_errors, keepalive_timeouts;
+    uint64_t retained_refused;    /* PUBLISHes refused: over the app's retained budget */
     /* store writes (persist_flush): batches submitted, their operations and tickets, submit -> durable time */
     uint64_t persist_flushes, persist_ops, persist_tickets, persist_us_total, persist_us_max;
     uint64_t persist_deferred, persist_defer_acked, persist_defer_stored; /* deliveries stored only if not acked */

@@ -116,6 +116,26 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     bool allowed = !imconn_reserved_topic(topic.p, topic.len) &&
                    au_acl_check(cfg, AU_ACL_PUBLISH, s->username, s->client_id, (const char *)topic.p, topic.len);
     uint8_t reason = allowed ? MQTT_RC_SUCCESS : MQTT_RC_NOT_AUTHORIZED; /* 3.1.1: a normal ack, message dropped */
+    struct msg *m = NULL;
+    if (allowed) {
+        m = msg_new(s->app, topic.p, topic.len, mc->version == MQTT_V5 ? &pub->props : NULL, pub->payload.p,
+                    pub->payload.len, pub->qos, pub->retain, s->uid, b->shard->now_ms);
+        if (pub->retain && pub->payload.len &&
+            !retained_fits(&b->retained, s->app, topic.p, topic.len, msg_retained_bytes(m))) {
+            /* Over the app's retained budget (max_retained_bytes / max_retained): neither retained nor delivered.
+             * MQTT 5 QoS 1/2 hear it in the acknowledgement (0x97); a publisher that cannot (QoS 0, 3.1.1, which
+             * has no negative acknowledgement) is disconnected (5: DISCONNECT 0x97) instead of acknowledged. */
+            msg_unref(m);
+            BS_INC(b, retained_refused);
+            if (mc->version != MQTT_V5 || pub->qos == 0) {
+                mqtt_protocol_close(mc, MQTT_RC_QUOTA_EXCEEDED, "retained messages over the app's byte budget");
+                return -1;
+            }
+            m = NULL;
+            allowed = false;
+            reason = MQTT_RC_QUOTA_EXCEEDED;
+        }
+    }
     uint8_t ack_type = pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
     struct pend_ack *pa = NULL;
     if (pub->qos && (persist_on() || s->ack_head)) {
@@ -132,8 +152,6 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         s->ack_tail = pa;
     }
     if (allowed) {
-        struct msg *m = msg_new(s->app, topic.p, topic.len, mc->version == MQTT_V5 ? &pub->props : NULL,
-                                pub->payload.p, pub->payload.len, pub->qos, pub->retain, s->uid, b->shard->now_ms);
         uint32_t ops0 = persist_pending_ops(b);
         if (pub->qos == 2) {
             qos2_add(s, pub->packet_id);
@@ -150,6 +168,9 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         msg_unref(m);
     }
     if (pa) ack_flush(s);
-    else if (pub->qos) send_ack(mc, ack_type, pub->packet_id, reason, allowed ? NULL : "not authorized");
+    else if (pub->qos)
+        send_ack(mc, ack_type, pub->packet_id, reason,
+                 allowed ? NULL : reason == MQTT_RC_QUOTA_EXCEEDED ? "retained messages over the app's byte budget"
+                                                                   : "not authorized");
     return 0;
 }

@@ -4,12 +4,39 @@
 #include "gateway/im/imconn.h"
 #include "core/log.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define HANDOFF_RC 1 /* handler result: the connection moved to another shard */
 
 static struct broker *conn_broker(struct mqtt_conn *mc) { return broker_of(mc->conn->shard); }
+
+/* CONNECTs larger than AU_MQTT_CONNECT_FREE are received only within one process-wide budget
+ * (mqtt_connect_budget): an unauthenticated peer announcing a large CONNECT and sending it slowly holds at most
+ * AU_MQTT_CONNECT_FREE of memory on its own, and all of them together at most the budget, for at most
+ * connect_timeout_ms. The charge is the announced size, taken when the packet is seen partial and given back
+ * once it is processed (the session is connected) or the connection goes. */
+static atomic_uint_fast64_t g_connect_bytes;
+
+static bool connect_charge(struct broker *b, struct mqtt_conn *mc, uint32_t total)
+{
+    uint64_t budget = b->cfg->mqtt_connect_budget ? b->cfg->mqtt_connect_budget : AU_MQTT_CONNECT_BUDGET;
+    uint64_t cur = atomic_load_explicit(&g_connect_bytes, memory_order_relaxed);
+    do {
+        if (cur + total > budget) return false;
+    } while (!atomic_compare_exchange_weak_explicit(&g_connect_bytes, &cur, cur + total, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    mc->connect_charged = total;
+    return true;
+}
+
+static void connect_release(struct mqtt_conn *mc)
+{
+    if (!mc->connect_charged) return;
+    atomic_fetch_sub_explicit(&g_connect_bytes, mc->connect_charged, memory_order_relaxed);
+    mc->connect_charged = 0;
+}
 
 void mqtt_send_disconnect(struct mqtt_conn *mc, uint8_t reason, const char *why)
 {
@@ -53,6 +80,16 @@ static void ka_fire(struct au_timer *t)
     }
 }
 
+/* Unconsumed input a connection may hold: one whole packet of the largest size we accept. mc_data consumes
+ * every complete packet unless it waits for a password verdict (MC_AUTH): then the bound is AU_CONN_IN_MAX (the
+ * CONNECT is whole already) and the loop stops receiving until the verdict (au_conn_kick) lets the packets be
+ * consumed. */
+static uint32_t in_max(const struct broker *b)
+{
+    uint32_t p = b->cfg->max_packet ? b->cfg->max_packet : AU_MQTT_MAX_PACKET_CEIL;
+    return AU_MAX(p + AU_MQTT_FIXED_HEADER_MAX, AU_CONN_IN_MAX);
+}
+
 static void mc_open(struct au_conn *c)
 {
     struct broker *b = broker_of(c->shard);
@@ -61,6 +98,7 @@ static void mc_open(struct au_conn *c)
     mc->conn = c;
     mc->req_problem_info = 1;
     c->proto_state = mc;
+    au_conn_set_in_max(c, in_max(b));
     au_timer_init(&mc->ka_timer, ka_fire);
     au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
 }
@@ -72,6 +110,7 @@ static void mc_handoff(struct au_conn *c, void *arg)
     mc->conn = c;
     mc->version = 0; /* set by the source only for a refusal; the CONNECT is parsed again here */
     c->proto_state = mc;
+    au_conn_set_in_max(c, in_max(b));
     au_timer_init(&mc->ka_timer, ka_fire);
     au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
 }
@@ -115,6 +154,7 @@ static void mc_close(struct au_conn *c)
     if (!mc) return;
     struct broker *b = broker_of(c->shard);
     au_timer_cancel(&b->timers, &mc->ka_timer);
+    connect_release(mc);
     imconn_conn_gone(mc);
     mc->state = MC_CLOSING;
     if (mc->sess) {
@@ -162,11 +202,9 @@ static int dispatch(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pa
     }
 }
 
-/* A CONNECT we cannot parse: answer what the client can understand, then close. */
-static void refuse_bad_connect(struct mqtt_conn *mc, const uint8_t *d, size_t n, int err)
+/* The protocol level of a (possibly partial) CONNECT: after the fixed header and the protocol name; 0 unknown. */
+static uint8_t connect_level(const uint8_t *d, size_t n)
 {
-    uint8_t out[16];
-    /* Protocol level sits after the fixed header and the protocol name. */
     size_t i = 1;
     while (i < n && i < 5 && (d[i] & 0x80)) i++;
     i++;
@@ -175,6 +213,14 @@ static void refuse_bad_connect(struct mqtt_conn *mc, const uint8_t *d, size_t n,
         size_t nl = au_rd16(d + i);
         if (i + 2 + nl < n) level = d[i + 2 + nl];
     }
+    return level;
+}
+
+/* A CONNECT we cannot parse: answer what the client can understand, then close. */
+static void refuse_bad_connect(struct mqtt_conn *mc, const uint8_t *d, size_t n, int err)
+{
+    uint8_t out[16];
+    uint8_t level = connect_level(d, n);
     if (err == MQTT_RC_UNSUPPORTED_VERSION) {
         /* 3.1.1 3.1.2.2: return code 0x01 then close (a v5-looking client gets the v5 code) */
         size_t k = mqtt_enc_connack(out, sizeof out, level == MQTT_V5 ? MQTT_V5 : MQTT_V311, false,
@@ -203,7 +249,20 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
             mqtt_protocol_close(mc, (uint8_t)-r, -r == MQTT_RC_PACKET_TOO_LARGE ? "packet too large" : "malformed packet");
             return -1;
         }
-        if (total > len - off) break; /* the loop keeps the partial packet and calls again */
+        if (total > len - off) { /* the loop keeps the partial packet and calls again */
+            if (mc->state == MC_NEW && total > AU_MQTT_CONNECT_FREE && !mc->connect_charged &&
+                !connect_charge(b, mc, total)) {
+                /* too many large CONNECTs in progress: "server busy" (3.1.1: server unavailable), close */
+                uint8_t out[16], level = connect_level(data + off, len - off);
+                size_t k = mqtt_enc_connack(out, sizeof out, level == MQTT_V5 ? MQTT_V5 : MQTT_V311, false,
+                                            level == MQTT_V5 ? MQTT_RC_SERVER_BUSY : MQTT3_SERVER_UNAVAILABLE, NULL);
+                au_conn_write(mc->conn, out, k);
+                BS_INC(b, connacks_refused);
+                au_info("CONNECT of %u bytes refused: mqtt_connect_budget in use", total);
+                return -1;
+            }
+            break;
+        }
         struct mqtt_packet p;
         int pr = mqtt_parse(data + off, total, mc->version, b->cfg->max_packet, &p);
         if (pr <= 0) {
@@ -216,12 +275,19 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
         }
         int h = dispatch(b, mc, &p);
         if (h == HANDOFF_RC) return (ssize_t)off; /* the CONNECT travels unconsumed to its owner shard */
-        if (h == IMCONN_PENDING) return (ssize_t)off; /* kept: run again when the password check answers */
+        if (h == IMCONN_PENDING) {
+            /* kept: run again when the password check answers. The CONNECT is whole, so nothing read meanwhile
+             * is needed to go on: stop receiving past AU_CONN_IN_MAX until the verdict (back to in_max below). */
+            au_conn_set_in_max(c, AU_CONN_IN_MAX);
+            return (ssize_t)off;
+        }
         off += total;
-        if (h < 0) return -1;
+        if (h < 0) return -1; /* mc may be gone (a close frees it, and gives the CONNECT budget back) */
+        if (mc->connect_charged && mc->state == MC_CONNECTED) connect_release(mc);
     }
     if (mc->state == MC_CONNECTED && mc->ka_ms)
         au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + mc->ka_ms); /* lazy: one store */
+    au_conn_set_in_max(c, mc->state == MC_AUTH ? AU_CONN_IN_MAX : in_max(b));
     return (ssize_t)off;
 }
 

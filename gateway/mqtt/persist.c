@@ -401,9 +401,18 @@ void persist_qos2in(struct broker *b, struct session *s, uint16_t pid, bool del)
 
 /* ------------------------------------------------------------------ loading */
 
+struct rload {
+    struct broker *b;
+    uint32_t over;                /* records not loaded: over their app's budget (count or bytes) */
+};
+
+/* Every shard loads its replica from the same records in the same (key) order under the same budget, so the
+ * replicas agree on which messages fit; the ones that do not stay on disk, unserved (a raised budget loads
+ * them again at the next start). */
 static bool load_retained(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
 {
-    struct broker *b = arg;
+    struct rload *rl = arg;
+    struct broker *b = rl->b;
     struct ks_retained_rec r;
     if (kl < 5 || kl - 5 > AU_MQTT_MAX_TOPIC || ks_retained_decode(v, vl, &r) != 0) {
         au_warn("skipping a damaged retained record");
@@ -420,7 +429,11 @@ static bool load_retained(void *arg, const uint8_t *k, size_t kl, const uint8_t 
     }
     struct msg *m = msg_new_raw(app, k + 5, (uint16_t)(kl - 5), r.props, r.props_len, r.payload, (uint32_t)r.payload_len,
                                 r.qos, true, 0, mono_from_wall(b, r.expire_ms));
-    if (retained_set(&b->retained, app, msg_topic(m), m->topic_len, m) < 0) msg_unref(m);
+    int rc = retained_set(&b->retained, app, msg_topic(m), m->topic_len, m);
+    if (rc < 0) {
+        if (rc == TOPIC_EQUOTA) rl->over++;
+        msg_unref(m);
+    }
     return true;
 }
 
@@ -608,7 +621,11 @@ void persist_load(struct broker *b)
     uint8_t p[1], e[1];
     p[0] = KS_MQTT_RETAINED;
     e[0] = KS_MQTT_RETAINED + 1;
-    long n = store_scan_sync(g_store, p, 1, e, 1, 0, load_retained, b);
+    struct rload rl = { .b = b };
+    long n = store_scan_sync(g_store, p, 1, e, 1, 0, load_retained, &rl);
+    if (rl.over)
+        au_warn("retained: %u stored messages not loaded: over their app's budget (max_retained_bytes=%u, "
+                "max_retained=%u)", rl.over, b->cfg ? b->cfg->max_retained_bytes : 0, b->cfg ? b->cfg->max_retained : 0);
     struct load_ctx lc = { .b = b };
     p[0] = KS_MQTT_SESSION;
     e[0] = KS_MQTT_SESSION + 1;

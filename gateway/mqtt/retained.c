@@ -11,6 +11,7 @@ struct rnode {
     struct topic_ntab kids;        /* struct rnode */
     void *msg;                     /* retained message of this exact topic, or NULL */
     size_t count;                  /* app roots only: messages held in the app */
+    size_t bytes;                  /* app roots only: their bytes (st->size) */
     uint8_t key[];
 };
 
@@ -118,6 +119,37 @@ void retained_init(struct retained_store *st, retained_release_fn rel, void *rel
     st->max_per_app = max_per_app ? max_per_app : AU_MQTT_MAX_RETAINED;
 }
 
+void retained_set_budget(struct retained_store *st, retained_size_fn size, size_t max_bytes)
+{
+    AU_ASSERT(st->msgs == 0);
+    st->size = size;
+    st->max_bytes_per_app = max_bytes;
+}
+
+static size_t msg_size(const struct retained_store *st, const void *msg)
+{
+    return msg && st->size ? st->size(msg) : 0;
+}
+
+/* Within the app's budgets once `old` (may be NULL) is replaced by a message of `size` bytes? */
+static bool within(const struct retained_store *st, const struct rnode *root, const void *old, size_t size)
+{
+    size_t count = root ? root->count : 0, bytes = root ? root->bytes : 0;
+    if (!old && count >= st->max_per_app)
+        return false;
+    return !st->max_bytes_per_app || bytes - msg_size(st, old) + size <= st->max_bytes_per_app;
+}
+
+bool retained_fits(struct retained_store *st, uint32_t app, const uint8_t *topic, size_t len, size_t size)
+{
+    struct topic_level lv[AU_MQTT_MAX_TOPIC_LEVELS];
+    unsigned nl = topic_split(topic, len, st->seed, true, lv);
+    AU_ASSERT(nl > 0);
+    struct rnode *root;
+    struct rnode *n = walk(st, app, lv, nl, false, &root);
+    return within(st, root, n ? n->msg : NULL, size);
+}
+
 void retained_free(struct retained_store *st)
 {
     AU_ASSERT(!st->busy);
@@ -145,6 +177,7 @@ int retained_set(struct retained_store *st, uint32_t app, const uint8_t *topic, 
             return 0;
         n->msg = NULL;
         root->count--;
+        root->bytes -= msg_size(st, old);
         st->msgs--;
         rnode_prune(st, n);
         release(st, old);
@@ -152,14 +185,17 @@ int retained_set(struct retained_store *st, uint32_t app, const uint8_t *topic, 
     }
     if (!n)
         return TOPIC_ENOMEM;
+    size_t size = msg_size(st, msg);
+    if (!within(st, root, old, size)) {
+        if (!old)
+            rnode_prune(st, n);
+        return TOPIC_EQUOTA;
+    }
+    root->bytes = root->bytes - msg_size(st, old) + size;
     if (old) {                                      /* replace */
         n->msg = msg;
         release(st, old);
         return 1;
-    }
-    if (root->count >= st->max_per_app) {
-        rnode_prune(st, n);
-        return TOPIC_EQUOTA;
     }
     n->msg = msg;
     root->count++;
@@ -244,6 +280,12 @@ size_t retained_count(const struct retained_store *st, uint32_t app)
 {
     const struct rnode *root = app_find(st, app);
     return root ? root->count : 0;
+}
+
+size_t retained_bytes(const struct retained_store *st, uint32_t app)
+{
+    const struct rnode *root = app_find(st, app);
+    return root ? root->bytes : 0;
 }
 
 size_t retained_clear_app(struct retained_store *st, uint32_t app)

@@ -72,6 +72,12 @@ TEST(defaults)
     CHECK_EQ(c.max_session_expiry, AU_MQTT_MAX_SESSION_EXPIRY);
     CHECK_EQ(c.persistent_session_expiry, AU_MQTT_PERSISTENT_SESSION_EXPIRY);
     CHECK_EQ(c.max_retained, AU_MQTT_MAX_RETAINED);
+    CHECK_EQ(c.max_retained_bytes, AU_MQTT_RETAINED_BYTES);
+    CHECK_EQ(c.mqtt_connect_budget, AU_MQTT_CONNECT_BUDGET);
+    CHECK_EQ(c.http_header_timeout_ms, AU_HTTP_HEADER_TIMEOUT_MS);
+    CHECK_EQ(c.http_body_timeout_ms, AU_HTTP_BODY_TIMEOUT_MS);
+    CHECK_EQ(c.http_body_min_rate, AU_HTTP_BODY_MIN_RATE);
+    CHECK_EQ(c.http_body_budget, AU_HTTP_BODY_BUDGET);
     CHECK(c.retain_available);
     CHECK(c.allow_anonymous);
     CHECK_EQ(c.max_connections, 0);
@@ -114,6 +120,10 @@ TEST(file_syntax)
         "max_session_expiry = 3600\n"
         "persistent_session_expiry = 0\n"
         "max_retained = 10\n"
+        "max_retained_bytes = 2M\n"
+        "http_header_timeout_ms = 2500\n"
+        "http_body_min_rate = 1k\n"
+        "http_body_budget = 1G\n"
         "retain_available = no\n"
         "allow_anonymous = OFF\n"
         "max_connections = 5000\n"
@@ -150,6 +160,10 @@ TEST(file_syntax)
     CHECK_EQ(c.max_session_expiry, 3600);
     CHECK_EQ(c.persistent_session_expiry, 0);
     CHECK_EQ(c.max_retained, 10);
+    CHECK_EQ(c.max_retained_bytes, 2u << 20);
+    CHECK_EQ(c.http_header_timeout_ms, 2500);
+    CHECK_EQ(c.http_body_min_rate, 1024);
+    CHECK_EQ(c.http_body_budget, 1u << 30);
     CHECK(!c.retain_available);
     CHECK(!c.allow_anonymous);
     CHECK_EQ(c.max_connections, 5000);
@@ -236,6 +250,13 @@ TEST(file_errors)
     CHECK(load_fails_with("max_session_expiry = 604801\n", "out of range"));
     CHECK(load_fails_with("persistent_session_expiry = 604801\n", "out of range"));
     CHECK(load_fails_with("max_retained = 1000001\n", "out of range"));
+    CHECK(load_fails_with("max_retained_bytes = 1000\n", "out of range"));
+    CHECK(load_fails_with("max_retained_bytes = 4G\n", "not a byte count"));
+    CHECK(load_fails_with("http_header_timeout_ms = 99\n", "out of range"));
+    CHECK(load_fails_with("http_body_timeout_ms = 3600001\n", "out of range"));
+    CHECK(load_fails_with("http_body_min_rate = 0\n", "out of range"));
+    CHECK(load_fails_with("http_body_budget = 9M\n", "out of range"));
+    CHECK(load_fails_with("mqtt_connect_budget = 1000\n", "out of range"));
     CHECK(load_fails_with("max_connections = 99999999\n", "out of range"));
     CHECK(load_fails_with("im_max_group_members = 0\n", "out of range"));
     CHECK(load_fails_with("im_event_days = 8\n", "out of range"));

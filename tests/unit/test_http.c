@@ -1038,6 +1038,85 @@ TEST(server_large_body)
     free(s.p);
 }
 
+/* The body gate and the body budget (http_set_body_gate / http_set_body_budget). */
+static int g_gate_calls;
+static bool t_gate(const struct http_req *q, struct http_resp *r, void *ctx)
+{
+    (void)ctx;
+    g_gate_calls++;
+    size_t l = 0;
+    const char *a = http_req_header(q, "Authorization", &l);
+    if (a && l == 2 && memcmp(a, "ok", 2) == 0) return true;
+    http_resp_error(r, 401, 899008, "no");
+    return false;
+}
+
+TEST(server_body_gate_and_budget)
+{
+    struct sink s = { 0 };
+    routes_setup();
+    http_set_body_gate(t_gate);
+    struct http_conn c;
+    char head[256];
+    /* a large body without credentials: the gate's answer, close, not one byte of the body kept */
+    http_conn_init(&c, &s, sink_write);
+    sink_reset(&s);
+    g_gate_calls = 0;
+    size_t hl = (size_t)sprintf(head, "POST /echo HTTP/1.1\r\nContent-Length: %u\r\n\r\nxyz", AU_HTTP_MAX_BODY);
+    CHECK_EQ(http_conn_feed(&c, (const uint8_t *)head, hl), -1);
+    CHECK_EQ(g_gate_calls, 1);
+    CHECK(strstr(s.p, "HTTP/1.1 401 Unauthorized\r\n") == s.p && strstr(s.p, "Connection: close\r\n"));
+    CHECK(c.buf == NULL && http_body_buffered() == 0);
+    http_conn_free(&c);
+    /* chunked: gated too; an unrouted large body gets its 404 without being read */
+    http_conn_init(&c, &s, sink_write);
+    sink_reset(&s);
+    const char *ch = "PUT /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n";
+    CHECK_EQ(http_conn_feed(&c, (const uint8_t *)ch, strlen(ch)), -1);
+    CHECK(strstr(s.p, "HTTP/1.1 401 ") == s.p);
+    http_conn_free(&c);
+    http_conn_init(&c, &s, sink_write);
+    sink_reset(&s);
+    hl = (size_t)sprintf(head, "POST /nowhere HTTP/1.1\r\nContent-Length: 100000\r\nAuthorization: ok\r\n\r\n");
+    CHECK_EQ(http_conn_feed(&c, (const uint8_t *)head, hl), -1);
+    CHECK(strstr(s.p, "HTTP/1.1 404 ") == s.p && strstr(s.p, "Connection: close\r\n"));
+    http_conn_free(&c);
+    /* small bodies are not gated */
+    g_gate_calls = 0;
+    const char *small = "POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+    CHECK_EQ(run(&s, NULL, small, strlen(small), NULL, 0), 0);
+    CHECK_EQ(g_gate_calls, 0);
+    CHECK(strstr(s.p, "HTTP/1.1 201 ") == s.p);
+    /* with credentials the body is read; it counts against the budget while buffered */
+    http_set_body_budget(AU_CONFIG_MIN_BODY_BUDGET);
+    http_conn_init(&c, &s, sink_write);
+    sink_reset(&s);
+    const size_t blen = 100000;
+    hl = (size_t)sprintf(head, "POST /echo HTTP/1.1\r\nAuthorization: ok\r\nContent-Length: %zu\r\n\r\n", blen);
+    CHECK_EQ(http_conn_feed(&c, (const uint8_t *)head, hl), hl);
+    uint8_t *body = calloc(1, blen);
+    CHECK_EQ(http_conn_feed(&c, body, 50000), 50000);
+    CHECK(http_body_buffered() >= hl + 50000 && http_body_buffered() == c.charged);
+    /* a second connection announcing more than what is left: 503, close, not read */
+    struct sink s2 = { 0 };
+    struct http_conn c2;
+    http_conn_init(&c2, &s2, sink_write);
+    hl = (size_t)sprintf(head, "POST /echo HTTP/1.1\r\nAuthorization: ok\r\nContent-Length: %u\r\n\r\n",
+                         AU_HTTP_MAX_BODY);
+    CHECK_EQ(http_conn_feed(&c2, (const uint8_t *)head, hl), -1);
+    CHECK(strstr(s2.p, "HTTP/1.1 503 ") == s2.p && strstr(s2.p, "Connection: close\r\n"));
+    http_conn_free(&c2);
+    CHECK_EQ(http_conn_feed(&c, body, 50000), 50000);
+    CHECK(strstr(s.p, "HTTP/1.1 201 ") == s.p);
+    CHECK_EQ(http_body_buffered(), 0); /* given back with the buffer */
+    http_conn_free(&c);
+    http_set_body_budget(0);
+    http_set_body_gate(NULL);
+    free(body);
+    free(s.p);
+    free(s2.p);
+}
+
 TEST(server_pipeline_many)
 {
     struct sink s = { 0 };
@@ -1159,6 +1238,7 @@ int main(void)
     RUN(server_continue);
     RUN(server_errors);
     RUN(server_large_body);
+    RUN(server_body_gate_and_budget);
     RUN(server_pipeline_many);
     RUN(server_defer_upgrade);
     RUN(server_random_splits);

@@ -326,10 +326,12 @@ TEST(fname_sanitize)
 
 /* ------------------------------------------------------------------ the store, synchronously */
 
+#define TAPP 7u /* the app the tests store for (items live in media/a00000007/) */
+
 static bool file_exists(const char *dir, const char *hex, const char *suffix)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/media/%c%c/%s%s", dir, hex[0], hex[1], hex, suffix);
+    snprintf(path, sizeof path, "%s/media/a%08x/%c%c/%s%s", dir, TAPP, hex[0], hex[1], hex, suffix);
     struct stat sb;
     return stat(path, &sb) == 0;
 }
@@ -337,7 +339,7 @@ static bool file_exists(const char *dir, const char *hex, const char *suffix)
 static int count_tmp(const char *dir, const char *hex)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/media/%c%c", dir, hex[0], hex[1]);
+    snprintf(path, sizeof path, "%s/media/a%08x/%c%c", dir, TAPP, hex[0], hex[1]);
     DIR *d = opendir(path);
     if (!d) return -1;
     int n = 0;
@@ -358,7 +360,7 @@ TEST(put_get_round_trip)
     fill_random(img, sizeof img);
     make_png(img, 640, 480);
     struct media_info a, b;
-    CHECK_EQ(media_put(m, MEDIA_IMAGE, img, sizeof img, "/tmp/up/photo.png", "image/png", &a), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_IMAGE, img, sizeof img, "/tmp/up/photo.png", "image/png", &a), 0);
     /* the id is aurora/image/<XXH3-128, canonical big-endian hex> */
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, XXH3_128bits(img, sizeof img));
@@ -380,7 +382,7 @@ TEST(put_get_round_trip)
     CHECK_EQ(count_tmp(dir, a.hex), 0);
 
     int fd = -1;
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), MEDIA_GET_VERIFY, &b, &fd), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), MEDIA_GET_VERIFY, &b, &fd), 0);
     CHECK(fd >= 0);
     uint8_t back[1100];
     CHECK_EQ(read(fd, back, sizeof back), (ssize_t)sizeof img);
@@ -394,37 +396,37 @@ TEST(put_get_round_trip)
     strcpy(upper, a.id);
     for (char *p = upper + 13; *p; p++)
         if (*p >= 'a' && *p <= 'f') *p = (char)(*p - 32);
-    CHECK_EQ(media_get(m, upper, strlen(upper), 0, &b, NULL), 0);
+    CHECK_EQ(media_get(m, TAPP, upper, strlen(upper), 0, &b, NULL), 0);
     /* the same bytes as a file: another id, the same stored bytes */
-    CHECK_EQ(media_put(m, MEDIA_FILE, img, sizeof img, "renamed.bin", NULL, &b), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, img, sizeof img, "renamed.bin", NULL, &b), 0);
     CHECK(b.existed);
     CHECK(strncmp(b.id, "aurora/file/", 12) == 0 && strcmp(b.hex, a.hex) == 0);
     CHECK(strcmp(b.fname, "renamed.bin") == 0); /* this upload's name ... */
     struct media_info g;
-    CHECK_EQ(media_get(m, b.id, strlen(b.id), 0, &g, NULL), 0);
+    CHECK_EQ(media_get(m, TAPP, b.id, strlen(b.id), 0, &g, NULL), 0);
     CHECK(strcmp(g.fname, "photo.png") == 0);   /* ... the stored one is the first upload's */
     CHECK(g.type == MEDIA_FILE);
 
     /* voice: any bytes, the format is sniffed when known */
-    CHECK_EQ(media_put(m, MEDIA_VOICE, m4a, sizeof m4a, NULL, NULL, &b), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_VOICE, m4a, sizeof m4a, NULL, NULL, &b), 0);
     CHECK(b.format == MEDIA_FMT_M4A && b.width == 0 && strcmp(b.fname, "") == 0);
-    CHECK_EQ(media_put(m, MEDIA_VOICE, text, 5, NULL, NULL, &b), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_VOICE, text, 5, NULL, NULL, &b), 0);
     CHECK(b.format == MEDIA_FMT_NONE);
     /* an empty file is allowed */
-    CHECK_EQ(media_put(m, MEDIA_FILE, "", 0, "empty.txt", "text/plain", &b), 0);
-    CHECK_EQ(media_get(m, b.id, strlen(b.id), MEDIA_GET_VERIFY, &g, NULL), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, "", 0, "empty.txt", "text/plain", &b), 0);
+    CHECK_EQ(media_get(m, TAPP, b.id, strlen(b.id), MEDIA_GET_VERIFY, &g, NULL), 0);
     CHECK_EQ(g.fsize, 0);
     /* the image rule, on put and on get */
-    CHECK_EQ(media_put(m, MEDIA_IMAGE, text, sizeof text, "x.png", "image/png", &b), MEDIA_ENOT_IMAGE);
-    CHECK_EQ(media_put(m, MEDIA_FILE, text, sizeof text, "x.txt", "text/plain\r\nX: y", &b), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_IMAGE, text, sizeof text, "x.png", "image/png", &b), MEDIA_ENOT_IMAGE);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, text, sizeof text, "x.txt", "text/plain\r\nX: y", &b), 0);
     CHECK(strcmp(b.content_type, "text/plainX: y") == 0);
     char img_id[MEDIA_ID_MAX];
     snprintf(img_id, sizeof img_id, "aurora/image/%s", b.hex);
-    CHECK_EQ(media_get(m, img_id, strlen(img_id), 0, &g, NULL), MEDIA_ENOT_FOUND);
+    CHECK_EQ(media_get(m, TAPP, img_id, strlen(img_id), 0, &g, NULL), MEDIA_ENOT_FOUND);
     /* unknown and malformed ids */
     const char *nf = "aurora/file/00000000000000000000000000000000";
-    CHECK_EQ(media_get(m, nf, strlen(nf), 0, &g, NULL), MEDIA_ENOT_FOUND);
-    CHECK_EQ(media_get(m, "aurora/file/xyz", 15, 0, &g, NULL), MEDIA_EBAD_ID);
+    CHECK_EQ(media_get(m, TAPP, nf, strlen(nf), 0, &g, NULL), MEDIA_ENOT_FOUND);
+    CHECK_EQ(media_get(m, TAPP, "aurora/file/xyz", 15, 0, &g, NULL), MEDIA_EBAD_ID);
     struct media_stats st;
     media_get_stats(m, &st);
     CHECK_EQ(st.puts, 7);
@@ -434,7 +436,7 @@ TEST(put_get_round_trip)
 
     /* reopen: everything is still there */
     m = open_media(dir);
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
     CHECK(g.crc32 == a.crc32);
     media_close(m);
     rmtree(dir);
@@ -448,11 +450,11 @@ TEST(size_limit)
     uint8_t *big = malloc(n);
     fill_random(big, n);
     struct media_info a;
-    CHECK_EQ(media_put(m, MEDIA_FILE, big, n, "big", NULL, &a), MEDIA_ETOO_LARGE);
-    CHECK_EQ(media_put(m, MEDIA_FILE, big, MEDIA_MAX_BYTES, "big", NULL, &a), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, big, n, "big", NULL, &a), MEDIA_ETOO_LARGE);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, big, MEDIA_MAX_BYTES, "big", NULL, &a), 0);
     CHECK_EQ(a.fsize, MEDIA_MAX_BYTES);
     struct media_info g;
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
     CHECK_EQ(g.crc32, a.crc32);
     free(big);
     media_close(m);
@@ -462,7 +464,7 @@ TEST(size_limit)
 static void corrupt_byte(const char *dir, const char *hex, const char *suffix, off_t off)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/media/%c%c/%s%s", dir, hex[0], hex[1], hex, suffix);
+    snprintf(path, sizeof path, "%s/media/a%08x/%c%c/%s%s", dir, TAPP, hex[0], hex[1], hex, suffix);
     int fd = open(path, O_RDWR);
     uint8_t c;
     if (pread(fd, &c, 1, off) != 1) abort();
@@ -474,7 +476,7 @@ static void corrupt_byte(const char *dir, const char *hex, const char *suffix, o
 static void write_file(const char *dir, const char *hex, const char *suffix, const char *content)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/media/%c%c/%s%s", dir, hex[0], hex[1], hex, suffix);
+    snprintf(path, sizeof path, "%s/media/a%08x/%c%c/%s%s", dir, TAPP, hex[0], hex[1], hex, suffix);
     FILE *f = fopen(path, "w");
     fputs(content, f);
     fclose(f);
@@ -483,7 +485,7 @@ static void write_file(const char *dir, const char *hex, const char *suffix, con
 static void remove_file(const char *dir, const char *hex, const char *suffix)
 {
     char path[512];
-    snprintf(path, sizeof path, "%s/media/%c%c/%s%s", dir, hex[0], hex[1], hex, suffix);
+    snprintf(path, sizeof path, "%s/media/a%08x/%c%c/%s%s", dir, TAPP, hex[0], hex[1], hex, suffix);
     unlink(path);
 }
 
@@ -495,49 +497,49 @@ TEST(corruption_detected_and_repaired)
     uint8_t *data = malloc(n);
     fill_random(data, n);
     struct media_info a, g;
-    CHECK_EQ(media_put(m, MEDIA_FILE, data, n, "d.bin", NULL, &a), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, data, n, "d.bin", NULL, &a), 0);
     /* a flipped bit: found with VERIFY only (the size still matches) */
     corrupt_byte(dir, a.hex, "", 123456);
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), 0, &g, NULL), 0);
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), MEDIA_ECORRUPT);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), 0, &g, NULL), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), MEDIA_ECORRUPT);
     /* uploading the same bytes again repairs them (dedup compares the stored bytes) */
-    CHECK_EQ(media_put(m, MEDIA_FILE, data, n, "d.bin", NULL, &g), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, data, n, "d.bin", NULL, &g), 0);
     CHECK(!g.existed);
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
     /* truncated bytes: found without VERIFY */
     char path[512];
-    snprintf(path, sizeof path, "%s/media/%c%c/%s", dir, a.hex[0], a.hex[1], a.hex);
+    snprintf(path, sizeof path, "%s/media/a%08x/%c%c/%s", dir, TAPP, a.hex[0], a.hex[1], a.hex);
     CHECK_EQ(truncate(path, 1000), 0);
     int fd = 77;
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), 0, &g, &fd), MEDIA_ECORRUPT);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), 0, &g, &fd), MEDIA_ECORRUPT);
     CHECK_EQ(fd, -1);
     /* bytes gone, sidecar present */
     remove_file(dir, a.hex, "");
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ECORRUPT);
-    CHECK_EQ(media_put(m, MEDIA_FILE, data, n, "d.bin", NULL, &g), 0);
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ECORRUPT);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, data, n, "d.bin", NULL, &g), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
     /* damaged sidecars */
     write_file(dir, a.hex, ".meta", "{not json");
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ECORRUPT);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ECORRUPT);
     write_file(dir, a.hex, ".meta", "{\"v\":1,\"fsize\":300000}");
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ECORRUPT);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ECORRUPT);
     write_file(dir, a.hex, ".meta", "{\"v\":2,\"fsize\":300000,\"crc32\":1,\"format\":\"\",\"width\":0,\"height\":0,"
                                     "\"ctime\":1,\"fname\":\"\",\"content_type\":\"\"}");
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ECORRUPT);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ECORRUPT);
     write_file(dir, a.hex, ".meta", "{\"v\":1,\"fsize\":300000,\"crc32\":1,\"format\":\"tiff\",\"width\":0,"
                                     "\"height\":0,\"ctime\":1,\"fname\":\"\",\"content_type\":\"\"}");
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ECORRUPT);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ECORRUPT);
     /* a wrong CRC in an otherwise fine sidecar: VERIFY catches it */
     write_file(dir, a.hex, ".meta", "{\"v\":1,\"fsize\":300000,\"crc32\":1,\"format\":\"\",\"width\":0,\"height\":0,"
                                     "\"ctime\":1,\"fname\":\"\",\"content_type\":\"\"}");
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), 0, &g, NULL), 0);
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), MEDIA_ECORRUPT);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), 0, &g, NULL), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), MEDIA_ECORRUPT);
     /* no sidecar: not found (a put that crashed between bytes and sidecar); the next put commits */
     remove_file(dir, a.hex, ".meta");
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ENOT_FOUND);
-    CHECK_EQ(media_put(m, MEDIA_FILE, data, n, "d.bin", NULL, &g), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ENOT_FOUND);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, data, n, "d.bin", NULL, &g), 0);
     CHECK(!g.existed);
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
     struct media_stats st;
     media_get_stats(m, &st);
     CHECK(st.corrupt >= 7);
@@ -545,7 +547,7 @@ TEST(corruption_detected_and_repaired)
     /* temp files left by a crash are swept on open */
     write_file(dir, a.hex, "", "x");
     char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s/media/%c%c/.%s.1.2.tmp", dir, a.hex[0], a.hex[1], a.hex);
+    snprintf(tmp, sizeof tmp, "%s/media/a%08x/%c%c/.%s.1.2.tmp", dir, TAPP, a.hex[0], a.hex[1], a.hex);
     FILE *f = fopen(tmp, "w");
     fclose(f);
     CHECK_EQ(count_tmp(dir, a.hex), 1);
@@ -553,6 +555,46 @@ TEST(corruption_detected_and_repaired)
     CHECK_EQ(count_tmp(dir, a.hex), 0);
     media_close(m);
     free(data);
+    rmtree(dir);
+}
+
+TEST(apps_are_kept_apart)
+{
+    char *dir = mktmp();
+    struct media_store *m = open_media(dir);
+    CHECK(m != NULL);
+    if (!m) return;
+    uint8_t data[3000];
+    fill_random(data, sizeof data);
+    struct media_info a, b, g;
+    /* the same bytes, two apps: two items, neither upload finds the other's (no dedup across apps) */
+    CHECK_EQ(media_put(m, 1, MEDIA_VOICE, data, sizeof data, "one.mp3", "audio/mpeg", &a), 0);
+    CHECK(!a.existed);
+    CHECK_EQ(media_put(m, 2, MEDIA_VOICE, data, sizeof data, "two.ogg", "audio/ogg", &b), 0);
+    CHECK(!b.existed);
+    CHECK(strcmp(a.id, b.id) == 0); /* ids are content addresses */
+    CHECK_EQ(media_put(m, 1, MEDIA_VOICE, data, sizeof data, "again.mp3", "audio/x", &g), 0);
+    CHECK(g.existed);
+    CHECK_EQ(media_get(m, 1, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
+    CHECK(strcmp(g.content_type, "audio/mpeg") == 0 && strcmp(g.fname, "one.mp3") == 0);
+    CHECK_EQ(media_get(m, 2, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
+    CHECK(strcmp(g.content_type, "audio/ogg") == 0 && strcmp(g.fname, "two.ogg") == 0);
+    CHECK_EQ(media_get(m, 3, a.id, strlen(a.id), 0, &g, NULL), MEDIA_ENOT_FOUND);
+    /* an item stored before per-app scoping (media/<h0h1>/) is read when the app has no copy of its own */
+    char from[512], to[512];
+    snprintf(to, sizeof to, "%s/media/%c%c", dir, a.hex[0], a.hex[1]);
+    CHECK_EQ(mkdir(to, 0755), 0);
+    for (int i = 0; i < 2; i++) {
+        const char *suf = i ? ".meta" : "";
+        snprintf(from, sizeof from, "%s/media/a%08x/%c%c/%s%s", dir, 1u, a.hex[0], a.hex[1], a.hex, suf);
+        snprintf(to, sizeof to, "%s/media/%c%c/%s%s", dir, a.hex[0], a.hex[1], a.hex, suf);
+        CHECK_EQ(rename(from, to), 0);
+    }
+    CHECK_EQ(media_get(m, 3, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, NULL), 0);
+    CHECK(strcmp(g.content_type, "audio/mpeg") == 0);
+    CHECK_EQ(media_get(m, 2, a.id, strlen(a.id), 0, &g, NULL), 0);
+    CHECK(strcmp(g.content_type, "audio/ogg") == 0);
+    media_close(m);
     rmtree(dir);
 }
 
@@ -653,19 +695,19 @@ static int h_tick(struct au_shard *s, uint64_t now)
         for (int i = 0; i < AS_PUTS; i++) {
             char name[32];
             snprintf(name, sizeof name, "dir/img-%d-%d.png", s->id, i);
-            media_put_async(g_m, g_pool, s->id, MEDIA_IMAGE, a->data[i], AS_LEN, name, "image/png", as_put_cb,
+            media_put_async(g_m, g_pool, s->id, TAPP, MEDIA_IMAGE, a->data[i], AS_LEN, name, "image/png", as_put_cb,
                             (void *)(intptr_t)i);
         }
     } else if (!a->submitted_gets && a->put_done == AS_PUTS) {
         a->submitted_gets = true;
         for (int i = 0; i < AS_PUTS; i++)
-            media_get_async(g_m, g_pool, s->id, a->ids[i], strlen(a->ids[i]), MEDIA_GET_DATA | MEDIA_GET_VERIFY,
+            media_get_async(g_m, g_pool, s->id, TAPP, a->ids[i], strlen(a->ids[i]), MEDIA_GET_DATA | MEDIA_GET_VERIFY,
                             as_get_cb, (void *)(intptr_t)i);
     } else if (atomic_load(&g_phase) == 1 && !a->submitted_tail) {
         /* submitted right before the loop stops: completed by iopool_shard_detach in shard_fini */
         a->submitted_tail = true;
         for (int i = 0; i < 16; i++)
-            media_put_async(g_m, g_pool, s->id, MEDIA_FILE, a->data[i], AS_LEN, NULL, NULL, tail_cb, NULL);
+            media_put_async(g_m, g_pool, s->id, TAPP, MEDIA_FILE, a->data[i], AS_LEN, NULL, NULL, tail_cb, NULL);
         atomic_fetch_add(&g_tails, 1);
     }
     return 2;
@@ -756,13 +798,13 @@ TEST(measure)
     struct media_store *m = open_media(dir);
     struct media_info a, g;
     double t3 = now_s();
-    CHECK_EQ(media_put(m, MEDIA_FILE, d, n, "big", NULL, &a), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, d, n, "big", NULL, &a), 0);
     double t4 = now_s();
-    CHECK_EQ(media_put(m, MEDIA_FILE, d, n, "big", NULL, &a), 0);
+    CHECK_EQ(media_put(m, TAPP, MEDIA_FILE, d, n, "big", NULL, &a), 0);
     CHECK(a.existed);
     double t5 = now_s();
     int fd;
-    CHECK_EQ(media_get(m, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, &fd), 0);
+    CHECK_EQ(media_get(m, TAPP, a.id, strlen(a.id), MEDIA_GET_VERIFY, &g, &fd), 0);
     close(fd);
     double t6 = now_s();
     printf("  8 MB: put (hash, CRC, write, 2x fsync file + dir) %.1f ms; dedup put %.1f ms; verified get %.1f ms\n",
@@ -783,6 +825,7 @@ int main(int argc, char **argv)
     RUN(put_get_round_trip);
     RUN(size_limit);
     RUN(corruption_detected_and_repaired);
+    RUN(apps_are_kept_apart);
     RUN(open_errors);
     RUN(async_two_shards);
     if (g_measure) RUN(measure);

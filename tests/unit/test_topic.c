@@ -758,6 +758,38 @@ TEST(retained_quota_and_free)
     CHECK_EQ(st.nodes, 0);
 }
 
+/* A test message's size is its number (SESS(n)): the byte budget is easy to reason about. */
+static size_t tsize(const void *msg) { return (size_t)SESS_ID(msg); }
+
+TEST(retained_byte_budget)
+{
+    struct retained_store st;
+    released = 0;
+    retained_init(&st, rel, &released, 0);
+    retained_set_budget(&st, tsize, 100);
+    CHECK_EQ(retained_set(&st, 1, S("a"), SESS(40)), 0);
+    CHECK_EQ(retained_set(&st, 1, S("b"), SESS(50)), 0);
+    CHECK_EQ(retained_bytes(&st, 1), 90);
+    CHECK(retained_fits(&st, 1, S("c"), 10) && !retained_fits(&st, 1, S("c"), 11));
+    CHECK(retained_fits(&st, 1, S("b"), 60) && !retained_fits(&st, 1, S("b"), 61)); /* b's 50 is replaced */
+    size_t nodes = st.nodes;
+    CHECK_EQ(retained_set(&st, 1, S("c/d"), SESS(11)), TOPIC_EQUOTA);
+    CHECK_EQ(st.nodes, nodes);
+    CHECK_EQ(retained_set(&st, 1, S("b"), SESS(61)), TOPIC_EQUOTA);     /* the old one stays */
+    CHECK_EQ(retained_bytes(&st, 1), 90);
+    CHECK_EQ(released, 0);
+    CHECK_EQ(retained_set(&st, 1, S("b"), SESS(60)), 1);
+    CHECK_EQ(retained_bytes(&st, 1), 100);
+    CHECK_EQ(retained_set(&st, 2, S("b"), SESS(100)), 0);                /* per app */
+    CHECK_EQ(retained_set(&st, 1, S("a"), NULL), 1);                     /* a delete frees its bytes */
+    CHECK_EQ(retained_bytes(&st, 1), 60);
+    CHECK_EQ(retained_set(&st, 1, S("c/d"), SESS(40)), 0);
+    CHECK_EQ(retained_bytes(&st, 1), 100);
+    CHECK_EQ(retained_clear_app(&st, 1), 2);
+    CHECK_EQ(retained_bytes(&st, 1), 0);
+    retained_free(&st);
+}
+
 TEST(retained_differential)
 {
     enum { T = 40 };
@@ -827,6 +859,7 @@ int main(void)
     RUN(differential_index);
     RUN(retained_basic);
     RUN(retained_quota_and_free);
+    RUN(retained_byte_budget);
     RUN(retained_differential);
     TEST_MAIN_END();
 }
