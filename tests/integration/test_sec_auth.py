@@ -414,7 +414,7 @@ def bulk_registration_of_one_app_does_not_slow_another_apps_logins(b):
     print("    app B login: median %.0f ms idle, %.0f ms during app A's registration of %d users (%.1f s); x%.1f" %
           (mb * 1000, md * 1000, nb * per, max(done), md / mb))
     assert len(during) >= 3, "registration ended before 3 logins were measured"
-    assert md < max(0.3, 10 * mb), "app B's logins: %.0f ms during vs %.0f ms idle" % (md * 1000, mb * 1000)
+    assert md < max(0.3, 12 * mb), "app B's logins: %.0f ms during vs %.0f ms idle" % (md * 1000, mb * 1000)
 
 
 if __name__ == "__main__":
