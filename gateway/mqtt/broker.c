@@ -226,20 +226,24 @@ static void on_share(void *ctx, const uint8_t *share, size_t share_len, const ui
  * (0x80 unspecified error: the client may publish again; a PUBREC >= 0x80 also ends that QoS 2 exchange). A
  * 3.1.1 PUBACK/PUBREC has no failure code and a SUBACK/UNSUBACK written ahead cannot carry one: the connection
  * is closed instead (DISCONNECT 0x80 first on 5.0), so the client publishes or subscribes again after it
- * reconnects, with its session (nothing is acknowledged that was not stored). */
-static void ack_failed(struct mqtt_conn *mc, struct pend_ack *a)
+ * reconnects, with its session (nothing is acknowledged that was not stored). Returns true when it closed the
+ * connection: the close ran the protocol's on_close, which may have freed the session. */
+static bool ack_failed(struct mqtt_conn *mc, struct pend_ack *a)
 {
     if (!a->raw && mc->version == MQTT_V5) {
         send_ack(mc, a->type, a->pid, MQTT_RC_UNSPECIFIED, "storage unavailable");
-        return;
+        return false;
     }
     au_warn("conn=%llx closing: a store write failed and MQTT %s cannot refuse the %s", (unsigned long long)mc->conn->id,
             mc->version == MQTT_V5 ? "5" : "3.1.1", a->raw ? "SUBSCRIBE/UNSUBSCRIBE" : "PUBLISH");
     mqtt_send_disconnect(mc, MQTT_RC_UNSPECIFIED, "storage unavailable");
     mc->state = MC_CLOSING;
     au_conn_close(mc->conn);
+    return true;
 }
 
+/* A refusal that closes a 3.1.1 connection may free a non-persistent session: callers do not touch `s` after
+ * this returns (a failed acknowledgement only becomes ready in a store completion or a posted reply). */
 void ack_flush(struct session *s)
 {
     while (s->ack_head && s->ack_head->ready) {
@@ -247,8 +251,16 @@ void ack_flush(struct session *s)
         s->ack_head = a->next;
         if (!s->ack_head) s->ack_tail = NULL;
         if (s->mc && s->mc->state == MC_CONNECTED) {
-            if (a->store_failed) ack_failed(s->mc, a);
-            else if (a->raw) au_conn_write(s->mc->conn, a->raw, a->raw_len);
+            if (a->store_failed) {
+                struct broker *b = broker_of(s->mc->conn->shard);
+                uint64_t uid = s->uid;
+                if (ack_failed(s->mc, a) && !session_by_uid(b, uid)) {
+                    /* the close ended a non-persistent session: its acknowledgements went with it */
+                    free(a->raw);
+                    free(a);
+                    return;
+                }
+            } else if (a->raw) au_conn_write(s->mc->conn, a->raw, a->raw_len);
             else send_ack(s->mc, a->type, a->pid, a->reason, a->reason >= 0x80 ? "not authorized" : NULL);
         }
         free(a->raw);
