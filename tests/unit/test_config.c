@@ -182,7 +182,9 @@ TEST(file_syntax)
     /* TLS keys parse (a clear refusal, not "unknown key") but are refused at start: TLS arrives with issue 11 */
     CHECK_EQ(au_config_validate(&c, err, sizeof err), AU_CONFIG_ERR);
     CHECK(strstr(err, "mqtts_listen: not supported yet") != NULL);
-    c.mqtts_listen[0] = c.tls_cert[0] = c.tls_key[0] = '\0';
+    memset(c.mqtts_listen, 0, sizeof c.mqtts_listen);
+    memset(c.tls_cert, 0, sizeof c.tls_cert);
+    memset(c.tls_key, 0, sizeof c.tls_key);
     CHECK_EQ(au_config_validate(&c, err, sizeof err), AU_CONFIG_OK);
 
     /* write + reload gives the same config */
