@@ -69,6 +69,12 @@ static const struct gw_step k_steps[] = {
     { "media",    NULL, NULL, NULL, rest_media_shard_detach },
 };
 
+const struct gw_step *gw_lifecycle(size_t *n)
+{
+    *n = AU_ARRAY_LEN(k_steps);
+    return k_steps;
+}
+
 static void shard_init(struct au_shard *s)
 {
     gw_steps_init(k_steps, AU_ARRAY_LEN(k_steps), s);
@@ -173,9 +179,9 @@ int gw_open(struct gateway *gw, const struct au_config *cfg, char *err, size_t e
     if (rest_media_init(cfg, e, sizeof e) != 0) return fail(err, errlen, 1, "media: %s", e);
 
     /* /metrics, in this order: the loop's counters, HTTP buffering, the broker's counters. */
-    gw_metrics_register(loop_metrics);
-    gw_metrics_register(http_gw_metrics);
-    gw_metrics_register(broker_metrics);
+    gw_metrics_register(&gw->svc.metrics, loop_metrics);
+    gw_metrics_register(&gw->svc.metrics, http_gw_metrics);
+    gw_metrics_register(&gw->svc.metrics, broker_metrics);
 
     /* The shards, and the external producers (worker threads posting completions to shards): ids from the loop. */
     uint32_t nshards = au_config_shards(cfg);

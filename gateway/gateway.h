@@ -32,6 +32,9 @@ void gw_steps_stop(const struct gw_step *t, size_t n, struct au_shard *s);
 int gw_steps_tick(const struct gw_step *t, size_t n, struct au_shard *s, uint64_t now);
 void gw_steps_fini(const struct gw_step *t, size_t n, struct au_shard *s);
 
+/* The gateway's per-shard lifecycle table (for tests and docs). */
+const struct gw_step *gw_lifecycle(size_t *n);
+
 #define GW_LISTENERS_MAX 8
 
 struct gateway {

@@ -5,10 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Written before the shards start, read-only afterwards. */
-static gw_metrics_fn g_providers[GW_METRICS_PROVIDERS_MAX];
-static int g_nproviders;
-
 void gw_metrics_printf(struct gw_metrics *m, const char *fmt, ...)
 {
     for (;;) {
@@ -27,13 +23,14 @@ void gw_metrics_printf(struct gw_metrics *m, const char *fmt, ...)
     }
 }
 
-void gw_metrics_register(gw_metrics_fn fn)
+void gw_metrics_register(struct gw_metrics_providers *p, gw_metrics_fn fn)
 {
-    AU_ASSERT(fn != NULL && g_nproviders < GW_METRICS_PROVIDERS_MAX);
-    g_providers[g_nproviders++] = fn;
+    AU_ASSERT(fn != NULL && p->n < GW_METRICS_PROVIDERS_MAX);
+    p->fn[p->n++] = fn;
 }
 
-void gw_metrics_render(struct gw_metrics *m, struct au_shard *const *shards, int nshards)
+void gw_metrics_render(const struct gw_metrics_providers *p, struct gw_metrics *m, struct au_shard *const *shards,
+                       int nshards)
 {
-    for (int i = 0; i < g_nproviders; i++) g_providers[i](m, shards, nshards);
+    for (int i = 0; i < p->n; i++) p->fn[i](m, shards, nshards);
 }

@@ -20,10 +20,16 @@ typedef void (*gw_metrics_fn)(struct gw_metrics *m, struct au_shard *const *shar
 /* Appends formatted text (grows the buffer). */
 void gw_metrics_printf(struct gw_metrics *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Providers (before the shards start): at most GW_METRICS_PROVIDERS_MAX, run in registration order. */
+/* The providers, kept in the process's services (gateway/services.h); registered before the shards start, at
+ * most GW_METRICS_PROVIDERS_MAX, run in registration order. */
 #define GW_METRICS_PROVIDERS_MAX 16
-void gw_metrics_register(gw_metrics_fn fn);
+struct gw_metrics_providers {
+    gw_metrics_fn fn[GW_METRICS_PROVIDERS_MAX];
+    int n;
+};
+void gw_metrics_register(struct gw_metrics_providers *p, gw_metrics_fn fn);
 /* Runs every provider into m (m->p allocated by the caller, freed by the caller). */
-void gw_metrics_render(struct gw_metrics *m, struct au_shard *const *shards, int nshards);
+void gw_metrics_render(const struct gw_metrics_providers *p, struct gw_metrics *m, struct au_shard *const *shards,
+                       int nshards);
 
 #endif

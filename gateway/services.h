@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/loop.h"
+#include "gateway/metrics.h"
 
 struct store;
 struct authpool;
@@ -19,6 +20,7 @@ struct gw_services {
     struct authpool *authpool;                /* password hashing threads */
     const struct auth_token_key *token_key;   /* HMAC key of login tokens (<data_dir>/token.key) */
     /* the media store and its io pool live in gateway/im/rest_media.c (rest_media_init/start/stop) */
+    struct gw_metrics_providers metrics;      /* GET /metrics, in order */
     struct au_shard **shards;                 /* after au_loop_start */
     int nshards;
 };

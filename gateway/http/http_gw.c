@@ -187,7 +187,7 @@ static void metrics(const struct http_req *req, struct http_resp *resp, void *ct
     struct au_shard *self = ctx;
     struct gw_metrics m = { malloc(8192), 0, 8192 };
     AU_ASSERT(m.p != NULL);
-    gw_metrics_render(&m, self->all, self->nshards);
+    if (self->slot.services) gw_metrics_render(&self->slot.services->metrics, &m, self->all, self->nshards);
     http_resp_status(resp, 200);
     http_resp_header(resp, "Content-Type", "text/plain; version=0.0.4");
     http_resp_body(resp, m.p, m.len);
