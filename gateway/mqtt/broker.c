@@ -1,4 +1,4 @@
-/* broker.c - per-shard broker state, messages, cross-shard fan-out and the shard hooks. */
+/* broker.c - per-shard broker state, messages, cross-shard fan-out, the broker's lifecycle steps and metrics. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
