@@ -194,12 +194,12 @@ struct au_shard {
     uint64_t next_conn_id;
     uint64_t now_ms;              /* updated every iteration */
     struct au_shard_slots slot;   /* per-shard service state */
-    /* The shard's timers: initialised before shard_init, advanced by the loop before shard_tick every iteration
-     * (its next deadline bounds the sleep); shard thread only. */
-    struct au_timer_wheel timers;
     const struct au_loop_hooks *hooks;
     struct au_shard_stats stats;
     pthread_t thread;
+    /* The shard's timers: initialised before shard_init, advanced by the loop before shard_tick every iteration
+     * (its next deadline bounds the sleep); shard thread only. */
+    struct au_timer_wheel timers;
 };
 
 struct au_loop_opts {
