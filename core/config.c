@@ -399,10 +399,27 @@ int au_config_parse_args(struct au_config *cfg, int argc, char **argv, char *err
     return au_config_validate(cfg, errbuf, errlen);
 }
 
+/* Keys of features that do not exist yet: parsed (a config file naming them gets this message, not "unknown
+ * key"), never used, and refused at start when set, so nobody believes a listener or a certificate is active. */
+static const struct {
+    const char *key;
+    const char *why;
+} k_not_yet[] = {
+    { "mqtts_listen", "TLS listeners arrive with issue 11" },
+    { "https_listen", "TLS listeners arrive with issue 11" },
+    { "tls_cert",     "TLS arrives with issue 11" },
+    { "tls_key",      "TLS arrives with issue 11" },
+};
+
 int au_config_validate(const struct au_config *cfg, char *errbuf, size_t errlen)
 {
-    if ((cfg->mqtts_listen[0] || cfg->https_listen[0]) && (!cfg->tls_cert[0] || !cfg->tls_key[0]))
-        return errf(errbuf, errlen, "config", "mqtts_listen / https_listen need tls_cert and tls_key");
+    for (size_t i = 0; i < AU_ARRAY_LEN(k_not_yet); i++) {
+        const struct key *k = find_key(k_not_yet[i].key);
+        AU_ASSERT(k != NULL && (k->type == K_ADDR_OPT || k->type == K_PATH_OPT));
+        if (((const char *)cfg + k->off)[0])
+            return errf(errbuf, errlen, "config", "%s: not supported yet (%s); remove the setting", k->name,
+                        k_not_yet[i].why);
+    }
     return AU_CONFIG_OK;
 }
 
@@ -412,7 +429,7 @@ void au_config_usage(FILE *out)
         "usage: aurora [options]\n"
         "  --config FILE        load a config file (key = value lines); loaded before every other flag\n"
         "  --mqtt ADDR:PORT     MQTT listener (default 0.0.0.0:1883)\n"
-        "  --http ADDR:PORT     HTTP / REST / WebSocket listener (default 0.0.0.0:8080)\n"
+        "  --http ADDR:PORT     HTTP listener: REST API, /healthz, /metrics (default 0.0.0.0:8080)\n"
         "  --data DIR           data directory (default ./data)\n"
         "  --shards N           event-loop threads, 0 = one per online CPU (max %d)\n"
         "  --log-level LEVEL    debug | info | warn | error (default info)\n"
@@ -421,8 +438,17 @@ void au_config_usage(FILE *out)
         "ADDR:PORT is IPv4:port, [IPv6]:port or :port (all IPv4 addresses). Flags override the config file\n"
         "whatever their order. Keys: ",
         AU_MAX_SHARDS);
-    for (size_t i = 0; i < AU_ARRAY_LEN(k_keys); i++)
-        fprintf(out, "%s%s", k_keys[i].name, i + 1 < AU_ARRAY_LEN(k_keys) ? ", " : ".\n");
+    const char *sep = "";
+    for (size_t i = 0; i < AU_ARRAY_LEN(k_keys); i++) {
+        bool later = false;
+        for (size_t j = 0; j < AU_ARRAY_LEN(k_not_yet); j++) later |= strcmp(k_keys[i].name, k_not_yet[j].key) == 0;
+        if (later) continue;
+        fprintf(out, "%s%s", sep, k_keys[i].name);
+        sep = ", ";
+    }
+    fprintf(out, ".\nNot supported yet, refused at start when set (TLS arrives with issue 11): ");
+    for (size_t j = 0; j < AU_ARRAY_LEN(k_not_yet); j++)
+        fprintf(out, "%s%s", k_not_yet[j].key, j + 1 < AU_ARRAY_LEN(k_not_yet) ? ", " : ".\n");
     fprintf(out, "See docs/configuration.md for every key, default and range.\n");
 }
 

@@ -33,10 +33,11 @@ struct au_config {
     /* listeners and files */
     char mqtt_listen[AU_CONFIG_ADDR_MAX];
     char http_listen[AU_CONFIG_ADDR_MAX];
+    /* Not supported yet (TLS arrives with issue 11): parsed, and refused by au_config_validate when set. */
     char mqtts_listen[AU_CONFIG_ADDR_MAX];   /* "" = off */
     char https_listen[AU_CONFIG_ADDR_MAX];   /* "" = off */
-    char tls_cert[AU_CONFIG_PATH_MAX];       /* PEM certificate chain, for the TLS listeners */
-    char tls_key[AU_CONFIG_PATH_MAX];        /* PEM private key */
+    char tls_cert[AU_CONFIG_PATH_MAX];
+    char tls_key[AU_CONFIG_PATH_MAX];
     char data_dir[AU_CONFIG_PATH_MAX];
     /* process */
     uint32_t shards;                         /* 0 = online CPUs (see au_config_shards) */
@@ -98,7 +99,8 @@ int au_config_set(struct au_config *cfg, const char *key, const char *value, con
  * errbuf) or AU_CONFIG_HELP (--help / -h: the caller prints au_config_usage() and exits 0).
  * argv[0] is the program name and is skipped. */
 int au_config_parse_args(struct au_config *cfg, int argc, char **argv, char *errbuf, size_t errlen);
-/* Cross-key checks (e.g. send_queue_bytes >= max_packet, TLS listener needs tls_cert and tls_key). */
+/* Start-up checks: a key of a feature that does not exist yet (mqtts_listen, https_listen, tls_cert, tls_key:
+ * TLS arrives with issue 11) is refused when set, with "KEY: not supported yet (...)". */
 int au_config_validate(const struct au_config *cfg, char *errbuf, size_t errlen);
 void au_config_usage(FILE *out);
 /* Writes the effective configuration in config-file syntax (loadable again). */

@@ -1137,6 +1137,7 @@ static int shard_setup(struct au_shard *s, const struct au_loop_opts *o)
 static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
 {
     s->now_ms = au_now_ms();
+    au_timer_wheel_init(&s->timers, AU_SHARD_TIMER_TICK_MS, s->now_ms);
     if (s->hooks && s->hooks->shard_init) s->hooks->shard_init(s);
     update_accepting(s);
     bool stop_seen = false;
@@ -1156,10 +1157,12 @@ static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
                 if (!(c->flags & AU_CONN_HANDOFF)) begin_close(c, true); /* those finish moving first */
         }
         int wait_ms = 1000;
+        au_timer_advance(&s->timers, s->now_ms);
         if (s->hooks && s->hooks->shard_tick) {
             int t = s->hooks->shard_tick(s, s->now_ms);
             if (t >= 0 && t < wait_ms) wait_ms = t;
         }
+        wait_ms = (int)au_timer_next_ms(&s->timers, s->now_ms, (uint64_t)wait_ms);
         check_refusing(s);
         if (s->closing) {
             reap_closing(s);
@@ -1291,6 +1294,7 @@ int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out)
         s->nshards = n;
         s->all = all;
         s->hooks = o->hooks;
+        s->slot.services = o->services;
         s->in_group_count = in_group_count;
         s->ninq = n + o->n_ext;
         s->inq = calloc((size_t)s->ninq, sizeof *s->inq);
@@ -1443,6 +1447,14 @@ unsigned au_ext_flush(struct au_ext *e)
         while (io_uring_peek_cqe(&e->ring, &cqe) == 0) io_uring_cqe_seen(&e->ring, cqe);
     }
     return e->novf;
+}
+
+int au_loop_ext_alloc(struct au_loop_opts *o, int n)
+{
+    if (n < 0 || o->n_ext < 0 || o->n_ext > AU_MAX_EXT - n) return -1;
+    int first = o->n_ext;
+    o->n_ext += n;
+    return first;
 }
 
 void au_ext_free(struct au_ext *e)

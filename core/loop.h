@@ -13,6 +13,7 @@
 #include "core/buf.h"
 #include "core/xq.h"
 #include "core/limits.h"
+#include "core/timer.h"
 
 #include <liburing.h>
 #include <stdatomic.h>
@@ -131,13 +132,29 @@ struct au_loop_hooks {
     /* Called on the shard's thread before it accepts anything / after it stopped. */
     void (*shard_init)(struct au_shard *s);
     void (*shard_fini)(struct au_shard *s);
-    /* Called on every loop iteration before waiting (timers, deferred work). Returns ms the loop may
-     * sleep at most (-1 = no limit). */
+    /* Called on every loop iteration before waiting (deferred work), after the shard's timers fired. Returns ms
+     * the loop may sleep at most (-1 = no limit); the next timer deadline bounds it too. */
     int (*shard_tick)(struct au_shard *s, uint64_t now_ms);
     /* Graceful stop requested: stop producing work; the loop exits once connections are closed or
      * the drain deadline passes. */
     void (*shard_stop)(struct au_shard *s);
 };
+
+/* Per-shard service state: one typed slot per service instead of an untyped pointer. Each is set and cleared on
+ * the shard's thread by that service's step of the per-shard lifecycle (gateway/gateway.c). */
+struct gw_services;
+struct broker;
+struct im_dir_shard;
+struct im_shard;
+struct au_shard_slots {
+    const struct gw_services *services; /* process-wide services (gateway/services.h); set before shard_init */
+    struct broker *broker;              /* MQTT broker state (gateway/mqtt/broker.h) */
+    struct im_dir_shard *im_dir;        /* IM directory replica (gateway/im/dir.c) */
+    struct im_shard *im;                /* IM message service state (gateway/im/im.c) */
+};
+
+/* Tick of every shard's timer wheel (keep-alives, session expiry, HTTP deadlines, IM sweeps). */
+#define AU_SHARD_TIMER_TICK_MS 16
 
 struct au_shard {
     int id;
@@ -176,10 +193,13 @@ struct au_shard {
     uint64_t stop_deadline;
     uint64_t next_conn_id;
     uint64_t now_ms;              /* updated every iteration */
-    void *app;                    /* protocol-level per-shard state (broker, store client, ...) */
+    struct au_shard_slots slot;   /* per-shard service state */
     const struct au_loop_hooks *hooks;
     struct au_shard_stats stats;
     pthread_t thread;
+    /* The shard's timers: initialised before shard_init, advanced by the loop before shard_tick every iteration
+     * (its next deadline bounds the sleep); shard thread only. */
+    struct au_timer_wheel timers;
 };
 
 struct au_loop_opts {
@@ -189,7 +209,8 @@ struct au_loop_opts {
     uint32_t nlisteners;
     const struct au_loop_hooks *hooks;
     uint32_t drain_ms;             /* graceful-stop drain deadline */
-    int n_ext;                     /* external producer threads (store threads, ...), at most AU_MAX_EXT */
+    int n_ext;                     /* external producer ids handed out (au_loop_ext_alloc), at most AU_MAX_EXT */
+    const struct gw_services *services; /* copied to every shard's slot.services */
 };
 
 /* ---- external producers ----
@@ -204,6 +225,9 @@ void au_ext_post(struct au_ext *e, int to, struct au_xmsg *m);
 /* Retry spilled messages and submit doorbells; returns the number still waiting. Call after posting. */
 unsigned au_ext_flush(struct au_ext *e);
 void au_ext_free(struct au_ext *e);
+/* Before au_loop_start: hands out n consecutive external-producer ids from o (o->n_ext grows by n); returns the
+ * first, or -1 (nothing handed out) when more than AU_MAX_EXT ids would be in use. */
+int au_loop_ext_alloc(struct au_loop_opts *o, int n);
 
 /* Create shards, bind listeners (SO_REUSEPORT, one socket per shard), start threads. Returns 0 or -errno
  * (with a log line saying why). */

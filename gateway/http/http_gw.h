@@ -9,10 +9,13 @@
 #include "core/loop.h"
 
 extern const struct au_proto http_gw_proto;
-/* Register the built-in routes (before the shards start). */
+/* Register the built-in routes (before the shards start). Deadlines read the configuration from the
+ * connection's shard (slot.services->cfg). GET /metrics renders the providers registered with
+ * gw_metrics_register (gateway/metrics.h) over every shard. */
 void http_gw_init(const struct au_config *cfg);
-/* Give the endpoints the shard table (for process-wide counters). */
-void http_gw_set_shards(struct au_shard **shards, int n);
+/* HTTP's own /metrics provider (request bodies buffered). */
+struct gw_metrics;
+void http_gw_metrics(struct gw_metrics *m, struct au_shard *const *shards, int nshards);
 /* GET /metrics answers only requests this accepts (the REST layer sets its operator-token check at start-up:
  * Authorization: Bearer <data>/operator.token); false after filling resp with the refusal. Unset: refused. */
 struct http_req;

@@ -89,7 +89,7 @@ struct im_sess {                 /* per IM session */
     uint64_t uid;                /* the user incarnation registered (inbox key, cursors, conversation list) */
 };
 
-static struct im_shard *ims(struct au_shard *s) { return broker_of(s)->imsvc; }
+static struct im_shard *ims(struct au_shard *s) { return s->slot.im; }
 
 uint64_t im_conv_single_peer(uint64_t conv, uint64_t uid)
 {
@@ -1083,7 +1083,7 @@ static void sweep_fire(struct au_timer *t)
 {
     struct im_shard *st = AU_CONTAINER_OF(t, struct im_shard, sweep_timer);
     struct au_shard *sh = st->shard;
-    au_timer_arm(&broker_of(sh)->timers, t, sh->now_ms + IM_SWEEP_INTERVAL_MS);
+    au_timer_arm(&sh->timers, t, sh->now_ms + IM_SWEEP_INTERVAL_MS);
     if (st->sweeping || !persist_store()) return;
     st->sweeping = true;
     struct sweep_ctx *x = calloc(1, sizeof *x);
@@ -1101,9 +1101,9 @@ void im_shard_init(struct au_shard *sh)
               au_hash_init(&st->cursors, 256) == 0);
     st->shard = sh;
     st->mb_tail = &st->mb_jobs;
-    broker_of(sh)->imsvc = st;
+    sh->slot.im = st;
     au_timer_init(&st->sweep_timer, sweep_fire);
-    if (sh->id == 0) au_timer_arm(&broker_of(sh)->timers, &st->sweep_timer, sh->now_ms + IM_SWEEP_FIRST_MS);
+    if (sh->id == 0) au_timer_arm(&sh->timers, &st->sweep_timer, sh->now_ms + IM_SWEEP_FIRST_MS);
     im_dir_init(sh, persist_store());
 }
 
@@ -1111,7 +1111,7 @@ void im_shard_fini(struct au_shard *sh)
 {
     struct im_shard *st = ims(sh);
     if (!st) return;
-    au_timer_cancel(&broker_of(sh)->timers, &st->sweep_timer);
+    au_timer_cancel(&sh->timers, &st->sweep_timer);
     struct au_hash_iter it;
     au_hash_iter_init(&st->inbox, &it);
     while (au_hash_next(&st->inbox, &it)) {
@@ -1143,6 +1143,6 @@ void im_shard_fini(struct au_shard *sh)
     au_hash_free(&st->convs);
     au_hash_free(&st->cursors);
     free(st);
-    broker_of(sh)->imsvc = NULL;
+    sh->slot.im = NULL;
     im_dir_fini(sh);
 }

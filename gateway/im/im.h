@@ -98,7 +98,7 @@ void rest_messages_init(void);
 /* Group member silence (rest_silence.c). */
 void rest_silence_init(void);
 
-/* Per-shard start/stop, called by the broker's shard hooks. */
+/* Per-shard start/stop: the "im" row of the gateway's lifecycle table (gateway/gateway.c). */
 void im_shard_init(struct au_shard *s);
 void im_shard_fini(struct au_shard *s);
 

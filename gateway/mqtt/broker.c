@@ -1,21 +1,16 @@
-/* broker.c - per-shard broker state, messages, cross-shard fan-out and the shard hooks. */
+/* broker.c - per-shard broker state, messages, cross-shard fan-out, the broker's lifecycle steps and metrics. */
 #include "gateway/mqtt/broker.h"
-#include "gateway/im/rest_media.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
-#include "gateway/im/im.h"
-#include "gateway/im/imconn.h"
+#include "gateway/metrics.h"
+#include "gateway/services.h"
 #include "core/log.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
-static const struct au_config *g_cfg;
-
-void broker_set_config(const struct au_config *cfg) { g_cfg = cfg; }
-
-struct broker *broker_of(struct au_shard *s) { return s->app; }
+struct broker *broker_of(struct au_shard *s) { return s->slot.broker; }
 
 /* Owner shard of a client identity. A fixed seed (not the per-process table seed) so every shard
  * computes the same owner. */
@@ -415,27 +410,26 @@ void broker_deliver_local(struct broker *b, struct msg *m)
     persist_pass_end(b, m, ops0);
 }
 
-/* ------------------------------------------------------------------ shard hooks */
+/* ------------------------------------------------------------------ per-shard lifecycle steps */
 
-static void shard_init(struct au_shard *s)
+void broker_shard_init(struct au_shard *s)
 {
+    const struct au_config *cfg = s->slot.services ? s->slot.services->cfg : NULL;
     struct broker *b = calloc(1, sizeof *b);
     AU_ASSERT(b != NULL);
     b->shard = s;
-    b->cfg = g_cfg;
+    b->cfg = cfg;
     AU_ASSERT(au_hash_init(&b->sessions, 1024) == 0 && au_hash_init(&b->by_uid, 1024) == 0);
     sub_index_init(&b->subs);
-    retained_init(&b->retained, retained_release, b, g_cfg ? g_cfg->max_retained : 0);
-    retained_set_budget(&b->retained, msg_retained_bytes, g_cfg ? g_cfg->max_retained_bytes : AU_MQTT_RETAINED_BYTES);
-    au_timer_wheel_init(&b->timers, 16, s->now_ms);
+    retained_init(&b->retained, retained_release, b, cfg ? cfg->max_retained : 0);
+    retained_set_budget(&b->retained, msg_retained_bytes, cfg ? cfg->max_retained_bytes : AU_MQTT_RETAINED_BYTES);
     shared_init(b);
-    s->app = b;
-    im_shard_init(s);   /* the IM directory first: restored IM sessions refer to it */
-    persist_load(b);
-    au_info("shard ready max_conns=%u", s->max_conns);
+    s->slot.broker = b;
 }
 
-static void shard_stop(struct au_shard *s)
+void broker_shard_load(struct au_shard *s) { persist_load(broker_of(s)); }
+
+void broker_shard_stop(struct au_shard *s)
 {
     struct broker *b = broker_of(s);
     b->stopping = true;
@@ -479,27 +473,28 @@ static void persist_log(struct broker *b, uint64_t now_ms)
     b->plog_ms = now_ms;
 }
 
-static int shard_tick(struct au_shard *s, uint64_t now_ms)
+int broker_shard_tick(struct au_shard *s, uint64_t now_ms)
 {
     struct broker *b = broker_of(s);
-    au_timer_advance(&b->timers, now_ms);
     int due = persist_defer_due(b, now_ms);
     persist_flush(b); /* this iteration's store writes: one batch */
     persist_log(b, now_ms);
-    int next = (int)au_timer_next_ms(&b->timers, now_ms, 1000);
-    return due >= 0 && due < next ? due : next;
+    return due;
 }
 
-static void shard_fini(struct au_shard *s)
+void broker_shard_store_detach(struct au_shard *s)
 {
     struct broker *b = broker_of(s);
-    rest_media_shard_detach(s); /* before the store: a finished upload still writes its record */
     if (persist_store()) {
         persist_defer_due(b, UINT64_MAX); /* everything not acknowledged is stored before the detach */
         persist_flush(b);
         store_shard_detach(persist_store(), s->id); /* completions run here, before freeing */
     }
-    imconn_shard_detach(s);
+}
+
+void broker_shard_drop_sessions(struct au_shard *s)
+{
+    struct broker *b = broker_of(s);
     struct au_hash_iter it;
     au_hash_iter_init(&b->sessions, &it);
     while (au_hash_next(&b->sessions, &it)) {
@@ -509,7 +504,11 @@ static void shard_fini(struct au_shard *s)
         se->mc = NULL;
         session_free(b, se);
     }
-    im_shard_fini(s);
+}
+
+void broker_shard_fini(struct au_shard *s)
+{
+    struct broker *b = broker_of(s);
     au_hash_free(&b->by_uid);
     sub_index_free(&b->subs);
     retained_free(&b->retained);
@@ -519,13 +518,40 @@ static void shard_fini(struct au_shard *s)
     if (b->ibatch) store_batch_free(b->ibatch); /* written after the detach (nothing should be): dropped */
     free(b->iwait);
     /* Connections still open at this point are torn down with the ring. */
-    s->app = NULL;
+    s->slot.broker = NULL;
     free(b);
 }
 
-const struct au_loop_hooks broker_hooks = {
-    .shard_init = shard_init,
-    .shard_fini = shard_fini,
-    .shard_tick = shard_tick,
-    .shard_stop = shard_stop,
-};
+/* ------------------------------------------------------------------ metrics */
+
+#define BROKER_METRIC(name, field, type, help)                                                        \
+    do {                                                                                              \
+        gw_metrics_printf(m, "# HELP aurora_" name " " help "\n# TYPE aurora_" name " " type "\n");   \
+        for (int i = 0; i < nshards; i++) {                                                           \
+            struct broker *b = broker_of(shards[i]);                                                  \
+            gw_metrics_printf(m, "aurora_" name "{shard=\"%d\"} %llu\n", i,                           \
+                    b ? (unsigned long long)__atomic_load_n(&b->stats.field, __ATOMIC_RELAXED) : 0ull); \
+        }                                                                                             \
+    } while (0)
+
+void broker_metrics(struct gw_metrics *m, struct au_shard *const *shards, int nshards)
+{
+    BROKER_METRIC("mqtt_sessions", sessions, "gauge", "MQTT sessions (online and offline).");
+    BROKER_METRIC("mqtt_sessions_online", sessions_online, "gauge", "MQTT sessions with a connection.");
+    BROKER_METRIC("mqtt_subscriptions", subscriptions, "gauge", "Subscriptions.");
+    BROKER_METRIC("mqtt_retained_messages", retained, "gauge", "Retained messages (replica per shard).");
+    BROKER_METRIC("mqtt_connects_total", connects, "counter", "Accepted CONNECTs.");
+    BROKER_METRIC("mqtt_connects_refused_total", connacks_refused, "counter", "Refused CONNECTs.");
+    BROKER_METRIC("mqtt_takeovers_total", takeovers, "counter", "Session takeovers.");
+    BROKER_METRIC("mqtt_publish_received_total", pub_in, "counter", "PUBLISH packets received from clients.");
+    BROKER_METRIC("mqtt_publish_received_bytes_total", pub_in_bytes, "counter", "Payload bytes received.");
+    BROKER_METRIC("mqtt_deliveries_total", deliveries, "counter", "PUBLISH packets sent to subscribers.");
+    BROKER_METRIC("mqtt_dropped_slow_qos0_total", dropped_qos0_slow, "counter", "QoS 0 dropped: slow consumer.");
+    BROKER_METRIC("mqtt_dropped_queue_full_total", dropped_queue_full, "counter", "QoS 1/2 dropped: session queue full.");
+    BROKER_METRIC("mqtt_dropped_expired_total", dropped_expired, "counter", "Messages dropped: expired.");
+    BROKER_METRIC("mqtt_dropped_too_large_total", dropped_too_large, "counter", "Messages dropped: above client maximum packet size.");
+    BROKER_METRIC("mqtt_wills_total", wills_sent, "counter", "Will messages published.");
+    BROKER_METRIC("mqtt_retained_refused_total", retained_refused, "counter", "PUBLISHes refused: over the app's retained budget.");
+    BROKER_METRIC("mqtt_protocol_errors_total", protocol_errors, "counter", "Connections closed for protocol errors.");
+    BROKER_METRIC("mqtt_keepalive_timeouts_total", keepalive_timeouts, "counter", "Keep-alive timeouts.");
+}

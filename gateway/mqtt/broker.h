@@ -246,7 +246,6 @@ struct broker {
     struct au_hash sessions;     /* client id (with app prefix) -> session */
     struct sub_index subs;
     struct retained_store retained;
-    struct au_timer_wheel timers;
     uint64_t next_uid, next_seq;
     /* fan-out scratch */
     struct fan_target *fan;
@@ -266,15 +265,29 @@ struct broker {
     uint64_t plog_ms;
     bool stopping;               /* graceful shutdown: wills are not published */
     struct shared_state *shared;
-    void *im;                    /* IM directory replica of this shard (gateway/im/dir.c) */
-    void *imsvc;                 /* IM message service state of this shard (gateway/im/im.c) */
     struct au_hash by_uid;       /* session uid -> session */
     struct broker_stats stats;
 };
 
 extern const struct au_proto mqtt_proto;
-extern const struct au_loop_hooks broker_hooks;
-void broker_set_config(const struct au_config *cfg);
+/* Per-shard lifecycle steps, run by the gateway's lifecycle table (gateway/gateway.c) on the shard's thread:
+ *   broker_shard_init          the broker's state (slot.broker; configuration from slot.services->cfg)
+ *   broker_shard_load          restore sessions, subscriptions and retained messages from the store
+ *   broker_shard_stop          graceful stop: DISCONNECT 0x8B to MQTT 5 clients, close every connection
+ *   broker_shard_tick          every iteration: deferred deliveries due, the iteration's store batch
+ *   broker_shard_store_detach  fini: everything not acknowledged is stored, then the shard leaves the store
+ *   broker_shard_drop_sessions fini: free every session (after the store detach: no completion refers to one)
+ *   broker_shard_fini          fini: free the broker's state */
+void broker_shard_init(struct au_shard *s);
+void broker_shard_load(struct au_shard *s);
+void broker_shard_stop(struct au_shard *s);
+int broker_shard_tick(struct au_shard *s, uint64_t now_ms);
+void broker_shard_store_detach(struct au_shard *s);
+void broker_shard_drop_sessions(struct au_shard *s);
+void broker_shard_fini(struct au_shard *s);
+/* The broker's /metrics provider (gateway/metrics.h): per-shard MQTT counters. */
+struct gw_metrics;
+void broker_metrics(struct gw_metrics *m, struct au_shard *const *shards, int nshards);
 
 /* internal, shared by the broker's files */
 struct broker *broker_of(struct au_shard *s);

@@ -89,7 +89,7 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
          * nothing (the owner checks again, and a failed move is refused the same way: mc_handoff_failed). */
         if (!au_shard_has_room(sh->all[owner]))
             return refuse(b, mc, ver, MQTT_RC_SERVER_UNAVAILABLE, "server full");
-        au_timer_cancel(&b->timers, &mc->ka_timer);
+        au_timer_cancel(&b->shard->timers, &mc->ka_timer);
         mc->version = ver; /* the CONNACK's format, should the move fail */
         if (au_conn_handoff(mc->conn, owner, mc) == 0) return 1;
         au_warn("handoff to shard %d refused", owner);
@@ -249,8 +249,8 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     au_conn_write(mc->conn, out, n);
 
     mc->ka_ms = keepalive ? (uint32_t)keepalive * 1500u : 0;
-    if (mc->ka_ms) au_timer_arm(&b->timers, &mc->ka_timer, sh->now_ms + mc->ka_ms);
-    else au_timer_cancel(&b->timers, &mc->ka_timer);
+    if (mc->ka_ms) au_timer_arm(&b->shard->timers, &mc->ka_timer, sh->now_ms + mc->ka_ms);
+    else au_timer_cancel(&b->shard->timers, &mc->ka_timer);
 
     if (present) session_resend_inflight(b, s);
     session_pump(b, s);

@@ -100,7 +100,7 @@ static void mc_open(struct au_conn *c)
     c->proto_state = mc;
     au_conn_set_in_max(c, in_max(b));
     au_timer_init(&mc->ka_timer, ka_fire);
-    au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
+    au_timer_arm(&b->shard->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
 }
 
 static void mc_handoff(struct au_conn *c, void *arg)
@@ -112,7 +112,7 @@ static void mc_handoff(struct au_conn *c, void *arg)
     c->proto_state = mc;
     au_conn_set_in_max(c, in_max(b));
     au_timer_init(&mc->ka_timer, ka_fire);
-    au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
+    au_timer_arm(&b->shard->timers, &mc->ka_timer, c->shard->now_ms + b->cfg->connect_timeout_ms);
 }
 
 /* The owner shard could not take the connection (its descriptor table is full): CONNACK "server unavailable"
@@ -153,7 +153,7 @@ static void mc_close(struct au_conn *c)
     struct mqtt_conn *mc = c->proto_state;
     if (!mc) return;
     struct broker *b = broker_of(c->shard);
-    au_timer_cancel(&b->timers, &mc->ka_timer);
+    au_timer_cancel(&b->shard->timers, &mc->ka_timer);
     connect_release(mc);
     imconn_conn_gone(mc);
     mc->state = MC_CLOSING;
@@ -286,7 +286,7 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
         if (mc->connect_charged && mc->state == MC_CONNECTED) connect_release(mc);
     }
     if (mc->state == MC_CONNECTED && mc->ka_ms)
-        au_timer_arm(&b->timers, &mc->ka_timer, c->shard->now_ms + mc->ka_ms); /* lazy: one store */
+        au_timer_arm(&b->shard->timers, &mc->ka_timer, c->shard->now_ms + mc->ka_ms); /* lazy: one store */
     au_conn_set_in_max(c, mc->state == MC_AUTH ? AU_CONN_IN_MAX : in_max(b));
     return (ssize_t)off;
 }

@@ -642,7 +642,7 @@ void persist_load(struct broker *b)
             session_free(b, s);
             continue;
         }
-        if (s->expire_at) au_timer_arm(&b->timers, &s->exp_timer, s->expire_at);
+        if (s->expire_at) au_timer_arm(&b->shard->timers, &s->exp_timer, s->expire_at);
     }
     __atomic_store_n(&b->stats.retained, b->retained.msgs, __ATOMIC_RELAXED);
     au_info("loaded retained=%ld sessions=%u subscriptions=%u queued=%u", n, lc.sessions, lc.subs, lc.outs);

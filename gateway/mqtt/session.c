@@ -84,7 +84,7 @@ static void free_list(struct outmsg *o)
 void session_free(struct broker *b, struct session *s)
 {
     AU_ASSERT(s->mc == NULL);
-    au_timer_cancel(&b->timers, &s->exp_timer);
+    au_timer_cancel(&b->shard->timers, &s->exp_timer);
     au_hash_del_u64(&b->by_uid, s->uid);
     im_session_free(b, s);
     ack_release_all(s);
@@ -129,7 +129,7 @@ void session_end(struct broker *b, struct session *s)
 
 void session_resume(struct broker *b, struct session *s)
 {
-    au_timer_cancel(&b->timers, &s->exp_timer);
+    au_timer_cancel(&b->shard->timers, &s->exp_timer);
     s->expire_at = 0;
     s->will_at = 0; /* a reconnect within the will delay cancels the will */
 }
@@ -138,8 +138,8 @@ static void arm_exp(struct broker *b, struct session *s)
 {
     uint64_t at = s->expire_at;
     if (s->will_at && (!at || s->will_at < at)) at = s->will_at;
-    if (at) au_timer_arm(&b->timers, &s->exp_timer, at);
-    else au_timer_cancel(&b->timers, &s->exp_timer);
+    if (at) au_timer_arm(&b->shard->timers, &s->exp_timer, at);
+    else au_timer_cancel(&b->shard->timers, &s->exp_timer);
 }
 
 static void exp_fire(struct au_timer *t)
