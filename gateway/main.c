@@ -92,6 +92,11 @@ int main(int argc, char **argv)
     }
     struct authpool *pool = authpool_new(NULL);
     imconn_setup(pool, &tkey);
+    /* The broker's extensions (gateway/mqtt/ext.h), in order: the IM service, then media uploads. */
+    if (im_ext_register() != 0 || im_media_ext_register() != 0) {
+        fprintf(stderr, "aurora: broker extension table full\n");
+        return 1;
+    }
     broker_set_config(&cfg);
     http_gw_init(&cfg);
     rest_init(&cfg);            /* REST v1 users/admins/groups + operator API (gateway/im/rest.h) */

@@ -9,6 +9,7 @@
  * flight have completed, then applies the failed ones' undo changes, latest first, and accepts again. */
 #include "gateway/im/dir.h"
 #include "gateway/mqtt/broker.h"
+#include "gateway/im/imconn.h"
 #include "store/keyspace.h"
 #include "core/log.h"
 
@@ -32,8 +33,11 @@ struct im_dir_shard {
     struct im_changes undo;              /* failed transactions' undo changes, applied from the end */
 };
 
-struct im_dir *im_dir_of(struct au_shard *s) { return &((struct im_dir_shard *)broker_of(s)->im)->dir; }
-static struct im_dir_shard *dshard(struct au_shard *s) { return broker_of(s)->im; }
+struct im_dir *im_dir_of(struct au_shard *s)
+{
+    return &((struct im_dir_shard *)im_shard_slot(broker_of(s), IM_SLOT_DIR))->dir;
+}
+static struct im_dir_shard *dshard(struct au_shard *s) { return im_shard_slot(broker_of(s), IM_SLOT_DIR); }
 
 /* Bounded copy that always terminates (snprintf would warn about truncation it cannot prove away). */
 static void copy_str(char *dst, size_t cap, const char *src)
@@ -741,7 +745,7 @@ void im_dir_init(struct au_shard *s, struct store *st)
     AU_ASSERT(au_hash_init(&d->apps, 8) == 0 && au_hash_init(&d->appkeys, 8) == 0 &&
               au_hash_init(&d->users, 1024) == 0 && au_hash_init(&d->groups, 64) == 0 &&
               au_hash_init(&ds->counters, 16) == 0);
-    broker_of(s)->im = ds;
+    broker_of(s)->ext_shard[im_ext_id][IM_SLOT_DIR] = ds;
     if (!st) return;
     scan_prefix(st, KS_IM_APP, load_app, d);
     scan_prefix(st, KS_IM_USER, load_user, d);
@@ -784,5 +788,5 @@ void im_dir_fini(struct au_shard *s)
     au_hash_free(&ds->counters);
     free(ds->undo.v);
     free(ds);
-    broker_of(s)->im = NULL;
+    broker_of(s)->ext_shard[im_ext_id][IM_SLOT_DIR] = NULL;
 }

@@ -1,10 +1,8 @@
 /* broker.c - per-shard broker state, messages, cross-shard fan-out and the shard hooks. */
 #include "gateway/mqtt/broker.h"
-#include "gateway/im/rest_media.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/ext.h"
 #include "gateway/mqtt/persist.h"
-#include "gateway/im/im.h"
-#include "gateway/im/imconn.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -85,7 +83,8 @@ struct msg *msg_new_raw(uint32_t app, const uint8_t *topic, uint16_t topic_len, 
     m->ticket = NULL;
     m->wire_topic = NULL;
     m->wire_len = 0;
-    m->im_conv = m->im_seq = 0;
+    m->ext_data[0] = m->ext_data[1] = 0;
+    m->ext = 0;
     m->payload_len = payload_len;
     m->props_len = props_len;
     m->topic_len = topic_len;
@@ -418,7 +417,7 @@ static void shard_init(struct au_shard *s)
     au_timer_wheel_init(&b->timers, 16, s->now_ms);
     shared_init(b);
     s->app = b;
-    im_shard_init(s);   /* the IM directory first: restored IM sessions refer to it */
+    broker_ext_shard_init(s); /* the extensions first: restored sessions may refer to them (IM: its directory) */
     persist_load(b);
     au_info("shard ready max_conns=%u", s->max_conns);
 }
@@ -481,13 +480,13 @@ static int shard_tick(struct au_shard *s, uint64_t now_ms)
 static void shard_fini(struct au_shard *s)
 {
     struct broker *b = broker_of(s);
-    rest_media_shard_detach(s); /* before the store: a finished upload still writes its record */
+    broker_ext_shard_quiesce(s); /* before the store: e.g. a finished media upload still writes its record */
     if (persist_store()) {
         persist_defer_due(b, UINT64_MAX); /* everything not acknowledged is stored before the detach */
         persist_flush(b);
         store_shard_detach(persist_store(), s->id); /* completions run here, before freeing */
     }
-    imconn_shard_detach(s);
+    broker_ext_shard_detach(s);
     struct au_hash_iter it;
     au_hash_iter_init(&b->sessions, &it);
     while (au_hash_next(&b->sessions, &it)) {
@@ -497,7 +496,7 @@ static void shard_fini(struct au_shard *s)
         se->mc = NULL;
         session_free(b, se);
     }
-    im_shard_fini(s);
+    broker_ext_shard_fini(s);
     au_hash_free(&b->by_uid);
     sub_index_free(&b->subs);
     retained_free(&b->retained);
