@@ -1,4 +1,7 @@
-/* main.c - aurora: parse configuration, start the shards, wait for SIGTERM/SIGINT, stop gracefully. */
+/* main.c - aurora: parse configuration, start the shards, wait for SIGTERM/SIGINT, stop gracefully.
+ * Compiled with -DAU_BROKER_ONLY it is aurora-broker, a test binary (make broker-only): the MQTT broker
+ * without its extensions (no IM service, no REST v1 API, no media), so the MQTT test files prove the broker
+ * works with no extension registered (docs/architecture.md "Broker extensions"). */
 #include "core/config.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -80,6 +83,10 @@ int main(int argc, char **argv)
         return 1;
     }
     persist_set_store(st);
+    broker_set_config(&cfg);
+    http_gw_init(&cfg);
+    uint32_t n_ext = store_threads(&so);
+#ifndef AU_BROKER_ONLY
     if (im_apps_bootstrap(st, cfg.data_dir, err, sizeof err) != 0) {
         fprintf(stderr, "aurora: %s\n", err);
         return 1;
@@ -97,8 +104,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "aurora: broker extension table full\n");
         return 1;
     }
-    broker_set_config(&cfg);
-    http_gw_init(&cfg);
     rest_init(&cfg);            /* REST v1 users/admins/groups + operator API (gateway/im/rest.h) */
     rest_set_authpool(pool);
     rest_messages_init();
@@ -107,6 +112,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "aurora: media: %s\n", err);
         return 1;
     }
+    n_ext += authpool_threads(pool) + rest_media_threads();
+#endif
 
     uint32_t nshards = au_config_shards(&cfg);
     uint32_t per_shard = 0;
@@ -118,7 +125,7 @@ int main(int argc, char **argv)
         .nlisteners = nl,
         .hooks = &broker_hooks,
         .drain_ms = 3000,
-        .n_ext = (int)(store_threads(&so) + authpool_threads(pool) + rest_media_threads()),
+        .n_ext = (int)n_ext,
     };
     struct au_shard **shards;
     r = au_loop_start(&lo, &shards);
@@ -127,8 +134,10 @@ int main(int argc, char **argv)
         return 1;
     }
     store_start(st, shards, (int)nshards, 0);
+#ifndef AU_BROKER_ONLY
     authpool_start(pool, shards, (int)nshards, (int)store_threads(&so));
     rest_media_start(shards, (int)nshards, (int)(store_threads(&so) + authpool_threads(pool)));
+#endif
     http_gw_set_shards(shards, (int)nshards);
     au_info("aurora started shards=%u mqtt=%s http=%s data=%s fixed_files_per_shard=%u", nshards, cfg.mqtt_listen,
             cfg.http_listen, cfg.data_dir, au_loop_fixed_files());
@@ -137,8 +146,10 @@ int main(int argc, char **argv)
     sigwait(&set, &sig);
     au_info("signal %d: shutting down", sig);
     au_loop_stop(shards, (int)nshards); /* shard_fini detaches each shard from the store */
+#ifndef AU_BROKER_ONLY
     authpool_stop(pool);
     rest_media_stop();
+#endif
     store_close(st);
     au_info("stopped");
     au_config_free(&cfg);
