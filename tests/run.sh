@@ -109,7 +109,7 @@ fi
 
 # The broker with no extension registered ($BUILD/aurora-broker: gateway/main.c built with AU_BROKER_ONLY, no IM
 # service) passes the MQTT test files (docs/architecture.md "Broker extensions"). Selected by INTEGRATION words
-# like the files above ("broker-only" picks only this stage); `make broker-only` runs just this stage.
+# like the files above ("broker-only" picks only this stage); `make broker-only` runs the unit tests and this stage.
 BROKER_ONLY_FILES="test_mqtt311.py test_mqtt5.py test_differential.py test_acl.py test_badinput.py"
 if [ "${INTEGRATION:-}" != none ] && [ -x "$BUILD/aurora-broker" ]; then
     echo "== broker-only stage (broker $BUILD/aurora-broker, no extension registered)"
