@@ -63,7 +63,7 @@
 #define AU_MQTT_MAX_RETAINED       1000000 /* (config) retained messages per app */
 #define AU_MQTT_RETAINED_BYTES     (64u << 20) /* (config) retained bytes (topic + properties + payload) per app */
 #define AU_CONFIG_MIN_RETAINED_BYTES 1024  /* lowest accepted max_retained_bytes */
-#define IM_QUEUE_HARD_MAX          20000   /* IM messages queued for one device before it is disconnected (slow consumer) */
+#define AU_EXT_QUEUE_HARD_MAX      20000   /* messages of a broker extension (IM) queued for one device before it is disconnected (slow consumer) */
 
 /* ---- HTTP ---- */
 #define AU_HTTP_MAX_HEADERS        64

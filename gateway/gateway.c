@@ -5,6 +5,7 @@
 #include "gateway/http/http_gw.h"
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/persist.h"
+#ifndef AU_BROKER_ONLY
 #include "gateway/im/apps.h"
 #include "gateway/im/auth.h"
 #include "gateway/im/authpool.h"
@@ -12,6 +13,7 @@
 #include "gateway/im/im.h"
 #include "gateway/im/rest.h"
 #include "gateway/im/rest_media.h"
+#endif
 #include "store/store.h"
 #include "core/log.h"
 
@@ -59,14 +61,21 @@ void gw_steps_fini(const struct gw_step *t, size_t n, struct au_shard *s)
  *   fini: media uploads detach BEFORE the store (a finished upload still writes its record); every write not
  *         acknowledged is stored and the shard leaves the store (its completions run there, before anything is
  *         freed); MQTT IM logins in flight are released; sessions freed; IM state freed; broker state freed.
- * The IM rows are the IM service's (G1's broker extension registration takes them over when it lands). */
+ * The im, imconn and media rows are the IM service's (its broker extension is registered in gw_open); a build
+ * with AU_BROKER_ONLY (build/aurora-broker, a test binary) has none of them. */
 static const struct gw_step k_steps[] = {
     { "broker",   broker_shard_init, broker_shard_stop, NULL, broker_shard_fini },
+#ifndef AU_BROKER_ONLY
     { "im",       im_shard_init, NULL, NULL, im_shard_fini },
+#endif
     { "sessions", broker_shard_load, NULL, NULL, broker_shard_drop_sessions },
+#ifndef AU_BROKER_ONLY
     { "imconn",   NULL, NULL, NULL, imconn_shard_detach },
+#endif
     { "persist",  NULL, NULL, broker_shard_tick, broker_shard_store_detach },
+#ifndef AU_BROKER_ONLY
     { "media",    NULL, NULL, NULL, rest_media_shard_detach },
+#endif
 };
 
 const struct gw_step *gw_lifecycle(size_t *n)
@@ -162,6 +171,8 @@ int gw_open(struct gateway *gw, const struct au_config *cfg, char *err, size_t e
     char e[512];
     if (store_open(&gw->svc.store, &so, e, sizeof e) != 0) return fail(err, errlen, 1, "store: %s", e);
     persist_set_store(gw->svc.store);
+    http_gw_init(cfg);          /* GET /healthz, GET /metrics */
+#ifndef AU_BROKER_ONLY
     if (im_apps_bootstrap(gw->svc.store, cfg->data_dir, e, sizeof e) != 0) return fail(err, errlen, 1, "%s", e);
     /* Password hashing runs on its own threads; login tokens are HMACs with a key kept in the data dir. */
     static struct auth_token_key tkey;
@@ -169,14 +180,15 @@ int gw_open(struct gateway *gw, const struct au_config *cfg, char *err, size_t e
     gw->svc.token_key = &tkey;
     gw->svc.authpool = authpool_new(NULL);
 
-    /* Modules and their routes. */
+    /* Modules and their routes; the IM service plugs into the broker as its extension. */
     imconn_setup(gw->svc.authpool, gw->svc.token_key);
-    http_gw_init(cfg);          /* GET /healthz, GET /metrics */
+    if (im_ext_register() != 0) return fail(err, errlen, 1, "broker extension table full");
     rest_init(cfg);             /* REST v1 users/admins/groups + operator API (gateway/im/rest.h) */
     rest_set_authpool(gw->svc.authpool);
     rest_messages_init();
     rest_silence_init();
     if (rest_media_init(cfg, e, sizeof e) != 0) return fail(err, errlen, 1, "media: %s", e);
+#endif
 
     /* /metrics, in this order: the loop's counters, HTTP buffering, the broker's counters. */
     gw_metrics_register(&gw->svc.metrics, loop_metrics);
@@ -193,8 +205,10 @@ int gw_open(struct gateway *gw, const struct au_config *cfg, char *err, size_t e
     gw->lo.drain_ms = 3000;
     gw->lo.services = &gw->svc;
     gw->ext_store = au_loop_ext_alloc(&gw->lo, (int)store_threads(&so));
+#ifndef AU_BROKER_ONLY
     gw->ext_auth = au_loop_ext_alloc(&gw->lo, (int)authpool_threads(gw->svc.authpool));
     gw->ext_media = au_loop_ext_alloc(&gw->lo, (int)rest_media_threads());
+#endif
     if (gw->ext_store < 0 || gw->ext_auth < 0 || gw->ext_media < 0)
         return fail(err, errlen, 1, "more worker threads than external producer ids (%d)", AU_MAX_EXT);
     return 0;
@@ -206,8 +220,10 @@ int gw_start(struct gateway *gw, char *err, size_t errlen)
     if (r != 0) return fail(err, errlen, 1, "cannot start: %s", strerror(-r));
     gw->svc.nshards = gw->lo.nshards;
     store_start(gw->svc.store, gw->svc.shards, gw->svc.nshards, gw->ext_store);
+#ifndef AU_BROKER_ONLY
     authpool_start(gw->svc.authpool, gw->svc.shards, gw->svc.nshards, gw->ext_auth);
     rest_media_start(gw->svc.shards, gw->svc.nshards, gw->ext_media);
+#endif
     const struct au_config *cfg = gw->svc.cfg;
     au_info("aurora started shards=%d mqtt=%s http=%s data=%s fixed_files_per_shard=%u", gw->svc.nshards,
             cfg->mqtt_listen, cfg->http_listen, cfg->data_dir, au_loop_fixed_files());
@@ -217,7 +233,9 @@ int gw_start(struct gateway *gw, char *err, size_t errlen)
 void gw_stop(struct gateway *gw)
 {
     au_loop_stop(gw->svc.shards, gw->svc.nshards); /* each shard runs the fini steps (detaches from the store) */
+#ifndef AU_BROKER_ONLY
     authpool_stop(gw->svc.authpool);
     rest_media_stop();
+#endif
     store_close(gw->svc.store);
 }

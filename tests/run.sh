@@ -107,6 +107,29 @@ if [ "${INTEGRATION:-}" != none ]; then
     done
 fi
 
+# The broker with no extension registered ($BUILD/aurora-broker: gateway/main.c built with AU_BROKER_ONLY, no IM
+# service) passes the MQTT test files (docs/architecture.md "Broker extensions"). Selected by INTEGRATION words
+# like the files above ("broker-only" picks only this stage); `make broker-only` runs the unit tests and this stage.
+BROKER_ONLY_FILES="test_mqtt311.py test_mqtt5.py test_differential.py test_acl.py test_badinput.py"
+if [ "${INTEGRATION:-}" != none ] && [ -x "$BUILD/aurora-broker" ]; then
+    echo "== broker-only stage (broker $BUILD/aurora-broker, no extension registered)"
+    KARGS=""
+    for k in ${INTEGRATION_K:-}; do KARGS="$KARGS -k $k"; done
+    for f in $BROKER_ONLY_FILES; do
+        if [ -n "${INTEGRATION:-}" ]; then
+            hit=0
+            for w in $INTEGRATION; do
+                case "broker-only:$f" in *"$w"*) hit=1 ;; esac
+            done
+            [ $hit -eq 1 ] || continue
+        fi
+        echo "-- tests/integration/$f (broker-only)"
+        # shellcheck disable=SC2086
+        run_logged "broker-only:$f" env AURORA_BIN="$BUILD/aurora-broker" timeout "${INTEGRATION_FILE_TIMEOUT:-900}" \
+            "$PY" "tests/integration/$f" $KARGS
+    done
+fi
+
 if [ "$FAIL" -gt 0 ]; then
     echo "failed:$(echo $FAILED_NAMES | tr " " "\n" | head -n 40 | tr "\n" " ")"
 fi

@@ -9,6 +9,7 @@
  * flight have completed, then applies the failed ones' undo changes, latest first, and accepts again. */
 #include "gateway/im/dir.h"
 #include "gateway/mqtt/broker.h"
+#include "gateway/im/imconn.h"
 #include "store/keyspace.h"
 #include "core/log.h"
 

@@ -77,17 +77,7 @@ struct im_shard {
     bool mb_posted;              /* a flush is posted to this shard's next loop iteration */
 };
 
-struct im_sess {                 /* per IM session */
-    bool registered;             /* in the inbox index, under (app, uid): removed from exactly that entry,
-                                  * whatever happens to the session's im_user meanwhile */
-    bool replaying;
-    uint32_t pending;            /* replay reads in flight */
-    struct msg **held;           /* live messages that arrived during replay */
-    uint32_t nheld, capheld;
-    struct au_hash done_seq;     /* replay: conv -> highest seq sent (u64 keys, value = seq + 1 cast) */
-    uint64_t gen;                /* replay generation (a new login restarts it) */
-    uint64_t uid;                /* the user incarnation registered (inbox key, cursors, conversation list) */
-};
+/* struct im_sess (per IM session, in the session's extension slot): imconn.h */
 
 static struct im_shard *ims(struct au_shard *s) { return s->slot.im; }
 
@@ -117,7 +107,7 @@ static void inbox_add(struct au_shard *sh, struct session *s)
 {
     struct im_shard *st = ims(sh);
     uint8_t key[INBOX_KEY_LEN];
-    inbox_key(key, s->app, s->im->uid);
+    inbox_key(key, s->app, im_sess_of(s)->uid);
     struct inbox_entry *e = au_hash_get(&st->inbox, key, INBOX_KEY_LEN);
     if (!e) {
         e = calloc(1, sizeof *e);
@@ -139,7 +129,7 @@ static void inbox_del(struct au_shard *sh, struct session *s)
 {
     struct im_shard *st = ims(sh);
     uint8_t key[INBOX_KEY_LEN];
-    inbox_key(key, s->app, s->im->uid);
+    inbox_key(key, s->app, im_sess_of(s)->uid);
     struct inbox_entry *e = au_hash_get(&st->inbox, key, INBOX_KEY_LEN);
     if (!e) return;
     for (uint32_t i = 0; i < e->n; i++)
@@ -168,7 +158,7 @@ int im_user_online_devices(struct au_shard *sh, uint32_t app, const char *user)
 
 static void deliver_to_session(struct broker *b, struct session *s, struct msg *m)
 {
-    struct im_sess *is = s->im;
+    struct im_sess *is = im_sess_of(s);
     if (!is || !is->registered) return;
     if (is->replaying) {
         /* Held until the replay of stored messages is done, so a conversation stays in order. */
@@ -568,8 +558,7 @@ static void job_sequence(struct au_shard *sh, struct conv_state *cs, struct send
     struct msg *m = msg_new_raw(r->app, (const uint8_t *)k_inbox, sizeof k_inbox - 1, NULL, 0, (const uint8_t *)out,
                                 (uint32_t)outl, 1, false, 0, 0);
     free(v);
-    m->im_conv = j->conv;
-    m->im_seq = j->seq;
+    im_msg_set(m, j->conv, j->seq);
     m->seq = ((uint64_t)sh->id << 48) | (j->msgid & 0xffffffffffffull);
     j->m = m;
     j->next = NULL;
@@ -773,10 +762,11 @@ static void cursors_written(struct au_shard *sh, void *arg, int err)
 
 void im_cursor_ack(struct broker *b, struct session *s, const struct msg *m)
 {
-    if (!persist_store() || !m->im_conv || !s->im || !s->im->uid) return;
+    struct im_sess *is = im_sess_of(s);
+    if (!persist_store() || !im_msg_conv(m) || !is || !is->uid) return;
     struct im_shard *st = ims(b->shard);
     uint8_t key[KS_KEY_MAX];
-    size_t kl = ks_im_cursor(key, s->app, s->im->uid, s->client_id, s->cid_len, true, m->im_conv);
+    size_t kl = ks_im_cursor(key, s->app, is->uid, s->client_id, s->cid_len, true, im_msg_conv(m));
     struct cursor_pend *p = au_hash_get(&st->cursors, key, kl);
     if (!p) {
         p = malloc(sizeof *p + kl);
@@ -785,7 +775,7 @@ void im_cursor_ack(struct broker *b, struct session *s, const struct msg *m)
         memcpy(p->key, key, kl);
         au_hash_put(&st->cursors, p->key, kl, p);
     }
-    p->seq = m->im_seq; /* acks of one device come in delivery order: the latest is the cursor */
+    p->seq = im_msg_seq(m); /* acks of one device come in delivery order: the latest is the cursor */
     if (!st->cursor_busy) cursors_flush(b->shard, st);
 }
 
@@ -801,13 +791,13 @@ struct replay_ctx {
 
 static void replay_finish(struct broker *b, struct session *s)
 {
-    struct im_sess *is = s->im;
+    struct im_sess *is = im_sess_of(s);
     is->replaying = false;
     /* Live messages that came during the replay, minus what the replay already sent. */
     for (uint32_t i = 0; i < is->nheld; i++) {
         struct msg *m = is->held[i];
-        uint64_t sent = (uint64_t)(uintptr_t)au_hash_get_u64(&is->done_seq, m->im_conv);
-        if (!sent || m->im_seq + 1 > sent) session_deliver(b, s, m, 1, false, NULL, 0);
+        uint64_t sent = (uint64_t)(uintptr_t)au_hash_get_u64(&is->done_seq, im_msg_conv(m));
+        if (!sent || im_msg_seq(m) + 1 > sent) session_deliver(b, s, m, 1, false, NULL, 0);
         msg_unref(m);
     }
     is->nheld = 0;
@@ -817,12 +807,12 @@ static void replay_finish(struct broker *b, struct session *s)
 static bool replay_alive(struct broker *b, struct replay_ctx *rc)
 {
     struct session *s = session_by_uid(b, rc->uid);
-    return s == rc->s && s->im && s->im->gen == rc->gen && s->im->replaying;
+    return s == rc->s && im_sess_of(s) && im_sess_of(s)->gen == rc->gen && im_sess_of(s)->replaying;
 }
 
 static void replay_step_done(struct broker *b, struct session *s)
 {
-    if (--s->im->pending == 0) replay_finish(b, s);
+    if (--im_sess_of(s)->pending == 0) replay_finish(b, s);
 }
 
 static void replay_msgs(struct au_shard *sh, void *arg, int err, const struct store_kv *kv, uint32_t n, bool more)
@@ -849,13 +839,12 @@ static void replay_msgs(struct au_shard *sh, void *arg, int err, const struct st
         if ((rec.kind & IM_KIND_RETRACTED) || (now > rec.ctime_ms && now - rec.ctime_ms > keep)) continue;
         struct msg *m = msg_new_raw(s->app, (const uint8_t *)k_inbox, sizeof k_inbox - 1, NULL, 0, rec.json,
                                     (uint32_t)rec.json_len, 1, false, 0, 0);
-        m->im_conv = rc->conv;
-        m->im_seq = seq;
+        im_msg_set(m, rc->conv, seq);
         session_deliver(b, s, m, 1, false, NULL, 0);
         msg_unref(m);
         if (seq > maxseq) maxseq = seq;
     }
-    if (maxseq) au_hash_put_u64(&s->im->done_seq, rc->conv, (void *)(uintptr_t)(maxseq + 1));
+    if (maxseq) au_hash_put_u64(&im_sess_of(s)->done_seq, rc->conv, (void *)(uintptr_t)(maxseq + 1));
     replay_step_done(b, s);
     free(rc);
 }
@@ -864,11 +853,11 @@ static void replay_conv(struct broker *b, struct session *s, uint64_t conv, uint
 {
     struct replay_ctx *rc = malloc(sizeof *rc);
     AU_ASSERT(rc != NULL);
-    *rc = (struct replay_ctx){ s, s->im->gen, s->uid, conv, cursor };
+    *rc = (struct replay_ctx){ s, im_sess_of(s)->gen, s->uid, conv, cursor };
     uint8_t start[KS_KEY_MAX], end[KS_KEY_MAX];
     size_t sl = ks_im_msg(start, s->app, conv, cursor + 1);
     size_t el = ks_im_msg(end, s->app, conv, UINT64_MAX);
-    s->im->pending++;
+    im_sess_of(s)->pending++;
     store_scan(persist_store(), b->shard->id, start, sl, end, el, b->cfg->im_offline_msgs, STORE_SCAN_REVERSE,
                replay_msgs, rc);
 }
@@ -916,8 +905,9 @@ static void replay_uconvs(struct au_shard *sh, void *arg, int err, const struct 
     }
     struct session *s = cc->rc.s;
     /* Single chats from the store, group chats from the directory (of this incarnation only). */
-    struct dir_user *u = im_dir_user(im_dir_of(sh), s->app, s->im_user, strlen(s->im_user));
-    if (u && u->uid != s->im->uid) u = NULL;
+    const char *user = im_session_user(s);
+    struct dir_user *u = user ? im_dir_user(im_dir_of(sh), s->app, user, strlen(user)) : NULL;
+    if (u && u->uid != im_sess_of(s)->uid) u = NULL;
     uint32_t ng = u ? u->ngids : 0;
     cc->convs = malloc(sizeof(uint64_t) * (n + ng + 1));
     AU_ASSERT(cc->convs != NULL);
@@ -928,14 +918,14 @@ static void replay_uconvs(struct au_shard *sh, void *arg, int err, const struct 
     }
     for (uint32_t g = 0; g < ng; g++) cc->convs[cc->nconvs++] = im_conv_group(u->gids[g]);
     uint8_t start[KS_KEY_MAX], end[KS_KEY_MAX];
-    size_t sl = ks_im_cursor(start, s->app, s->im->uid, s->client_id, s->cid_len, false, 0);
+    size_t sl = ks_im_cursor(start, s->app, im_sess_of(s)->uid, s->client_id, s->cid_len, false, 0);
     size_t el = store_prefix_end(start, sl, end);
     store_scan(persist_store(), sh->id, start, sl, end, el, 0, 0, replay_cursors, cc);
 }
 
 static void replay_start(struct broker *b, struct session *s)
 {
-    struct im_sess *is = s->im;
+    struct im_sess *is = im_sess_of(s);
     if (!persist_store()) return;
     is->gen++;
     is->replaying = true;
@@ -953,20 +943,17 @@ static void replay_start(struct broker *b, struct session *s)
 
 void im_session_inbox(struct broker *b, struct session *s)
 {
-    if (!s->im_user) return;
+    const char *user = im_session_user(s);
+    if (!user) return;
     /* The user incarnation the session serves now: a session owned by a deleted user's incarnation (or a
      * user deleted meanwhile) registers nothing. */
-    struct dir_user *u = im_dir_user(im_dir_of(b->shard), s->app, s->im_user, strlen(s->im_user));
+    struct dir_user *u = im_dir_user(im_dir_of(b->shard), s->app, user, strlen(user));
     if (!u || s->ident.kind != SESS_ID_USER || s->ident.incarnation != u->uid) return;
-    if (s->im && s->im->registered && s->im->uid != u->uid) im_session_offline(b, s);
-    if (!s->im) {
-        s->im = calloc(1, sizeof *s->im);
-        AU_ASSERT(s->im != NULL);
-        AU_ASSERT(au_hash_init(&s->im->done_seq, 8) == 0);
-    }
-    if (s->im->registered) return;
-    s->im->registered = true;
-    s->im->uid = u->uid;
+    struct im_sess *is = im_sess_of(s); /* not NULL: it has a user */
+    if (is->registered && is->uid != u->uid) im_session_offline(b, s);
+    if (is->registered) return;
+    is->registered = true;
+    is->uid = u->uid;
     inbox_add(b->shard, s);
     replay_start(b, s);
 }
@@ -977,7 +964,7 @@ static void purge_queued_im(struct session *s)
     struct outmsg **pp = &s->q_head, *last = NULL;
     while (*pp) {
         struct outmsg *o = *pp;
-        if (o->m && o->m->im_conv) {
+        if (o->m && im_msg_conv(o->m)) {
             *pp = o->next;
             s->queued--;
             outmsg_free(o);
@@ -989,9 +976,31 @@ static void purge_queued_im(struct session *s)
     s->q_tail = last;
 }
 
+struct im_sess *im_sess_make(struct session *s)
+{
+    struct im_sess *is = im_sess_of(s);
+    if (is) return is;
+    is = calloc(1, sizeof *is);
+    AU_ASSERT(is != NULL);
+    AU_ASSERT(au_hash_init(&is->done_seq, 8) == 0);
+    s->ext[im_ext_id] = is;
+    return is;
+}
+
+void im_session_login(struct broker *b, struct session *s, const char *user, size_t user_len)
+{
+    /* The IM state is keyed by the user: detached before the user is replaced (a no-op when it is). */
+    im_session_offline(b, s);
+    struct im_sess *is = user ? im_sess_make(s) : im_sess_of(s);
+    if (!is) return;
+    free(is->user);
+    is->user = user ? strndup(user, user_len) : NULL;
+    AU_ASSERT(!user || is->user != NULL);
+}
+
 void im_session_offline(struct broker *b, struct session *s)
 {
-    struct im_sess *is = s->im;
+    struct im_sess *is = im_sess_of(s);
     if (!is || !is->registered) return;
     purge_queued_im(s);
     inbox_del(b->shard, s);
@@ -1003,18 +1012,20 @@ void im_session_offline(struct broker *b, struct session *s)
     au_hash_clear(&is->done_seq);
 }
 
-bool im_session_online(const struct session *s) { return s->im && s->im->registered; }
+bool im_session_online(const struct session *s) { return im_sess_of(s) && im_sess_of(s)->registered; }
 
-uint64_t im_session_uid(const struct session *s) { return s->im ? s->im->uid : 0; }
+uint64_t im_session_uid(const struct session *s) { return im_sess_of(s) ? im_sess_of(s)->uid : 0; }
 
 void im_session_free(struct broker *b, struct session *s)
 {
-    if (!s->im) return;
+    struct im_sess *is = im_sess_of(s);
+    if (!is) return;
     im_session_offline(b, s);
-    free(s->im->held);
-    au_hash_free(&s->im->done_seq);
-    free(s->im);
-    s->im = NULL;
+    free(is->held);
+    au_hash_free(&is->done_seq);
+    free(is->user);
+    free(is);
+    s->ext[im_ext_id] = NULL;
 }
 
 /* ------------------------------------------------------------------ retention sweep

@@ -19,6 +19,7 @@
 #include "gateway/im/imjson.h"
 #include "gateway/im/errors.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/ext.h"
 #include "core/log.h"
 #include "store/keyspace.h"
 #include "gateway/mqtt/persist.h"
@@ -88,7 +89,7 @@ static void unpark(const char *tkey, size_t tkl, uint32_t ip4)
         struct mqtt_conn *mc = w->mc; /* NULL: closed while on this list (imconn_conn_gone) */
         free(w);
         if (!mc) continue;
-        mc->auth = NULL;
+        mc->ext_login = NULL;
         mc->state = MC_NEW;
         au_conn_kick(mc->conn); /* runs the kept CONNECT again */
     }
@@ -108,7 +109,7 @@ void imconn_shard_detach(struct au_shard *s)
     while (t_park_head) { /* parked logins of connections not closed yet: forgotten */
         struct auth_wait *w = t_park_head;
         park_unlink(w);
-        if (w->mc) w->mc->auth = NULL;
+        if (w->mc) w->mc->ext_login = NULL;
         free(w);
     }
     if (g_pool) authpool_shard_detach(g_pool, s->id); /* pending verifications complete (or cancel) here */
@@ -121,9 +122,9 @@ void imconn_shard_detach(struct au_shard *s)
 
 void imconn_conn_gone(struct mqtt_conn *mc)
 {
-    struct auth_wait *w = mc->auth;
+    struct auth_wait *w = mc->ext_login;
     if (!w) return;
-    mc->auth = NULL;
+    mc->ext_login = NULL;
     if (w->parked) {
         park_unlink(w);
         free(w);
@@ -145,18 +146,19 @@ static void verified(struct au_shard *s, void *arg, int ok)
                            ok == 1 ? LOGIN_OK : ok == AUTHPOOL_CANCELED ? LOGIN_CANCELED : LOGIN_FAILED);
     free(w);
     if (mc) {
-        mc->auth = NULL;
-        mc->auth_ok = ok == 1 ? 1 : 2; /* 2 = refused */
+        mc->ext_login = NULL;
+        mc->login_verdict = ok == 1 ? 1 : 2; /* 2 = refused */
         mc->state = MC_NEW;
         au_conn_kick(mc->conn); /* runs the kept CONNECT again, now with the verdict */
     }
     if (s && ok != AUTHPOOL_CANCELED) unpark(tkey, tkl, ip4);
 }
 
-int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct im_login *out)
+/* Which app / user a CONNECT is for (no verification yet): 1 = an IM login (out filled), 0 = not one (no
+ * username, or a username that is no AppKey form: the broker's plain login), -(reason code) = refused. */
+static int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c,
+                          struct broker_login *out)
 {
-    memset(out, 0, sizeof *out);
-    out->app = AU_DEFAULT_APP;
     if (!c->has_username) return 0;
     const char *u = (const char *)c->username.p;
     size_t ul = c->username.len;
@@ -164,13 +166,10 @@ int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_con
     struct im_dir *d = im_dir_of(b->shard);
     if (!colon) {
         struct dir_app *a = ul == IM_APPKEY_LEN ? im_dir_app_by_key(d, u, ul) : NULL;
-        if (a) {
-            out->app = a->id;
-            out->kind = IM_LOGIN_PUSH;
-        } else {
-            out->kind = IM_LOGIN_PLAIN;
-        }
-        return 0;
+        if (!a) return 0;
+        out->app = a->id;
+        out->kind = IM_LOGIN_PUSH;
+        return 1;
     }
     struct dir_app *a = im_dir_app_by_key(d, u, (size_t)(colon - u));
     if (!a) return -MQTT_RC_BAD_USER_PASS;
@@ -179,7 +178,7 @@ int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_con
     out->user = colon + 1;
     out->user_len = ul - (size_t)(colon - u) - 1;
     if (!auth_username_ok(out->user, out->user_len)) return -MQTT_RC_BAD_USER_PASS;
-    return 0;
+    return 1;
 }
 
 /* The stored hash unknown users are checked against: an unknown user goes down the same path, at the
@@ -192,17 +191,17 @@ static const char *dummy_hash(void)
 }
 
 /* "<appkey>" with a non-empty password: it must be a device token for this client id. */
-static int device_authenticate(struct broker *b, const struct mqtt_connect *c, struct im_login *l, const uint8_t *cid,
-                               size_t cid_len)
+static int device_authenticate(struct broker *b, const struct mqtt_connect *c, struct broker_login *l,
+                               const uint8_t *cid, size_t cid_len)
 {
-    l->device_token = 0;
+    l->flags &= (uint8_t)~IM_LOGIN_DEVICE_TOKEN;
     if (!c->has_password || c->password.len == 0) return 0; /* no credential: handle_connect decides */
     struct dir_app *a = im_dir_app(im_dir_of(b->shard), l->app);
     if (!a || !g_tkey_ok) return -MQTT_RC_BAD_USER_PASS;
     int r = auth_device_token_verify(&g_tkey, (const char *)c->password.p, c->password.len, a->key, IM_APPKEY_LEN, cid,
                                      cid_len, au_wall_ms() / 1000);
     if (r != AUTH_TOKEN_OK) return -MQTT_RC_BAD_USER_PASS;
-    l->device_token = 1;
+    l->flags |= IM_LOGIN_DEVICE_TOKEN;
     return 0;
 }
 
@@ -215,7 +214,9 @@ int imconn_device_token(const char *appkey, const uint8_t *cid, size_t cid_len, 
     return auth_device_token_issue(&g_tkey, appkey, strlen(appkey), cid, cid_len, now, *exp, out, cap);
 }
 
-void imconn_identity(struct broker *b, const struct mqtt_connect *c, const struct im_login *l, struct sess_ident *out)
+/* The identity an accepted login proves (the owner recorded in its session, compared on resume). */
+static void imconn_identity(struct broker *b, const struct mqtt_connect *c, const struct broker_login *l,
+                            struct sess_ident *out)
 {
     switch (l->kind) {
     case IM_LOGIN_USER: {
@@ -225,10 +226,7 @@ void imconn_identity(struct broker *b, const struct mqtt_connect *c, const struc
         break;
     }
     case IM_LOGIN_PUSH:
-        sess_ident_set(out, l->device_token ? SESS_ID_DEVICE : SESS_ID_PUSH, l->app, NULL, 0, 0);
-        break;
-    case IM_LOGIN_PLAIN:
-        sess_ident_set(out, SESS_ID_PLAIN, l->app, (const char *)c->username.p, c->username.len, 0);
+        sess_ident_set(out, (l->flags & IM_LOGIN_DEVICE_TOKEN) ? SESS_ID_DEVICE : SESS_ID_PUSH, l->app, NULL, 0, 0);
         break;
     default:
         sess_ident_set(out, SESS_ID_ANON, l->app, NULL, 0, 0);
@@ -236,8 +234,10 @@ void imconn_identity(struct broker *b, const struct mqtt_connect *c, const struc
     }
 }
 
-int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct im_login *l,
-                        const uint8_t *cid, size_t cid_len)
+/* Verify an IM login: 0 = accepted, BROKER_PENDING = the verdict comes later (the CONNECT is run again),
+ * -(reason code) = refused. */
+static int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c,
+                               struct broker_login *l, const uint8_t *cid, size_t cid_len)
 {
     if (l->kind == IM_LOGIN_PUSH) return device_authenticate(b, c, l, cid, cid_len);
     if (l->kind != IM_LOGIN_USER) return 0;
@@ -251,14 +251,14 @@ int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqt
     memcpy(tkey, &l->app, 4);
     memcpy(tkey + 4, l->user, l->user_len);
     size_t tkl = 4 + l->user_len;
-    if (mc->auth_ok == 1) { /* verified off the loop (and recorded in the throttle by verified()) */
-        mc->auth_ok = 0;
+    if (mc->login_verdict == 1) { /* verified off the loop (and recorded in the throttle by verified()) */
+        mc->login_verdict = 0;
         if (!u) return -MQTT_RC_BAD_USER_PASS; /* deleted meanwhile */
         /* Only a caller who proved the password learns that the user is forbidden. */
         return u->forbidden ? -MQTT_RC_BANNED : 0;
     }
-    if (mc->auth_ok == 2) {
-        mc->auth_ok = 0;
+    if (mc->login_verdict == 2) {
+        mc->login_verdict = 0;
         return -MQTT_RC_BAD_USER_PASS;
     }
     if (!a || !c->has_password) return -MQTT_RC_BAD_USER_PASS;
@@ -297,9 +297,9 @@ int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqt
         else t_park_head = w;
         t_park_tail = w;
         t_nparked++;
-        mc->auth = w;
+        mc->ext_login = w;
         mc->state = MC_AUTH;
-        return IMCONN_PENDING;
+        return BROKER_PENDING;
     }
     /* Unknown users are verified against a dummy hash too, so timing does not tell who exists. */
     const char *stored = u ? u->pw_hash : dummy_hash();
@@ -311,9 +311,9 @@ int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqt
         return r == -EAGAIN ? -MQTT_RC_SERVER_BUSY : -MQTT_RC_BAD_USER_PASS;
     }
     if (!g_pool) return -MQTT_RC_BAD_USER_PASS; /* unreachable: no pool means the callback ran already */
-    mc->auth = w;
+    mc->ext_login = w;
     mc->state = MC_AUTH;
-    return IMCONN_PENDING;
+    return BROKER_PENDING;
 }
 
 /* After CONNACK: a login token for reconnects, as an MQTT 5 user property is not possible on CONNACK in
@@ -374,12 +374,12 @@ static void error_event(struct broker *b, struct session *s, int code, const cha
 void imconn_token(struct broker *b, struct mqtt_conn *mc)
 {
     struct session *s = mc->sess;
-    struct dir_user *u = im_dir_user(im_dir_of(b->shard), s->app, s->im_user, strlen(s->im_user));
+    struct dir_user *u = im_dir_user(im_dir_of(b->shard), s->app, im_session_user(s), strlen(im_session_user(s)));
     struct dir_app *a = im_dir_app(im_dir_of(b->shard), s->app);
     if (!u || !a || !g_tkey_ok || !imconn_same_user(s, u)) return;
     uint64_t now = au_wall_ms() / 1000;
-    struct auth_token_claims c = { .app = a->key, .app_len = IM_APPKEY_LEN, .user = s->im_user,
-                                   .user_len = strlen(s->im_user), .uid = u->uid, .iat = now,
+    struct auth_token_claims c = { .app = a->key, .app_len = IM_APPKEY_LEN, .user = im_session_user(s),
+                                   .user_len = strlen(im_session_user(s)), .uid = u->uid, .iat = now,
                                    .exp = now + IM_TOKEN_TTL_S, .gen = u->token_gen };
     char tok[AUTH_TOKEN_MAX];
     if (auth_token_issue(&g_tkey, &c, tok, sizeof tok) < 0) return;
@@ -431,7 +431,7 @@ int imconn_sync(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     int code = 0;
     uint64_t conv = 0;
     struct im_dir *d = im_dir_of(b->shard);
-    struct dir_user *me = im_dir_user(d, s->app, s->im_user, strlen(s->im_user));
+    struct dir_user *me = im_dir_user(d, s->app, im_session_user(s), strlen(im_session_user(s)));
     if (!o || !tt || !tid || since < 0 || limit < 0) {
         code = IM_E_SEND_JSON;
     } else if (!me || !imconn_same_user(s, me)) {
@@ -510,17 +510,18 @@ static void send_done(struct au_shard *sh, void *arg, int err, uint64_t msgid, u
 
 static bool rate_ok(struct session *s, uint64_t now_ms)
 {
-    if (!s->im_tokens_ms) {
-        s->im_tokens = IM_SEND_BURST;
-        s->im_tokens_ms = now_ms;
+    struct im_sess *is = im_sess_of(s); /* an IM session: it has a user */
+    if (!is->tokens_ms) {
+        is->tokens = IM_SEND_BURST;
+        is->tokens_ms = now_ms;
     }
-    uint64_t add = (now_ms - s->im_tokens_ms) * IM_SEND_RATE / 1000u;
+    uint64_t add = (now_ms - is->tokens_ms) * IM_SEND_RATE / 1000u;
     if (add) {
-        s->im_tokens = (uint32_t)AU_MIN((uint64_t)IM_SEND_BURST, s->im_tokens + add);
-        s->im_tokens_ms += add * 1000u / IM_SEND_RATE;
+        is->tokens = (uint32_t)AU_MIN((uint64_t)IM_SEND_BURST, is->tokens + add);
+        is->tokens_ms += add * 1000u / IM_SEND_RATE;
     }
-    if (!s->im_tokens) return false;
-    s->im_tokens--;
+    if (!is->tokens) return false;
+    is->tokens--;
     return true;
 }
 
@@ -558,19 +559,19 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     size_t canon_len = 0;
     /* Parsed, validated and rendered in its stored form once: the sender forced to this session's user
      * (a different from_id the device wrote is refused below). */
-    if (im_msg_parse_canon((const char *)pub->payload.p, pub->payload.len, IM_SRC_DEVICE, IM_FROM_USER, s->im_user, m,
+    if (im_msg_parse_canon((const char *)pub->payload.p, pub->payload.len, IM_SRC_DEVICE, IM_FROM_USER, im_session_user(s), m,
                            &e, &canon, &canon_len) != 0) {
         int r = refuse(b, mc, pub, e.code, e.msg, NULL);
         return r;
     }
     struct im_dir *d = im_dir_of(b->shard);
-    struct dir_user *me = im_dir_user(d, s->app, s->im_user, strlen(s->im_user));
+    struct dir_user *me = im_dir_user(d, s->app, im_session_user(s), strlen(im_session_user(s)));
     int code = 0;
     struct dir_user *peer = NULL;
     if (!me || !imconn_same_user(s, me)) code = IM_E_SEND_NOT_PERMITTED;
     else if (me->forbidden) code = IM_E_SEND_SILENCED;
     else if (!rate_ok(s, b->shard->now_ms)) code = IM_E_SEND_RATE;
-    else if (m->from_id[0] && strcmp(m->from_id, s->im_user) != 0) code = IM_E_SEND_NOT_PERMITTED;
+    else if (m->from_id[0] && strcmp(m->from_id, im_session_user(s)) != 0) code = IM_E_SEND_NOT_PERMITTED;
     else if (im_msg_names_other_app(m, im_dir_app(d, s->app) ? im_dir_app(d, s->app)->key : ""))
         code = IM_E_SEND_NOT_PERMITTED; /* no cross-app messaging */
     struct dir_group *g = NULL;
@@ -593,7 +594,7 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     req->kind = IM_KIND_MESSAGE;
     req->target_group = g != NULL;
     req->gid = g ? g->gid : 0;
-    memcpy(req->from, s->im_user, strlen(s->im_user) + 1);
+    memcpy(req->from, im_session_user(s), strlen(im_session_user(s)) + 1);
     req->from_uid = me->uid;
     if (!g) {
         memcpy(req->target, m->target_id, strlen(m->target_id) + 1);
@@ -623,4 +624,102 @@ int imconn_send(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
     }
     im_send(b->shard, req, send_done, x);
     return 0;
+}
+
+/* ------------------------------------------------------------------ the broker extension */
+
+int im_ext_id = -1;
+
+static int ext_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c,
+                            struct broker_login *l, const uint8_t *cid, size_t cid_len)
+{
+    /* With allow_anonymous = false a push-only device without a device token is unverified: refused. */
+    if (!b->cfg->allow_anonymous && l->kind == IM_LOGIN_PUSH && (!c->has_password || c->password.len == 0)) {
+        l->why = "push-only devices need a device token as password";
+        return -MQTT_RC_NOT_AUTHORIZED;
+    }
+    int r = imconn_authenticate(b, mc, c, l, cid, cid_len);
+    if (r < 0) l->why = r == -MQTT_RC_BANNED ? "user is forbidden" : "bad user name or password";
+    return r;
+}
+
+static void ext_session_login(struct broker *b, struct session *s, const struct broker_login *l)
+{
+    bool user = l->ext == (uint8_t)(im_ext_id + 1) && l->kind == IM_LOGIN_USER;
+    im_session_login(b, s, user ? l->user : NULL, user ? l->user_len : 0);
+}
+
+static bool ext_sub_claim(const struct session *s, const uint8_t *f, size_t len)
+{
+    static const char inbox[] = "im/inbox"; /* the user's inbox: delivered by the IM service (im.c) */
+    return len == sizeof inbox - 1 && memcmp(f, inbox, len) == 0 && im_session_user(s);
+}
+
+/* A resumed session subscribed to its inbox: registered and replayed again. */
+static void ext_session_online(struct broker *b, struct session *s)
+{
+    if (!im_session_user(s)) return;
+    for (uint32_t i = 0; i < s->nsubs; i++)
+        if (ext_sub_claim(s, s->subs[i].filter, s->subs[i].len)) im_session_inbox(b, s);
+}
+
+/* A stored session: an "<appkey>:<user>" login's user. */
+static void ext_session_restored(struct broker *b, struct session *s)
+{
+    const char *colon = s->username ? strchr(s->username, ':') : NULL;
+    if (colon) im_session_login(b, s, colon + 1, strlen(colon + 1));
+    else im_session_login(b, s, NULL, 0);
+}
+
+static const char *ext_reserved(const uint8_t *t, size_t len)
+{
+    return imconn_reserved_topic(t, len) ? "im/, push/" : NULL;
+}
+
+static int ext_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publish *pub, const uint8_t *t,
+                       size_t len)
+{
+    struct session *s = mc->sess;
+    if (len < 7 || memcmp(t, "im/", 3) != 0 || !im_session_user(s)) return BROKER_EXT_PASS;
+    if (len == 7 && memcmp(t, "im/send", 7) == 0) {
+        if (pub->qos == 2) qos2_add(s, pub->packet_id);
+        return imconn_send(b, mc, pub);
+    }
+    if (len == 7 && memcmp(t, "im/sync", 7) == 0) {
+        if (pub->qos == 2) qos2_add(s, pub->packet_id);
+        return imconn_sync(b, mc, pub);
+    }
+    if (len == 8 && memcmp(t, "im/token", 8) == 0) {
+        if (pub->qos) send_ack(mc, pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS, NULL);
+        if (pub->qos == 2) qos2_add(s, pub->packet_id);
+        imconn_token(b, mc);
+        return 0;
+    }
+    return BROKER_EXT_PASS;
+}
+
+static const struct broker_ext im_ext = {
+    .name = "im",
+    .login_resolve = imconn_resolve,
+    .login_authenticate = ext_authenticate,
+    .login_identity = imconn_identity,
+    .session_login = ext_session_login,
+    .session_online = ext_session_online,
+    .session_offline = im_session_offline,
+    .session_restored = ext_session_restored,
+    .session_free = im_session_free,
+    .conn_gone = imconn_conn_gone,
+    .reserved = ext_reserved,
+    .on_publish = ext_publish,
+    .sub_claim = ext_sub_claim,
+    .on_subscribe = im_session_inbox,
+    .on_unsubscribe = im_session_offline,
+    .on_ack = im_cursor_ack,
+};
+
+int im_ext_register(void)
+{
+    AU_ASSERT(im_ext_id < 0);
+    im_ext_id = broker_ext_register(&im_ext);
+    return im_ext_id < 0 ? -1 : 0;
 }

@@ -1,4 +1,6 @@
-/* imconn.h - the IM service on device connections: login at CONNECT, im/send, reserved topics. */
+/* imconn.h - the IM service on device connections: login at CONNECT, im/send, reserved topics. The IM service
+ * is a broker extension (gateway/mqtt/ext.h): im_ext_register() plugs it into the broker; its per-session state
+ * (struct im_sess) lives in the session's extension slot, its per-shard state in the broker's. */
 #ifndef AU_IM_IMCONN_H
 #define AU_IM_IMCONN_H
 
@@ -7,29 +9,53 @@
 struct authpool;
 struct auth_token_key;
 
-#define IMCONN_PENDING 2          /* handler result: waiting for the password check */
+/* The IM logins (struct broker_login's kind when the IM extension claims it): PUSH "<appkey>" push-only
+ * device (flags: IM_LOGIN_DEVICE_TOKEN when a device token for its client id was verified); USER
+ * "<appkey>:<user>" IM login. Other usernames (no AppKey form) are the broker's plain logins. */
+enum im_login_kind { IM_LOGIN_PUSH = 1, IM_LOGIN_USER = 2 };
+#define IM_LOGIN_DEVICE_TOKEN 1u
 
-/* NONE: no username; PLAIN: a username that is no AppKey form (default app, never verified);
- * PUSH: "<appkey>" push-only device; USER: "<appkey>:<user>" IM login. */
-enum im_login_kind { IM_LOGIN_NONE = 0, IM_LOGIN_PUSH, IM_LOGIN_USER, IM_LOGIN_PLAIN };
-struct im_login {
-    uint32_t app;
-    uint8_t kind;
-    uint8_t device_token;         /* IM_LOGIN_PUSH: a device token for this client id verified */
-    const char *user;             /* IM_LOGIN_USER: points into the CONNECT */
-    size_t user_len;
+/* The IM extension's id in the broker's extension table (-1: not registered). */
+extern int im_ext_id;
+
+/* Per IM session (a session logged in as "<appkey>:<user>" at least once): in session->ext[im_ext_id]. */
+struct im_sess {
+    char *user;                  /* the IM user of the current login; NULL for plain MQTT / push-only */
+    uint64_t tokens_ms;          /* im/send rate limit: last refill */
+    uint32_t tokens;
+    bool registered;             /* in the inbox index, under (app, uid): removed from exactly that entry,
+                                  * whatever happens to the session's user meanwhile */
+    bool replaying;
+    uint32_t pending;            /* replay reads in flight */
+    struct msg **held;           /* live messages that arrived during replay */
+    uint32_t nheld, capheld;
+    struct au_hash done_seq;     /* replay: conv -> highest seq sent (u64 keys, value = seq + 1 cast) */
+    uint64_t gen;                /* replay generation (a new login restarts it) */
+    uint64_t uid;                /* the user incarnation registered (inbox key, cursors, conversation list) */
 };
+static inline struct im_sess *im_sess_of(const struct session *s) { return s->ext[im_ext_id]; }
+static inline const char *im_session_user(const struct session *s)
+{
+    const struct im_sess *is = im_sess_of(s);
+    return is ? is->user : NULL;
+}
+struct im_sess *im_sess_make(struct session *s); /* im_sess_of(s), created when there is none */
+/* IM messages (struct msg's ext slot): conversation and sequence (the device's ack moves its cursor). */
+static inline bool im_msg_is(const struct msg *m) { return m->ext == (uint8_t)(im_ext_id + 1); }
+static inline uint64_t im_msg_conv(const struct msg *m) { return im_msg_is(m) ? m->ext_data[0] : 0; }
+static inline uint64_t im_msg_seq(const struct msg *m) { return m->ext_data[1]; }
+static inline void im_msg_set(struct msg *m, uint64_t conv, uint64_t seq)
+{
+    m->ext = (uint8_t)(im_ext_id + 1);
+    m->ext_data[0] = conv;
+    m->ext_data[1] = seq;
+}
 
 /* Process-wide: the password worker pool and the login-token key (main, before shards start). */
 void imconn_setup(struct authpool *pool, const struct auth_token_key *key);
-/* Which app / user a CONNECT is for (no verification yet). 0 or -(reason code). */
-int imconn_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct im_login *out);
-/* Verify an IM login: 0 = accepted, IMCONN_PENDING = the verdict comes later (the CONNECT is run again),
- * -(reason code) = refused. */
-int imconn_authenticate(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct im_login *l,
-                        const uint8_t *cid, size_t cid_len);
-/* The identity an accepted login proves (the owner recorded in its session, compared on resume). */
-void imconn_identity(struct broker *b, const struct mqtt_connect *c, const struct im_login *l, struct sess_ident *out);
+/* Plug the IM service into the broker (main thread, before the shards start; once). 0, or -1 when the
+ * broker's extension table is full. */
+int im_ext_register(void);
 /* A device token for push-only device `cid` of the app with AppKey `appkey`, valid ttl_s seconds from now:
  * written NUL-terminated into out (AUTH_TOKEN_MAX bytes is enough), *exp = its expiry (wall seconds).
  * Returns its length, or -1 (no token key, bad arguments). Any thread. */
@@ -50,6 +76,7 @@ int imconn_sync(struct broker *b, struct mqtt_conn *mc, const struct mqtt_publis
 void imconn_token(struct broker *b, struct mqtt_conn *mc);
 
 /* IM sessions (im.c) */
+void im_session_login(struct broker *b, struct session *s, const char *user, size_t user_len); /* NULL: not IM */
 void im_session_inbox(struct broker *b, struct session *s);     /* subscribed to im/inbox: register + replay */
 void im_session_offline(struct broker *b, struct session *s);   /* connection gone: unregister */
 void im_session_free(struct broker *b, struct session *s);

@@ -10,6 +10,7 @@
 #include "gateway/im/auth.h"
 #include "gateway/im/authpool.h"
 #include "gateway/mqtt/broker.h"
+#include "gateway/im/imconn.h"
 #include "gateway/mqtt/codec.h"
 
 #include <errno.h>
@@ -700,8 +701,9 @@ static void ustat_each(struct au_shard *s, void *arg)
     au_hash_iter_init(&b->sessions, &it);
     while (au_hash_next(&b->sessions, &it)) {
         const struct session *ss = it.value;
-        if (ss->app != st->a.app || !ss->im_user) continue;
-        uintptr_t i = (uintptr_t)au_hash_get(&st->idx, ss->im_user, strlen(ss->im_user));
+        const char *user = ss->app == st->a.app ? im_session_user(ss) : NULL;
+        if (!user) continue;
+        uintptr_t i = (uintptr_t)au_hash_get(&st->idx, user, strlen(user));
         if (!i) continue;
         struct ustat_slot *sl = &st->sh[s->id];
         if (sl->n == sl->cap) {
@@ -832,7 +834,7 @@ static void drop_each(struct au_shard *s, void *arg)
     while (au_hash_next(&b->sessions, &it)) {
         const struct session *ss = it.value;
         if (ss->app != dr->app || !ss->mc || ss->mc->state != MC_CONNECTED) continue;
-        if (dr->user[0] && (!ss->im_user || strcmp(ss->im_user, dr->user) != 0)) continue;
+        if (dr->user[0] && (!im_session_user(ss) || strcmp(im_session_user(ss), dr->user) != 0)) continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 4;
             v = realloc(v, cap * sizeof *v);

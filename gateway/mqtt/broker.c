@@ -1,6 +1,7 @@
 /* broker.c - per-shard broker state, messages, cross-shard fan-out, the broker's lifecycle steps and metrics. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/ext.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/metrics.h"
 #include "gateway/services.h"
@@ -80,7 +81,8 @@ struct msg *msg_new_raw(uint32_t app, const uint8_t *topic, uint16_t topic_len, 
     m->ticket = NULL;
     m->wire_topic = NULL;
     m->wire_len = 0;
-    m->im_conv = m->im_seq = 0;
+    m->ext_data[0] = m->ext_data[1] = 0;
+    m->ext = 0;
     m->payload_len = payload_len;
     m->props_len = props_len;
     m->topic_len = topic_len;

@@ -33,6 +33,10 @@
 #define BROKER_DEFER_SAMPLE 4096u
 #define BROKER_DEFER_MIN_HIT_DIV 32u
 #define BROKER_DEFER_SKIP 16384u
+/* Broker extensions (ext.h): how many may register, and the per-shard pointer slots each gets. */
+#define BROKER_EXT_MAX 4
+/* Handler result: the CONNECT waits for an extension's verdict (run again then, ext.h login_authenticate). */
+#define BROKER_PENDING 2
 
 /* An application message as published: immutable after creation, shared by every shard that
  * delivers or retains it. Layout of data[]: topic, forwarded v5 properties (payload format,
@@ -46,14 +50,15 @@ struct msg {
     uint64_t seq;               /* process-unique (origin shard << 48 | counter) */
     struct share_picks *picks;  /* shared subscriptions: which shard serves which group (origin decides) */
     struct pub_ticket *ticket;  /* PUBACK/PUBREC waiting until every shard made its part durable, or NULL */
-    const char *wire_topic;     /* topic sent to subscribers when it differs from the matched one (IM: im/inbox) */
+    const char *wire_topic;     /* topic sent to subscribers when it differs from the matched one */
     uint16_t wire_len;
-    uint64_t im_conv, im_seq;   /* IM message: conversation and sequence (the device's ack moves its cursor) */
+    uint64_t ext_data[2];       /* the extension's per-message data, when ext != 0 */
     uint32_t payload_len;
     uint32_t props_len;
     uint16_t topic_len;
     uint8_t qos;
     uint8_t retain;
+    uint8_t ext;                /* 0: an MQTT message; else made by broker extension ext - 1 (ext.h) */
     uint8_t data[];
 };
 static inline const uint8_t *msg_topic(const struct msg *m) { return m->data; }
@@ -115,8 +120,8 @@ struct mqtt_conn {
     uint8_t state;              /* MC_* */
     uint8_t req_problem_info;
     uint8_t disconnect_will;    /* DISCONNECT 0x04: publish the will */
-    uint8_t auth_ok;            /* the password of the pending CONNECT was verified off the loop */
-    struct auth_wait *auth;     /* verification in flight (cleared if the connection goes first) */
+    uint8_t login_verdict;      /* an extension's verification of the pending CONNECT ended: 1 ok, 2 refused */
+    void *ext_login;            /* that extension's verification in flight (cleared if the connection goes first) */
     uint32_t connect_charged;   /* bytes of a large CONNECT counted against mqtt_connect_budget (mqtt_conn.c) */
     uint32_t app;               /* app resolved from the username at CONNECT */
 };
@@ -135,10 +140,7 @@ struct session {
     char *client_id;             /* NUL-terminated, inside key */
     char *username;
     struct sess_ident ident;     /* who owns it: only the same identity resumes it (ident.h) */
-    char *im_user;               /* IM login (<appkey>:<user>): the user; NULL for plain MQTT / push-only */
-    struct im_sess *im;          /* IM state: inbox registration, replay (gateway/im/im.c) */
-    uint64_t im_tokens_ms;       /* im/send rate limit: last refill */
-    uint32_t im_tokens;
+    void *ext[BROKER_EXT_MAX];   /* per-session state of each broker extension (ext.h), NULL = none */
     struct mqtt_conn *mc;        /* NULL while offline */
     uint32_t expiry;             /* session expiry interval, seconds (UINT32_MAX = never) */
     struct au_timer exp_timer;   /* session expiry / will delay while offline */

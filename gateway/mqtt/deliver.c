@@ -208,16 +208,16 @@ void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t
         send_publish(b, mc, m, 0, retain, false, 0, ids, n_ids);
         return;
     }
-    if (m->im_conv) {
-        /* IM messages are never dropped from a queue: a dropped one would be skipped for good once a later
-         * one of its conversation is acknowledged (the cursor). A device that falls this far behind is
-         * disconnected instead; everything not acknowledged comes back by replay at its next login. */
-        if (online && s->queued >= IM_QUEUE_HARD_MAX) {
+    if (m->ext) {
+        /* An extension's messages are never dropped from a queue (ext.h): for IM a dropped one would be skipped
+         * for good once a later one of its conversation is acknowledged (the cursor). A device that falls this
+         * far behind is disconnected instead; everything not acknowledged comes back by replay at its next login. */
+        if (online && s->queued >= AU_EXT_QUEUE_HARD_MAX) {
             BS_INC(b, dropped_queue_full);
             mqtt_protocol_close(mc, MQTT_RC_QUOTA_EXCEEDED, "too far behind: reconnect to catch up");
             return;
         }
-        if (!online) return; /* offline devices get IM messages by replay */
+        if (!online) return; /* offline devices get them by the extension's replay */
     } else if (s->queued >= b->cfg->max_queued_msgs) {
         BS_INC(b, dropped_queue_full);
         return;
@@ -241,7 +241,7 @@ void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t
     else s->q_head = om;
     s->q_tail = om;
     s->queued++;
-    if (!m->im_conv && !(now && persist_defer(b, s, om))) persist_out_add(b, s, om); /* IM: replayed from the store */
+    if (!m->ext && !(now && persist_defer(b, s, om))) persist_out_add(b, s, om); /* ext: replayed by the extension */
     if (online) session_pump(b, s);
 }
 

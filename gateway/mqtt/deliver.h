@@ -15,6 +15,8 @@ void send_ack(struct mqtt_conn *mc, uint8_t type, uint16_t pid, uint8_t reason, 
 void outmsg_free(struct outmsg *om);
 /* Incoming QoS 2: forget a packet id at PUBREL; false when it was unknown. */
 bool qos2_release(struct session *s, uint16_t pid);
+/* An incoming QoS 2 packet id taken (awaiting PUBREL): recorded in the session (handle_publish.c). */
+void qos2_add(struct session *s, uint16_t pid);
 
 /* Shared subscriptions across shards (shared.c). */
 void shared_init(struct broker *b);

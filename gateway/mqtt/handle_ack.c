@@ -2,7 +2,7 @@
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
-#include "gateway/im/imconn.h"
+#include "gateway/mqtt/ext.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -35,7 +35,7 @@ int handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet 
     case MQTT_PUBACK:
         o = inflight_find(s, pid, OUT_WAIT_PUBACK, true);
         if (o) { /* an unknown id is ignored (it may be a late duplicate) */
-            if (o->m && o->m->im_conv) im_cursor_ack(b, s, o->m);
+            if (o->m && o->m->ext) broker_ext_ack(b, s, o->m); /* e.g. IM: the device's cursor moves */
             persist_out_del(b, s, o);
             outmsg_free(o);
         }

@@ -3,7 +3,7 @@
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/session.h"
 #include "gateway/mqtt/persist.h"
-#include "gateway/im/imconn.h"
+#include "gateway/mqtt/ext.h"
 #include "core/log.h"
 
 #include <stdio.h>
@@ -53,6 +53,40 @@ static struct msg *make_will(const struct mqtt_connect *c, uint32_t app, uint64_
     return m;
 }
 
+/* Who the CONNECT logs in as: the first extension that claims the username decides (ext.h); otherwise the
+ * broker's own unverified login in the default app. 0 or -(reason code) (l->why: reason string, or NULL). */
+static int login_resolve(struct broker *b, struct mqtt_conn *mc, const struct mqtt_connect *c, struct broker_login *l)
+{
+    for (int i = 0; i < broker_nexts; i++) {
+        if (!broker_exts[i]->login_resolve) continue;
+        memset(l, 0, sizeof *l);
+        l->app = AU_DEFAULT_APP;
+        int r = broker_exts[i]->login_resolve(b, mc, c, l);
+        if (r < 0) return r;
+        if (r > 0) {
+            l->ext = (uint8_t)(i + 1);
+            return 0;
+        }
+    }
+    memset(l, 0, sizeof *l);
+    l->app = AU_DEFAULT_APP;
+    l->kind = c->has_username ? BROKER_LOGIN_PLAIN : BROKER_LOGIN_ANON;
+    return 0;
+}
+
+/* The identity an accepted login proves: the claiming extension's, else anonymous / the plain username. */
+static void login_identity(struct broker *b, const struct mqtt_connect *c, const struct broker_login *l,
+                           struct sess_ident *out)
+{
+    if (l->ext && broker_exts[l->ext - 1]->login_identity) {
+        broker_exts[l->ext - 1]->login_identity(b, c, l, out);
+    } else if (!l->ext && l->kind == BROKER_LOGIN_PLAIN) {
+        sess_ident_set(out, SESS_ID_PLAIN, l->app, (const char *)c->username.p, c->username.len, 0);
+    } else {
+        sess_ident_set(out, SESS_ID_ANON, l->app, NULL, 0, 0);
+    }
+}
+
 int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
 {
     const struct mqtt_connect *c = &p->u.connect;
@@ -73,10 +107,10 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         cid = (const uint8_t *)cidbuf;
         assigned = true;
     }
-    /* Which app (and IM user) this is: client ids are unique per app. */
-    struct im_login login;
-    int lr = imconn_resolve(b, mc, c, &login);
-    if (lr < 0) return refuse(b, mc, ver, (uint8_t)-lr, "bad user name or password");
+    /* Which app (and user) this is: client ids are unique per app. An extension may claim the username. */
+    struct broker_login login;
+    int lr = login_resolve(b, mc, c, &login);
+    if (lr < 0) return refuse(b, mc, ver, (uint8_t)-lr, login.why ? login.why : "bad user name or password");
     if (login.app != app && assigned) {
         cid_len = assign_client_id(b, login.app, cidbuf, sizeof cidbuf);
         cid = (const uint8_t *)cidbuf;
@@ -103,21 +137,27 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     }
     if (c->version == MQTT_V5 && (c->props.present & MQTT_PBIT(MQTT_PROP_AUTH_METHOD)))
         return refuse(b, mc, ver, MQTT_RC_BAD_AUTH_METHOD, "no enhanced authentication methods are supported");
-    /* With allow_anonymous = false nothing unverified gets in: no username, a plain username (no credential
-     * source yet) and a push-only device without a device token are refused. */
-    if (!cfg->allow_anonymous && (login.kind == IM_LOGIN_NONE || login.kind == IM_LOGIN_PLAIN))
+    /* With allow_anonymous = false nothing unverified gets in: no username and a plain username (no credential
+     * source yet) are refused; an extension's login is verified by the extension (which applies the same rule
+     * to its own unverified forms). */
+    if (!cfg->allow_anonymous && !login.ext)
         return refuse(b, mc, ver, MQTT_RC_NOT_AUTHORIZED,
                       "unverified connections are not allowed: log in as <appkey>:<user> or <appkey> with a device token");
-    if (!cfg->allow_anonymous && login.kind == IM_LOGIN_PUSH && (!c->has_password || c->password.len == 0))
-        return refuse(b, mc, ver, MQTT_RC_NOT_AUTHORIZED, "push-only devices need a device token as password");
-    int ar = imconn_authenticate(b, mc, c, &login, cid, cid_len);
-    if (ar == IMCONN_PENDING) return IMCONN_PENDING;
-    if (ar < 0) return refuse(b, mc, ver, (uint8_t)-ar, ar == -MQTT_RC_BANNED ? "user is forbidden" : "bad user name or password");
+    if (login.ext) {
+        const struct broker_ext *e = broker_exts[login.ext - 1];
+        int ar = e->login_authenticate ? e->login_authenticate(b, mc, c, &login, cid, cid_len) : 0;
+        if (ar == BROKER_PENDING) return BROKER_PENDING;
+        if (ar < 0) return refuse(b, mc, ver, (uint8_t)-ar, login.why ? login.why : "bad user name or password");
+    }
     if (c->will_flag) {
         if (!topic_name_valid(c->will_topic.p, c->will_topic.len))
             return refuse(b, mc, ver, MQTT_RC_TOPIC_NAME_INVALID, "invalid will topic");
-        if (imconn_reserved_topic(c->will_topic.p, c->will_topic.len))
-            return refuse(b, mc, ver, MQTT_RC_TOPIC_NAME_INVALID, "will topic is reserved to the service (im/, push/)");
+        const char *rsv = broker_ext_reserved(c->will_topic.p, c->will_topic.len);
+        if (rsv) {
+            char why[96];
+            snprintf(why, sizeof why, "will topic is reserved to the service (%s)", rsv);
+            return refuse(b, mc, ver, MQTT_RC_TOPIC_NAME_INVALID, why);
+        }
         if (c->will_retain && !cfg->retain_available)
             return refuse(b, mc, ver, MQTT_RC_RETAIN_NOT_SUPPORTED, "retain not available");
     }
@@ -152,7 +192,7 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
      * takes it over; any other identity ends it (connection, IM state, queue, stored records) and gets a
      * fresh one: nothing of it reaches another owner. */
     struct sess_ident ident = { 0 };
-    imconn_identity(b, c, &login, &ident);
+    login_identity(b, c, &login, &ident);
     struct session *s = session_find(b, app, cid, cid_len);
     bool same = s && sess_ident_eq(&s->ident, &ident);
     if (s && s->mc) {
@@ -165,8 +205,8 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         s->mc = NULL;
         BS_ADD(b, sessions_online, (uint64_t)-1);
         au_conn_close(old->conn);
-        /* The old connection's IM state goes with it (the new one registers and replays afresh). */
-        im_session_offline(b, s);
+        /* The old connection's extension state goes with it (IM: the new one registers and replays afresh). */
+        broker_ext_session_offline(b, s);
         /* The old connection ended abnormally: its will goes out now unless a delay is pending and the
          * session continues (a reconnect within the delay cancels it, MQTT 5 3.1.3.2.2). */
         if (s->will.m && (s->will.delay == 0 || c->clean_start || s->expiry == 0 || !same)) broker_publish_will(b, s);
@@ -194,10 +234,9 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     s->persistent = expiry != 0;
     free(s->username);
     s->username = c->has_username ? strndup((const char *)c->username.p, c->username.len) : NULL;
-    /* The IM state is keyed by the user: detached before the user is replaced (a no-op when it is). */
-    im_session_offline(b, s);
-    free(s->im_user);
-    s->im_user = login.kind == IM_LOGIN_USER ? strndup(login.user, login.user_len) : NULL;
+    /* The extensions learn the session's login (IM: its state is keyed by the user, detached before the user
+     * is replaced). */
+    broker_ext_session_login(b, s, &login);
     sess_ident_move(&s->ident, &ident);
     uint32_t will_delay;
     if (s->will.m) msg_unref(s->will.m);
@@ -254,8 +293,6 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
 
     if (present) session_resend_inflight(b, s);
     session_pump(b, s);
-    if (s->im_user)
-        for (uint32_t i = 0; i < s->nsubs; i++)
-            if (s->subs[i].len == 8 && memcmp(s->subs[i].filter, "im/inbox", 8) == 0) im_session_inbox(b, s);
+    broker_ext_session_online(b, s); /* e.g. IM: a resumed inbox subscription registers and replays */
     return 0;
 }

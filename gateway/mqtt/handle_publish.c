@@ -2,7 +2,7 @@
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
-#include "gateway/im/imconn.h"
+#include "gateway/mqtt/ext.h"
 #include "gateway/mqtt/persist.h"
 #include "core/log.h"
 
@@ -16,7 +16,7 @@ static bool qos2_pending(const struct session *mc, uint16_t pid)
     return false;
 }
 
-static void qos2_add(struct session *mc, uint16_t pid)
+void qos2_add(struct session *mc, uint16_t pid)
 {
     if (mc->qos2_in_n == mc->qos2_in_cap) {
         mc->qos2_in_cap = mc->qos2_in_cap ? (uint16_t)(mc->qos2_in_cap * 2) : 8;
@@ -99,21 +99,11 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
             return -1;
         }
     }
-    if (s->im_user && topic.len == 7 && memcmp(topic.p, "im/send", 7) == 0) {
-        if (pub->qos == 2) qos2_add(s, pub->packet_id);
-        return imconn_send(b, mc, pub);
+    if (broker_nexts) { /* a PUBLISH an extension serves itself (e.g. IM: im/send): it acknowledges */
+        int r = broker_ext_publish(b, mc, pub, topic.p, topic.len);
+        if (r != BROKER_EXT_PASS) return r;
     }
-    if (s->im_user && topic.len == 7 && memcmp(topic.p, "im/sync", 7) == 0) {
-        if (pub->qos == 2) qos2_add(s, pub->packet_id);
-        return imconn_sync(b, mc, pub);
-    }
-    if (s->im_user && topic.len == 8 && memcmp(topic.p, "im/token", 8) == 0) {
-        if (pub->qos) send_ack(mc, pub->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS, NULL);
-        if (pub->qos == 2) qos2_add(s, pub->packet_id);
-        imconn_token(b, mc);
-        return 0;
-    }
-    bool allowed = !imconn_reserved_topic(topic.p, topic.len) &&
+    bool allowed = !broker_ext_reserved(topic.p, topic.len) &&
                    au_acl_check(cfg, AU_ACL_PUBLISH, s->username, s->client_id, (const char *)topic.p, topic.len);
     uint8_t reason = allowed ? MQTT_RC_SUCCESS : MQTT_RC_NOT_AUTHORIZED; /* 3.1.1: a normal ack, message dropped */
     struct msg *m = NULL;

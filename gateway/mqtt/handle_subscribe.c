@@ -2,7 +2,7 @@
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
-#include "gateway/im/imconn.h"
+#include "gateway/mqtt/ext.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -47,31 +47,31 @@ int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_p
 
     uint32_t off = 0, i = 0;
     uint32_t ops0 = persist_pending_ops(b);
-    bool want_inbox = false;
+    uint32_t want_ext = 0; /* extensions whose filters were subscribed (bit id): told after the SUBACK */
     struct mqtt_sub_entry e;
     while (mqtt_sub_next(sub, mc->version, false, &off, &e)) {
         struct topic_sub ts;
         uint8_t code;
-        bool inbox = s->im_user && e.filter.len == 8 && memcmp(e.filter.p, "im/inbox", 8) == 0;
-        if (inbox) {
-            /* The user's IM inbox: not a topic of the trie; delivered by the IM service (im.c). */
+        int ext = broker_nexts ? broker_ext_sub_claim(s, e.filter.p, e.filter.len) : 0;
+        if (ext) {
+            /* A filter an extension serves (e.g. the IM user's inbox): not a topic of the trie. */
             struct sess_sub *ss = sess_sub_find(s, e.filter.p, e.filter.len);
             if (!ss) {
                 s->subs = realloc(s->subs, sizeof *s->subs * (s->nsubs + 1));
                 AU_ASSERT(s->subs != NULL);
                 ss = &s->subs[s->nsubs++];
-                ss->filter = malloc(8);
+                ss->filter = malloc(e.filter.len);
                 AU_ASSERT(ss->filter != NULL);
-                memcpy(ss->filter, "im/inbox", 8);
-                ss->len = 8;
+                memcpy(ss->filter, e.filter.p, e.filter.len);
+                ss->len = e.filter.len;
             }
             ss->opts = (struct sub_opts){ .qos = 1 };
             persist_sub(b, s, ss->filter, ss->len, &ss->opts, false);
-            want_inbox = true;
+            want_ext |= 1u << (ext - 1);
             code = e.qos ? 1 : 0;
         } else if (!topic_sub_parse(e.filter.p, e.filter.len, &ts)) {
             code = v5 ? MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
-        } else if (imconn_reserved_topic(ts.filter, ts.filter_len)) {
+        } else if (broker_ext_reserved(ts.filter, ts.filter_len)) {
             code = v5 ? MQTT_RC_NOT_AUTHORIZED : 0x80;
         } else if (ts.share && e.no_local) {
             free(want_retained);
@@ -139,7 +139,8 @@ int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_p
     }
     free(want_retained);
     if (rc != codes) free(rc);
-    if (want_inbox) im_session_inbox(b, s); /* after the SUBACK: offline messages follow it */
+    for (int k = 0; want_ext && k < broker_nexts; k++) /* after the SUBACK: e.g. IM's offline messages follow it */
+        if ((want_ext & (1u << k)) && broker_exts[k]->on_subscribe) broker_exts[k]->on_subscribe(b, s);
     return 0;
 }
 
@@ -157,8 +158,9 @@ int handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt
         struct topic_sub ts;
         uint8_t code = MQTT_RC_NO_SUBSCRIPTION_EXISTED;
         struct sess_sub *ss = sess_sub_find(s, e.filter.p, e.filter.len);
-        if (ss && s->im_user && ss->len == 8 && memcmp(ss->filter, "im/inbox", 8) == 0) {
-            im_session_offline(b, s);
+        int ext = ss && broker_nexts ? broker_ext_sub_claim(s, ss->filter, ss->len) : 0;
+        if (ext) {
+            if (broker_exts[ext - 1]->on_unsubscribe) broker_exts[ext - 1]->on_unsubscribe(b, s);
             persist_sub(b, s, ss->filter, ss->len, NULL, true);
             free(ss->filter);
             *ss = s->subs[--s->nsubs];

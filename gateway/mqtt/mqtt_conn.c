@@ -1,7 +1,7 @@
 /* mqtt_conn.c - the MQTT protocol on a connection: framing, dispatch, keep-alive, close. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
-#include "gateway/im/imconn.h"
+#include "gateway/mqtt/ext.h"
 #include "core/log.h"
 
 #include <stdatomic.h>
@@ -155,7 +155,7 @@ static void mc_close(struct au_conn *c)
     struct broker *b = broker_of(c->shard);
     au_timer_cancel(&b->shard->timers, &mc->ka_timer);
     connect_release(mc);
-    imconn_conn_gone(mc);
+    broker_ext_conn_gone(mc);
     mc->state = MC_CLOSING;
     if (mc->sess) {
         struct session *s = mc->sess;
@@ -275,7 +275,7 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
         }
         int h = dispatch(b, mc, &p);
         if (h == HANDOFF_RC) return (ssize_t)off; /* the CONNECT travels unconsumed to its owner shard */
-        if (h == IMCONN_PENDING) {
+        if (h == BROKER_PENDING) {
             /* kept: run again when the password check answers. The CONNECT is whole, so nothing read meanwhile
              * is needed to go on: stop receiving past AU_CONN_IN_MAX until the verdict (back to in_max below). */
             au_conn_set_in_max(c, AU_CONN_IN_MAX);

@@ -15,7 +15,7 @@
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/session.h"
 #include "store/keyspace.h"
-#include "gateway/im/imconn.h"
+#include "gateway/mqtt/ext.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -138,7 +138,7 @@ static void unlink_node(struct broker *b, struct defer_node *n)
 bool persist_defer(struct broker *b, struct session *s, struct outmsg *om)
 {
     struct msg *m = om->m;
-    if (!g_store || !s->persistent || om->qos != 1 || m != b->pass_m || !m->ticket || m->im_conv) return false;
+    if (!g_store || !s->persistent || om->qos != 1 || m != b->pass_m || !m->ticket || m->ext) return false;
     if (b->defer_skip) {
         b->defer_skip--;
         return false;
@@ -420,9 +420,10 @@ static bool load_retained(void *arg, const uint8_t *k, size_t kl, const uint8_t 
     }
     uint32_t app = au_rd32(k + 1);
     if (r.expire_ms && r.expire_ms <= au_wall_ms()) return true;
-    if (imconn_reserved_topic(k + 5, kl - 5)) { /* set by a will before those were refused: never served */
+    const char *rsv = broker_ext_reserved(k + 5, kl - 5);
+    if (rsv) { /* set by a will before those were refused: never served */
         if (b->shard->id == 0) { /* every shard loads the replica; one deletes the record */
-            au_warn("deleting a retained message on a reserved topic (im/, push/)");
+            au_warn("deleting a retained message on a reserved topic (%s)", rsv);
             store_batch_del(ib(b), k, kl);
         }
         return true;
@@ -513,13 +514,8 @@ static bool load_session_key(void *arg, const uint8_t *k, size_t kl, const uint8
         const uint8_t *u = ks_r_str16(&vr, &ul);
         if (vr.err) break;
         free(s->username);
-        free(s->im_user);
-        s->username = s->im_user = NULL;
-        if (has_user) {
-            s->username = strndup((const char *)u, ul);
-            const char *colon = memchr(s->username, ':', ul);
-            if (colon) s->im_user = strdup(colon + 1); /* an IM login: <appkey>:<user> */
-        }
+        s->username = has_user ? strndup((const char *)u, ul) : NULL;
+        broker_ext_session_restored(b, s); /* e.g. IM: the user of an <appkey>:<user> login */
         uint8_t okind = ks_r_u8(&vr);
         uint16_t nl;
         const uint8_t *name = ks_r_str16(&vr, &nl);
@@ -563,9 +559,9 @@ static bool load_session_key(void *arg, const uint8_t *k, size_t kl, const uint8
         o.retain_handling = ks_r_u8(&vr);
         o.sub_id = ks_r_u32(&vr);
         struct topic_sub ts;
-        bool inbox = fl == 8 && memcmp(f, "im/inbox", 8) == 0; /* the IM inbox is not in the trie */
-        if (vr.err || (!inbox && !topic_sub_parse(f, fl, &ts))) break;
-        if (!inbox && sub_add(&b->subs, app, ts.filter, ts.filter_len, s, &o, ts.share, ts.share_len) < 0) break;
+        bool ext = broker_ext_sub_claim(s, f, fl) != 0; /* served by an extension: not in the trie */
+        if (vr.err || (!ext && !topic_sub_parse(f, fl, &ts))) break;
+        if (!ext && sub_add(&b->subs, app, ts.filter, ts.filter_len, s, &o, ts.share, ts.share_len) < 0) break;
         s->subs = realloc(s->subs, sizeof *s->subs * (s->nsubs + 1));
         AU_ASSERT(s->subs != NULL);
         struct sess_sub *ss = &s->subs[s->nsubs++];
@@ -575,7 +571,7 @@ static bool load_session_key(void *arg, const uint8_t *k, size_t kl, const uint8
         ss->len = (uint16_t)fl;
         ss->opts = o;
         BS_INC(b, subscriptions);
-        if (!inbox && ts.share) shared_member(b, app, ts.share, ts.share_len, ts.filter, ts.filter_len, +1);
+        if (!ext && ts.share) shared_member(b, app, ts.share, ts.share_len, ts.filter, ts.filter_len, +1);
         lc->subs++;
         break;
     }

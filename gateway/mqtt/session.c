@@ -2,7 +2,7 @@
 #include "gateway/mqtt/session.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/persist.h"
-#include "gateway/im/imconn.h"
+#include "gateway/mqtt/ext.h"
 #include "core/log.h"
 
 #include <stdlib.h>
@@ -86,7 +86,7 @@ void session_free(struct broker *b, struct session *s)
     AU_ASSERT(s->mc == NULL);
     au_timer_cancel(&b->shard->timers, &s->exp_timer);
     au_hash_del_u64(&b->by_uid, s->uid);
-    im_session_free(b, s);
+    broker_ext_session_free(b, s);
     ack_release_all(s);
     session_drop_subs(b, s);
     free_list(s->if_head);
@@ -94,7 +94,6 @@ void session_free(struct broker *b, struct session *s)
     msg_unref(s->will.m);
     free(s->qos2_in);
     free(s->username);
-    free(s->im_user);
     sess_ident_free(&s->ident);
     free(s->key);
     free(s);
@@ -108,7 +107,7 @@ void broker_publish_will(struct broker *b, struct session *s)
     s->will_at = 0;
     if (!m) return;
     /* A will on a reserved topic is refused at CONNECT; one restored from a record written before that is dropped. */
-    if (!imconn_reserved_topic(msg_topic(m), m->topic_len) &&
+    if (!broker_ext_reserved(msg_topic(m), m->topic_len) &&
         au_acl_check(b->cfg, AU_ACL_PUBLISH, s->username, s->client_id, (const char *)msg_topic(m), m->topic_len)) {
         /* Message expiry runs from when the will is published, not from CONNECT. */
         m->expire_at = s->will_expiry ? b->shard->now_ms + (uint64_t)s->will_expiry * 1000u : 0;
@@ -159,7 +158,7 @@ static void exp_fire(struct au_timer *t)
 void session_detach(struct broker *b, struct session *s, bool send_will)
 {
     uint64_t now = b->shard->now_ms;
-    im_session_offline(b, s); /* offline devices get IM messages by replay at their next login */
+    broker_ext_session_offline(b, s); /* e.g. IM: offline devices get messages by replay at their next login */
     s->owner = b;
     if (!send_will && s->will.m) {
         msg_unref(s->will.m);
