@@ -13,6 +13,7 @@
 #include "gateway/im/im.h"
 #include "gateway/im/rest.h"
 #include "gateway/im/rest_media.h"
+#include "gateway/routes.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -94,14 +95,13 @@ int main(int argc, char **argv)
     imconn_setup(pool, &tkey);
     broker_set_config(&cfg);
     http_gw_init(&cfg);
-    rest_init(&cfg);            /* REST v1 users/admins/groups + operator API (gateway/im/rest.h) */
+    rest_init(&cfg);            /* REST body gate + operator token (gateway/im/rest.h) */
     rest_set_authpool(pool);
-    rest_messages_init();
-    rest_silence_init();
     if (rest_media_init(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "aurora: media: %s\n", err);
         return 1;
     }
+    gateway_routes_register();  /* every module's route table (gateway/routes.h) */
 
     uint32_t nshards = au_config_shards(&cfg);
     uint32_t per_shard = 0;

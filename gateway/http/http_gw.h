@@ -9,8 +9,11 @@
 #include "core/loop.h"
 
 extern const struct au_proto http_gw_proto;
-/* Register the built-in routes (before the shards start). */
+/* Set the body budget (before the shards start). */
 void http_gw_init(const struct au_config *cfg);
+/* The built-in routes: GET /healthz, GET /metrics (registered by gateway/routes.c). */
+struct http_routes;
+extern const struct http_routes http_gw_routes;
 /* Give the endpoints the shard table (for process-wide counters). */
 void http_gw_set_shards(struct au_shard **shards, int n);
 /* GET /metrics answers only requests this accepts (the REST layer sets its operator-token check at start-up:

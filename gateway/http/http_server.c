@@ -145,6 +145,17 @@ int http_route_add(const char *method, const char *path_pattern, http_handler_fn
     return 0;
 }
 
+int http_routes_add(const struct http_routes *t, size_t *bad)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        if (http_route_add(t->r[i].method, t->r[i].pattern, t->r[i].fn) != 0) {
+            if (bad) *bad = i;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void http_routes_clear(void)
 {
     g_nroutes = 0;

@@ -2,8 +2,9 @@
  * (apps). docs/rest-api.md describes the wire contract, docs/storage.md the records.
  *
  * Start-up (main thread, before the shards start):
- *   http_gw_init(&cfg); rest_init(&cfg)      routes; loads or creates <data>/operator.token
+ *   http_gw_init(&cfg); rest_init(&cfg)      body gate; loads or creates <data>/operator.token
  *   rest_set_authpool(pool)                  password hashing for register / password change
+ *   gateway_routes_register()                (gateway/routes.h) every module's route table below
  * (im_apps_bootstrap() in apps.h creates the default app; every shard runs im_dir_init().)
  * Handlers run on the shard that received the request; everything that waits (store reads, password
  * hashing, directory transactions) completes on that shard and finishes a deferred HTTP response. */
@@ -21,8 +22,18 @@ struct authpool;
 #define REST_OPERATOR_TOKEN_LEN  64
 #define REST_APP_NAME_MAX        64                 /* operator API: app name bytes (no CR/LF) */
 
-/* Register the /v1 and /ops/v1 routes and load (or create) the operator token. Before shards start. */
+/* Install the body gate and load (or create) the operator token. Before shards start. */
 void rest_init(const struct au_config *cfg);
+
+/* Route tables of the REST modules (gateway/http/http_server.h struct http_routes), one per rest_*.c; the
+ * composition (gateway/routes.c) registers them. */
+struct http_routes;
+extern const struct http_routes rest_users_routes;    /* /v1/users, /v1/admins (rest_users.c) */
+extern const struct http_routes rest_groups_routes;   /* /v1/groups (rest_groups.c) */
+extern const struct http_routes rest_apps_routes;     /* /ops/v1/apps (rest_apps.c) */
+extern const struct http_routes rest_devices_routes;  /* /v1/devices (rest_devices.c) */
+extern const struct http_routes rest_messages_routes; /* /v1/messages, /v2/.../messages (rest_messages.c) */
+extern const struct http_routes rest_silence_routes;  /* /v1/groups/messages/{gid}/silence (rest_silence.c) */
 /* The password-hashing pool (register, password change). Before shards serve. */
 void rest_set_authpool(struct authpool *p);
 

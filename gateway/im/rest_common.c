@@ -38,10 +38,7 @@ void rest_init(const struct au_config *cfg)
 {
     g_cfg = cfg;
     http_set_body_gate(body_gate);
-    rest_routes_users();
-    rest_routes_groups();
-    rest_routes_apps(cfg);
-    rest_routes_devices();
+    rest_apps_init(cfg);
 }
 
 /* ------------------------------------------------------------------ answers */

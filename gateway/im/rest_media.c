@@ -720,11 +720,15 @@ int rest_media_init(const struct au_config *cfg, char *err, size_t errlen)
     if (key_load(cfg->data_dir, err, errlen) != 0) return -1;
     if (media_open(&g_ms, cfg->data_dir, err, errlen) != 0) return -1;
     g_io = iopool_new(REST_MEDIA_WORKERS);
-    AU_ASSERT(http_route_add("POST", "/v1/resource", post_resource) == 0);
-    AU_ASSERT(http_route_add("GET", "/v1/resource", get_resource) == 0);
-    AU_ASSERT(http_route_add("GET", "/v1/resource/raw", get_raw) == 0);
     return 0;
 }
+
+static const struct http_route_def routes[] = {
+    { "POST", "/v1/resource", post_resource },
+    { "GET", "/v1/resource", get_resource },
+    { "GET", "/v1/resource/raw", get_raw },
+};
+const struct http_routes rest_media_routes = { routes, AU_ARRAY_LEN(routes) };
 
 unsigned rest_media_threads(void) { return iopool_threads(g_io); }
 

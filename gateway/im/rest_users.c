@@ -1171,27 +1171,21 @@ static void get_blacklist(const struct http_req *req, struct http_resp *resp, vo
 
 /* ================================================================== routes */
 
-void rest_routes_users(void)
-{
-    static const struct {
-        const char *m, *p;
-        http_handler_fn fn;
-    } r[] = {
-        { "POST", "/v1/users/", post_users },
-        { "GET", "/v1/users/", list_users },
-        { "POST", "/v1/admins/", post_admins },
-        { "GET", "/v1/admins/", list_admins },
-        { "GET", "/v1/users/{u}", get_user },
-        { "PUT", "/v1/users/{u}", put_user },
-        { "DELETE", "/v1/users/{u}", delete_user },
-        { "PUT", "/v1/users/{u}/password", put_password },
-        { "GET", "/v1/users/{u}/userstat", get_userstat },
-        { "POST", "/v1/users/userstat", post_userstat },
-        { "PUT", "/v1/users/{u}/forbidden", put_forbidden },
-        { "GET", "/v1/users/{u}/groups/", get_user_groups },
-        { "PUT", "/v1/users/{u}/blacklist", put_blacklist },
-        { "DELETE", "/v1/users/{u}/blacklist", del_blacklist },
-        { "GET", "/v1/users/{u}/blacklist", get_blacklist },
-    };
-    for (size_t i = 0; i < AU_ARRAY_LEN(r); i++) AU_ASSERT(http_route_add(r[i].m, r[i].p, r[i].fn) == 0);
-}
+static const struct http_route_def routes[] = {
+    { "POST", "/v1/users/", post_users },
+    { "GET", "/v1/users/", list_users },
+    { "POST", "/v1/admins/", post_admins },
+    { "GET", "/v1/admins/", list_admins },
+    { "GET", "/v1/users/{username}", get_user },
+    { "PUT", "/v1/users/{username}", put_user },
+    { "DELETE", "/v1/users/{username}", delete_user },
+    { "PUT", "/v1/users/{username}/password", put_password },
+    { "GET", "/v1/users/{username}/userstat", get_userstat },
+    { "POST", "/v1/users/userstat", post_userstat },
+    { "PUT", "/v1/users/{username}/forbidden", put_forbidden },
+    { "GET", "/v1/users/{username}/groups/", get_user_groups },
+    { "PUT", "/v1/users/{username}/blacklist", put_blacklist },
+    { "DELETE", "/v1/users/{username}/blacklist", del_blacklist },
+    { "GET", "/v1/users/{username}/blacklist", get_blacklist },
+};
+const struct http_routes rest_users_routes = { routes, AU_ARRAY_LEN(routes) };
