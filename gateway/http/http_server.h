@@ -137,7 +137,8 @@ struct http_routes {
     size_t n;
 };
 /* Returns 0, or -1: table full, pattern invalid/too long/too many segments or captures,
- * method not a token, or the same method+pattern registered twice. */
+ * method not a token, or the same method and pattern registered twice (capture names aside: "/a/{x}" and
+ * "/a/{y}" are the same pattern). */
 int http_route_add(const char *method, const char *path_pattern, http_handler_fn fn);
 /* Every route of t in order: 0, or -1 at the first refused one (its index in *bad when bad is not NULL; the
  * routes before it stay registered). */

@@ -473,7 +473,7 @@ struct gmlist {
 static size_t gmlist_key(void *arg, size_t i, uint8_t *buf)
 {
     struct gmlist *l = arg;
-    return ks_im_named(buf, l->admin[i] ? KS_IM_ADMIN : KS_IM_USER, l->a.app, l->names[i].s, strlen(l->names[i].s));
+    return ks_im_user(buf, l->a.app, l->admin[i], l->names[i].s, strlen(l->names[i].s));
 }
 
 static void gmlist_got(void *arg, size_t i, int err, const void *v, size_t vl)
