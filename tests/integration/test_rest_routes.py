@@ -5,7 +5,8 @@
   /work/base/aurora-i8 when it is present: the route table changed its shape, not its behaviour);
 - every JSON example of docs/rest-api.md is one valid JSON value whose usernames follow §1.1;
 - the examples run: §2.1 register, §2.2 admin, §3.1 send, §4.6 delivered form (REST and device), §4.7 group event,
-  §5.1 create (answer keys as documented), §3.3 history page and cursor, §2.1's per-item error."""
+  §5.1 create (answer keys as documented), §3.3 history page and cursor, §2.1's per-item error;
+- docs/storage.md's list of /metrics names is what a live GET /metrics (operator token) exports."""
 import base64
 import json
 import os
@@ -288,6 +289,22 @@ def doc_examples_run(b):
     assert st == 400 and obj(bad)["error"]["code"] == 899003, (st, bad)
     for c in (javen, fang, eddie):
         c.disconnect()
+
+
+@on_aurora
+def storage_md_metrics_are_what_metrics_exports(b):
+    """docs/storage.md "Stats" lists every name GET /metrics exports, and only those."""
+    text = open(os.path.join(os.path.dirname(DOC), "storage.md")).read()
+    sec = text[text.index("### Stats"):text.index("### Limits")]
+    documented = set(re.findall(r"`(aurora_[a-z0-9_]+)`", sec))
+    assert len(documented) > 20, documented
+    with open(os.path.join(b.data_dir, "operator.token")) as f:
+        tok = f.read().strip()
+    assert http(b.http_port, "GET", "/metrics")[0] == 401  # the operator's only
+    st, _, raw = http(b.http_port, "GET", "/metrics", auth="Bearer " + tok)
+    assert st == 200, st
+    exported = set(re.findall(r"^# TYPE (aurora_[a-z0-9_]+) ", raw.decode(), re.M))
+    assert exported == documented, ("undocumented", exported - documented, "not exported", documented - exported)
 
 
 run_tests(globals())
