@@ -3,11 +3,12 @@
 #define AU_IM_IMCONN_H
 
 #include "gateway/mqtt/broker.h"
+#include "gateway/mqtt/handle.h"
 
 struct authpool;
 struct auth_token_key;
 
-#define IMCONN_PENDING 2          /* handler result: waiting for the password check */
+#define IMCONN_PENDING MQTT_HANDLED_PENDING /* handler result: waiting for the password check */
 
 /* NONE: no username; PLAIN: a username that is no AppKey form (default app, never verified);
  * PUSH: "<appkey>" push-only device; USER: "<appkey>:<user>" IM login. */

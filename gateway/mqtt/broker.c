@@ -2,6 +2,8 @@
 #include "gateway/mqtt/broker.h"
 #include "gateway/im/rest_media.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/session.h"
+#include "gateway/mqtt/shared.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/im/im.h"
 #include "gateway/im/imconn.h"

@@ -1,6 +1,7 @@
 /* handle_connect.c - CONNECT: ownership hand-off, authentication, session create/resume/takeover, CONNACK. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/handle.h"
 #include "gateway/mqtt/session.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/im/imconn.h"
@@ -11,7 +12,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-static int refuse(struct broker *b, struct mqtt_conn *mc, uint8_t version, uint8_t reason, const char *why)
+static enum mqtt_handled refuse(struct broker *b, struct mqtt_conn *mc, uint8_t version, uint8_t reason, const char *why)
 {
     uint8_t out[512];
     struct mqtt_props pr;
@@ -28,7 +29,7 @@ static int refuse(struct broker *b, struct mqtt_conn *mc, uint8_t version, uint8
     BS_INC(b, connacks_refused);
     au_info("CONNECT refused: %s (%s)", mqtt_rc_string(reason), why ? why : "");
     mc->state = MC_CLOSING;
-    return -1;
+    return MQTT_HANDLED_CLOSE;
 }
 
 /* A server-assigned client id that this shard owns (so the session needs no hand-off). */
@@ -53,7 +54,7 @@ static struct msg *make_will(const struct mqtt_connect *c, uint32_t app, uint64_
     return m;
 }
 
-int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+enum mqtt_handled handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
 {
     const struct mqtt_connect *c = &p->u.connect;
     const struct au_config *cfg = b->cfg;
@@ -91,9 +92,9 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
             return refuse(b, mc, ver, MQTT_RC_SERVER_UNAVAILABLE, "server full");
         au_timer_cancel(&b->timers, &mc->ka_timer);
         mc->version = ver; /* the CONNACK's format, should the move fail */
-        if (au_conn_handoff(mc->conn, owner, mc) == 0) return 1;
+        if (au_conn_handoff(mc->conn, owner, mc) == 0) return MQTT_HANDLED_HANDOFF;
         au_warn("handoff to shard %d refused", owner);
-        return -1;
+        return MQTT_HANDLED_CLOSE;
     }
     if (au_shard_over_limit(sh)) {
         /* Taken past max_conns (in the accept queue when the shard filled, or moved here meanwhile). A
@@ -257,5 +258,5 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     if (s->im_user)
         for (uint32_t i = 0; i < s->nsubs; i++)
             if (s->subs[i].len == 8 && memcmp(s->subs[i].filter, "im/inbox", 8) == 0) im_session_inbox(b, s);
-    return 0;
+    return MQTT_HANDLED_OK;
 }
