@@ -15,7 +15,8 @@
 #include "core/timer.h"
 #include "core/config.h"
 #include "gateway/mqtt/codec.h"
-#include "gateway/mqtt/topic.h"
+#include "gateway/mqtt/retained.h"
+#include "gateway/mqtt/subindex.h"
 #include "gateway/mqtt/ident.h"
 #include "store/store.h"
 
