@@ -15,7 +15,8 @@ enum mqtt_handled {
 
 enum mqtt_handled handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
 enum mqtt_handled handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
-enum mqtt_handled handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);        /* PUBACK..PUBCOMP */
+/* PUBACK, PUBREC, PUBREL, PUBCOMP */
+enum mqtt_handled handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
 enum mqtt_handled handle_disconnect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
 enum mqtt_handled handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
 enum mqtt_handled handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);

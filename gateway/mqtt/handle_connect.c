@@ -12,7 +12,8 @@
 #include <string.h>
 #include <xxhash.h>
 
-static enum mqtt_handled refuse(struct broker *b, struct mqtt_conn *mc, uint8_t version, uint8_t reason, const char *why)
+static enum mqtt_handled refuse(struct broker *b, struct mqtt_conn *mc, uint8_t version, uint8_t reason,
+                                const char *why)
 {
     uint8_t out[512];
     struct mqtt_props pr;

@@ -200,7 +200,9 @@ static enum mqtt_handled dispatch(struct broker *b, struct mqtt_conn *mc, const 
     case MQTT_AUTH:
         mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "AUTH without an authentication method");
         return MQTT_HANDLED_CLOSE;
-    default: mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "packet type not sent by clients"); return MQTT_HANDLED_CLOSE;
+    default:
+        mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "packet type not sent by clients");
+        return MQTT_HANDLED_CLOSE;
     }
 }
 
@@ -284,7 +286,7 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
             return (ssize_t)off;
         }
         off += total;
-        if (h == MQTT_HANDLED_CLOSE) return -1; /* mc may be gone (a close frees it, and gives the CONNECT budget back) */
+        if (h == MQTT_HANDLED_CLOSE) return -1; /* mc may be gone (a close frees it, gives the CONNECT budget back) */
         if (mc->connect_charged && mc->state == MC_CONNECTED) connect_release(mc);
     }
     if (mc->state == MC_CONNECTED && mc->ka_ms)

@@ -86,7 +86,8 @@ static int concrete(const char *pat, char *out, size_t cap, const char *want[HTT
             if (!end) return -1;
             size_t k;
             for (k = 0; k < AU_ARRAY_LEN(g_names); k++)
-                if (strlen(g_names[k].name) == (size_t)(end - pat + 1) && memcmp(g_names[k].name, pat, end - pat + 1) == 0)
+                if (strlen(g_names[k].name) == (size_t)(end - pat + 1) &&
+                    memcmp(g_names[k].name, pat, (size_t)(end - pat + 1)) == 0)
                     break;
             if (k == AU_ARRAY_LEN(g_names) || *nwant == HTTP_MAX_PARAMS) return -1;
             want[(*nwant)++] = g_names[k].sample;
