@@ -2,6 +2,7 @@
  * table, the listeners and the /metrics providers. The only file that knows every module. */
 #include "gateway/gateway.h"
 #include "gateway/metrics.h"
+#include "gateway/routes.h"
 #include "gateway/http/http_gw.h"
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/persist.h"
@@ -171,7 +172,7 @@ int gw_open(struct gateway *gw, const struct au_config *cfg, char *err, size_t e
     char e[512];
     if (store_open(&gw->svc.store, &so, e, sizeof e) != 0) return fail(err, errlen, 1, "store: %s", e);
     persist_set_store(gw->svc.store);
-    http_gw_init(cfg);          /* GET /healthz, GET /metrics */
+    http_gw_init(cfg);          /* the HTTP body budget */
 #ifndef AU_BROKER_ONLY
     if (im_apps_bootstrap(gw->svc.store, cfg->data_dir, e, sizeof e) != 0) return fail(err, errlen, 1, "%s", e);
     /* Password hashing runs on its own threads; login tokens are HMACs with a key kept in the data dir. */
@@ -183,11 +184,12 @@ int gw_open(struct gateway *gw, const struct au_config *cfg, char *err, size_t e
     /* Modules and their routes; the IM service plugs into the broker as its extension. */
     imconn_setup(gw->svc.authpool, gw->svc.token_key);
     if (im_ext_register() != 0) return fail(err, errlen, 1, "broker extension table full");
-    rest_init(cfg);             /* REST v1 users/admins/groups + operator API (gateway/im/rest.h) */
+    rest_init(cfg);             /* REST body gate + operator token (gateway/im/rest.h) */
     rest_set_authpool(gw->svc.authpool);
-    rest_messages_init();
-    rest_silence_init();
     if (rest_media_init(cfg, e, sizeof e) != 0) return fail(err, errlen, 1, "media: %s", e);
+    gateway_routes_register();  /* every module's route table (gateway/routes.h) */
+#else
+    if (http_routes_add(&http_gw_routes, NULL) != 0) return fail(err, errlen, 1, "built-in routes refused");
 #endif
 
     /* /metrics, in this order: the loop's counters, HTTP buffering, the broker's counters. */

@@ -50,7 +50,9 @@ enum ks_prefix {
     KS_IM_MEDIA      = 0x1d, /* 0x1d | app u32 | media id                      -> media record (JSON) */
     KS_IM_UCONV      = 0x1e, /* 0x1e | app u32 | uid u64 | conv u64            -> (empty) user's conversations */
     KS_IM_COUNTER    = 0x1f, /* 0x1f | app u32 | name                          -> u64 (id allocators: gid, msgid) */
-    /* 0x20..0x2f reserved for IM, 0x30..0x3f for push (devices, tags, aliases). */
+    KS_IM_BLACKLIST  = 0x20, /* 0x20 | app u32 | ulen u16 | owner | blocked    -> owner uid u64 | blocked uid u64 */
+    KS_IM_BLACKLIST_REV = 0x21, /* 0x21 | app u32 | ulen u16 | blocked | owner -> (empty) reverse index */
+    /* 0x22..0x2f reserved for IM, 0x30..0x3f for push (devices, tags, aliases). */
 };
 
 /* Kinds under one MQTT session: 0x02 | app | cidlen | cid | kind | ... */
@@ -281,6 +283,16 @@ static inline size_t ks_im_named(uint8_t *buf, enum ks_prefix p, uint32_t app, c
     memcpy(buf + k, name, n);
     return k + n;
 }
+/* KS_IM_USER | app | username (admin: KS_IM_ADMIN | app | username) */
+static inline size_t ks_im_user(uint8_t *buf, uint32_t app, bool admin, const void *name, size_t n)
+{
+    return ks_im_named(buf, admin ? KS_IM_ADMIN : KS_IM_USER, app, name, n);
+}
+/* KS_IM_MEDIA | app | media id ("aurora/<type>/<hex>") */
+static inline size_t ks_im_media(uint8_t *buf, uint32_t app, const void *id, size_t n)
+{
+    return ks_im_named(buf, KS_IM_MEDIA, app, id, n);
+}
 /* KS_IM_GROUP | app | gid ; KS_IM_CONV | app | conv ; KS_IM_MSGID | app | msgid ; KS_IM_GMEMBER prefix */
 static inline size_t ks_im_id(uint8_t *buf, enum ks_prefix p, uint32_t app, uint64_t id)
 {
@@ -367,6 +379,40 @@ static inline size_t ks_im_msg(uint8_t *buf, uint32_t app, uint64_t conv, uint64
     ks_w_u64(&w, conv);
     ks_w_u64(&w, seq);
     return ks_fin(&w);
+}
+
+/* Blacklists (docs/storage.md "REST API records"):
+ *   KS_IM_BLACKLIST     | app u32 | ulen u16 | owner | blocked  -> owner uid u64 | blocked uid u64: `owner`
+ *                                                                 blacklisted `blocked`
+ *   KS_IM_BLACKLIST_REV | app u32 | ulen u16 | blocked | owner  -> (empty) reverse index (cleanup on user delete)
+ * An entry holds only between the two incarnations in its value: one left behind by a deleted user (or naming
+ * one) is ignored by every reader, so it never applies to a later user of the same name.
+ * The message path refuses a single message from A to B (803008) when 0x20|app|B|A holds for B's and A's uids.
+ * other = "" (xl 0) gives the prefix of one owner's (blocked user's) entries. */
+#define KS_IM_BLACKLIST_VLEN 16u
+static inline void ks_im_blacklist_value(uint8_t v[KS_IM_BLACKLIST_VLEN], uint64_t owner_uid, uint64_t blocked_uid)
+{
+    au_wr32(v, (uint32_t)(owner_uid >> 32));
+    au_wr32(v + 4, (uint32_t)owner_uid);
+    au_wr32(v + 8, (uint32_t)(blocked_uid >> 32));
+    au_wr32(v + 12, (uint32_t)blocked_uid);
+}
+/* The entry's value is for these two incarnations. */
+static inline bool ks_im_blacklist_holds(const void *v, size_t vl, uint64_t owner_uid, uint64_t blocked_uid)
+{
+    uint8_t w[KS_IM_BLACKLIST_VLEN];
+    ks_im_blacklist_value(w, owner_uid, blocked_uid);
+    return vl == KS_IM_BLACKLIST_VLEN && memcmp(v, w, KS_IM_BLACKLIST_VLEN) == 0;
+}
+static inline size_t ks_im_blacklist(uint8_t *buf, uint32_t app, const char *owner, size_t ol, const char *other,
+                                     size_t xl)
+{
+    return ks_im_str_tail(buf, KS_IM_BLACKLIST, app, owner, ol, other, xl);
+}
+static inline size_t ks_im_blacklist_rev(uint8_t *buf, uint32_t app, const char *blocked, size_t bl,
+                                         const char *owner, size_t ol)
+{
+    return ks_im_str_tail(buf, KS_IM_BLACKLIST_REV, app, blocked, bl, owner, ol);
 }
 
 /* ---- MQTT record values (binary, KS_V1) ---- */

@@ -197,6 +197,10 @@ static void metrics(const struct http_req *req, struct http_resp *resp, void *ct
 void http_gw_init(const struct au_config *cfg)
 {
     http_set_body_budget(cfg->http_body_budget);
-    AU_ASSERT(http_route_add("GET", "/healthz", healthz) == 0);
-    AU_ASSERT(http_route_add("GET", "/metrics", metrics) == 0);
 }
+
+static const struct http_route_def routes[] = {
+    { "GET", "/healthz", healthz },
+    { "GET", "/metrics", metrics },
+};
+const struct http_routes http_gw_routes = { routes, AU_ARRAY_LEN(routes) };

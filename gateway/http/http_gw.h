@@ -16,6 +16,9 @@ void http_gw_init(const struct au_config *cfg);
 /* HTTP's own /metrics provider (request bodies buffered). */
 struct gw_metrics;
 void http_gw_metrics(struct gw_metrics *m, struct au_shard *const *shards, int nshards);
+/* The built-in routes: GET /healthz, GET /metrics (registered by gateway/routes.c). */
+struct http_routes;
+extern const struct http_routes http_gw_routes;
 /* GET /metrics answers only requests this accepts (the REST layer sets its operator-token check at start-up:
  * Authorization: Bearer <data>/operator.token); false after filling resp with the refusal. Unset: refused. */
 struct http_req;

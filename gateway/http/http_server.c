@@ -88,6 +88,19 @@ static bool is_token(const char *s, size_t n)
     return true;
 }
 
+/* The same paths reach both: the same literals and captures at the same places (capture names aside). */
+static bool same_shape(const struct http_route *a, const struct http_route *b)
+{
+    if (a->nsegs != b->nsegs || a->tail != b->tail || a->capture_mask != b->capture_mask) return false;
+    for (size_t k = 0; k < a->nsegs; k++) {
+        if (a->capture_mask & (1u << k)) continue;
+        if (a->seg_len[k] != b->seg_len[k] || memcmp(a->pattern + a->seg_off[k], b->pattern + b->seg_off[k],
+                                                     a->seg_len[k]) != 0)
+            return false;
+    }
+    return true;
+}
+
 int http_route_add(const char *method, const char *path_pattern, http_handler_fn fn)
 {
     AU_ASSERT(method && path_pattern && fn);
@@ -135,13 +148,23 @@ int http_route_add(const char *method, const char *path_pattern, http_handler_fn
     r.method_len = (uint8_t)mlen;
     r.fn = fn;
     for (size_t k = 0; k < g_nroutes; k++)
-        if (strcmp(g_routes[k].method, r.method) == 0 && strcmp(g_routes[k].pattern, r.pattern) == 0)
-            return -1;
+        if (strcmp(g_routes[k].method, r.method) == 0 && same_shape(&g_routes[k], &r)) return -1;
     struct route_shape sh = { r.nsegs, r.tail, ROUTE_ANY_LEN, ROUTE_ANY_LEN };
     if (r.nsegs > 0 && !(r.capture_mask & 1u) && r.seg_len[0] < ROUTE_ANY_LEN) sh.len0 = (uint8_t)r.seg_len[0];
     if (r.nsegs > 1 && !(r.capture_mask & 2u) && r.seg_len[1] < ROUTE_ANY_LEN) sh.len1 = (uint8_t)r.seg_len[1];
     g_shapes[g_nroutes] = sh;
     g_routes[g_nroutes++] = r;
+    return 0;
+}
+
+int http_routes_add(const struct http_routes *t, size_t *bad)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        if (http_route_add(t->r[i].method, t->r[i].pattern, t->r[i].fn) != 0) {
+            if (bad) *bad = i;
+            return -1;
+        }
+    }
     return 0;
 }
 

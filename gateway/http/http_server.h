@@ -122,10 +122,27 @@ struct http_conn {
     struct http_resp resp;
 };
 
-/* ---- routes (start-up only; not thread-safe) ---- */
+/* ---- routes (start-up only; not thread-safe) ----
+ * A module declares its routes as one static table (struct http_routes) and exports it; the composition
+ * (gateway/routes.c) lists every module's table and registers them in order with http_routes_add. Captures are
+ * written "{name}" (the name documents the parameter: {username}, {gid}, {msgid}, {appkey}); a handler reads
+ * them by position in req->params. */
+struct http_route_def {
+    const char *method;
+    const char *pattern;
+    http_handler_fn fn;
+};
+struct http_routes {
+    const struct http_route_def *r;
+    size_t n;
+};
 /* Returns 0, or -1: table full, pattern invalid/too long/too many segments or captures,
- * method not a token, or the same method+pattern registered twice. */
+ * method not a token, or the same method and pattern registered twice (capture names aside: "/a/{x}" and
+ * "/a/{y}" are the same pattern). */
 int http_route_add(const char *method, const char *path_pattern, http_handler_fn fn);
+/* Every route of t in order: 0, or -1 at the first refused one (its index in *bad when bad is not NULL; the
+ * routes before it stay registered). */
+int http_routes_add(const struct http_routes *t, size_t *bad);
 void http_routes_clear(void);
 
 /* ---- request bodies (start-up only; process-wide) ----

@@ -17,6 +17,7 @@
 #include "gateway/im/auth.h"
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/session.h"
 #include "gateway/mqtt/persist.h"
 #include "store/keyspace.h"
 #include "core/log.h"

@@ -93,11 +93,6 @@ enum { IM_ESTORE = -1, IM_ENOCONV = -2, IM_EBLACKLISTED = -3 /* the recipient bl
  * The request is consumed (json and extra_recipients freed). */
 void im_send(struct au_shard *from, struct im_send_req *req, im_send_done_fn done, void *arg);
 
-/* REST routes of the message API (rest_messages.c); at start-up, before the shards. */
-void rest_messages_init(void);
-/* Group member silence (rest_silence.c). */
-void rest_silence_init(void);
-
 /* Per-shard start/stop: the "im" row of the gateway's lifecycle table (gateway/gateway.c). */
 void im_shard_init(struct au_shard *s);
 void im_shard_fini(struct au_shard *s);

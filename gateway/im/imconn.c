@@ -20,6 +20,7 @@
 #include "gateway/im/errors.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/ext.h"
+#include "gateway/mqtt/session.h"
 #include "core/log.h"
 #include "store/keyspace.h"
 #include "gateway/mqtt/persist.h"

@@ -5,6 +5,7 @@
 #define AU_IM_IMCONN_H
 
 #include "gateway/mqtt/broker.h"
+#include "gateway/mqtt/handle.h"
 
 struct authpool;
 struct auth_token_key;

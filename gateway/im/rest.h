@@ -2,8 +2,9 @@
  * (apps). docs/rest-api.md describes the wire contract, docs/storage.md the records.
  *
  * Start-up (main thread, before the shards start):
- *   http_gw_init(&cfg); rest_init(&cfg)      routes; loads or creates <data>/operator.token
+ *   http_gw_init(&cfg); rest_init(&cfg)      body gate; loads or creates <data>/operator.token
  *   rest_set_authpool(pool)                  password hashing for register / password change
+ *   gateway_routes_register()                (gateway/routes.h) every module's route table below
  * (im_apps_bootstrap() in apps.h creates the default app; every shard runs im_dir_init().)
  * Handlers run on the shard that received the request; everything that waits (store reads, password
  * hashing, directory transactions) completes on that shard and finishes a deferred HTTP response. */
@@ -21,8 +22,18 @@ struct authpool;
 #define REST_OPERATOR_TOKEN_LEN  64
 #define REST_APP_NAME_MAX        64                 /* operator API: app name bytes (no CR/LF) */
 
-/* Register the /v1 and /ops/v1 routes and load (or create) the operator token. Before shards start. */
+/* Install the body gate and load (or create) the operator token. Before shards start. */
 void rest_init(const struct au_config *cfg);
+
+/* Route tables of the REST modules (gateway/http/http_server.h struct http_routes), one per rest_*.c; the
+ * composition (gateway/routes.c) registers them. */
+struct http_routes;
+extern const struct http_routes rest_users_routes;    /* /v1/users, /v1/admins (rest_users.c) */
+extern const struct http_routes rest_groups_routes;   /* /v1/groups (rest_groups.c) */
+extern const struct http_routes rest_apps_routes;     /* /ops/v1/apps (rest_apps.c) */
+extern const struct http_routes rest_devices_routes;  /* /v1/devices (rest_devices.c) */
+extern const struct http_routes rest_messages_routes; /* /v1/messages, /v2/.../messages (rest_messages.c) */
+extern const struct http_routes rest_silence_routes;  /* /v1/groups/messages/{gid}/silence (rest_silence.c) */
 /* The password-hashing pool (register, password change). Before shards serve. */
 void rest_set_authpool(struct authpool *p);
 
@@ -31,37 +42,6 @@ void rest_set_authpool(struct authpool *p);
  * action) first. Call on a shard thread. */
 void rest_drop_user_devices(struct au_shard *from, uint32_t app, const char *user);
 
-/* ---- blacklist records (IM reserved range 0x20..0x2f; docs/storage.md "REST API records") ----
- *   0x20 | app u32 | ulen u16 | owner | blocked   -> owner uid u64 | blocked uid u64   `owner` blacklisted `blocked`
- *   0x21 | app u32 | ulen u16 | blocked | owner   -> (empty)  reverse index (cleanup on user delete)
- * An entry holds only between the two incarnations in its value: one left behind by a deleted user (or naming
- * one) is ignored by every reader, so it never applies to a later user of the same name.
- * The message path refuses a single message from A to B (803008) when 0x20|app|B|A holds for B's and A's uids. */
-enum { KS_IM_BLACKLIST = 0x20, KS_IM_BLACKLIST_REV = 0x21 };
-#define KS_IM_BLACKLIST_VLEN 16u
-static inline void ks_im_blacklist_value(uint8_t v[KS_IM_BLACKLIST_VLEN], uint64_t owner_uid, uint64_t blocked_uid)
-{
-    au_wr32(v, (uint32_t)(owner_uid >> 32));
-    au_wr32(v + 4, (uint32_t)owner_uid);
-    au_wr32(v + 8, (uint32_t)(blocked_uid >> 32));
-    au_wr32(v + 12, (uint32_t)blocked_uid);
-}
-/* The entry's value is for these two incarnations. */
-static inline bool ks_im_blacklist_holds(const void *v, size_t vl, uint64_t owner_uid, uint64_t blocked_uid)
-{
-    uint8_t w[KS_IM_BLACKLIST_VLEN];
-    ks_im_blacklist_value(w, owner_uid, blocked_uid);
-    return vl == KS_IM_BLACKLIST_VLEN && memcmp(v, w, KS_IM_BLACKLIST_VLEN) == 0;
-}
-static inline size_t ks_im_blacklist(uint8_t *buf, uint32_t app, const char *owner, size_t ol, const char *other,
-                                     size_t xl)
-{
-    return ks_im_str_tail(buf, (enum ks_prefix)KS_IM_BLACKLIST, app, owner, ol, other, xl);
-}
-static inline size_t ks_im_blacklist_rev(uint8_t *buf, uint32_t app, const char *blocked, size_t bl,
-                                         const char *owner, size_t ol)
-{
-    return ks_im_str_tail(buf, (enum ks_prefix)KS_IM_BLACKLIST_REV, app, blocked, bl, owner, ol);
-}
+/* The blacklist records (0x20 / 0x21) and their builders are in store/keyspace.h. */
 
 #endif

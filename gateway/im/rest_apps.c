@@ -423,11 +423,15 @@ static void delete_app(const struct http_req *req, struct http_resp *resp, void 
 
 /* ------------------------------------------------------------------ routes */
 
-void rest_routes_apps(const struct au_config *cfg)
+static const struct http_route_def routes[] = {
+    { "POST", "/ops/v1/apps", post_app },
+    { "GET", "/ops/v1/apps", get_apps },
+    { "DELETE", "/ops/v1/apps/{appkey}", delete_app },
+};
+const struct http_routes rest_apps_routes = { routes, AU_ARRAY_LEN(routes) };
+
+void rest_apps_init(const struct au_config *cfg)
 {
     token_init(cfg->data_dir);
     http_gw_set_operator_auth(rest_ops_auth); /* GET /metrics is the operator's too */
-    AU_ASSERT(http_route_add("POST", "/ops/v1/apps", post_app) == 0);
-    AU_ASSERT(http_route_add("GET", "/ops/v1/apps", get_apps) == 0);
-    AU_ASSERT(http_route_add("DELETE", "/ops/v1/apps/{appkey}", delete_app) == 0);
 }

@@ -38,10 +38,7 @@ void rest_init(const struct au_config *cfg)
 {
     g_cfg = cfg;
     http_set_body_gate(body_gate);
-    rest_routes_users();
-    rest_routes_groups();
-    rest_routes_apps(cfg);
-    rest_routes_devices();
+    rest_apps_init(cfg);
 }
 
 /* ------------------------------------------------------------------ answers */
@@ -680,7 +677,7 @@ void rest_user_view(const json_t *rec, const char *name, struct im_user *out)
 
 size_t rest_user_key(uint8_t *buf, uint32_t app, const struct dir_user *u)
 {
-    return ks_im_named(buf, u->admin ? KS_IM_ADMIN : KS_IM_USER, app, im_user_name(u), u->name_len);
+    return ks_im_user(buf, app, u->admin, im_user_name(u), u->name_len);
 }
 
 void rest_group_view(const json_t *rec, uint64_t gid, const char *appkey, struct im_group *out)

@@ -46,7 +46,7 @@ static void post_device_token(const struct http_req *req, struct http_resp *resp
     free(js);
 }
 
-void rest_routes_devices(void)
-{
-    AU_ASSERT(http_route_add("POST", "/v1/devices/token", post_device_token) == 0);
-}
+static const struct http_route_def routes[] = {
+    { "POST", "/v1/devices/token", post_device_token },
+};
+const struct http_routes rest_devices_routes = { routes, AU_ARRAY_LEN(routes) };

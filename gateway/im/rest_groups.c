@@ -473,7 +473,7 @@ struct gmlist {
 static size_t gmlist_key(void *arg, size_t i, uint8_t *buf)
 {
     struct gmlist *l = arg;
-    return ks_im_named(buf, l->admin[i] ? KS_IM_ADMIN : KS_IM_USER, l->a.app, l->names[i].s, strlen(l->names[i].s));
+    return ks_im_user(buf, l->a.app, l->admin[i], l->names[i].s, strlen(l->names[i].s));
 }
 
 static void gmlist_got(void *arg, size_t i, int err, const void *v, size_t vl)
@@ -609,19 +609,13 @@ static void list_groups(const struct http_req *req, struct http_resp *resp, void
 
 /* ================================================================== routes */
 
-void rest_routes_groups(void)
-{
-    static const struct {
-        const char *m, *p;
-        http_handler_fn fn;
-    } r[] = {
-        { "POST", "/v1/groups/", post_group },
-        { "GET", "/v1/groups/", list_groups },
-        { "GET", "/v1/groups/{gid}", get_group },
-        { "PUT", "/v1/groups/{gid}", put_group },
-        { "DELETE", "/v1/groups/{gid}", delete_group },
-        { "POST", "/v1/groups/{gid}/members", post_members },
-        { "GET", "/v1/groups/{gid}/members/", get_members },
-    };
-    for (size_t i = 0; i < AU_ARRAY_LEN(r); i++) AU_ASSERT(http_route_add(r[i].m, r[i].p, r[i].fn) == 0);
-}
+static const struct http_route_def routes[] = {
+    { "POST", "/v1/groups/", post_group },
+    { "GET", "/v1/groups/", list_groups },
+    { "GET", "/v1/groups/{gid}", get_group },
+    { "PUT", "/v1/groups/{gid}", put_group },
+    { "DELETE", "/v1/groups/{gid}", delete_group },
+    { "POST", "/v1/groups/{gid}/members", post_members },
+    { "GET", "/v1/groups/{gid}/members/", get_members },
+};
+const struct http_routes rest_groups_routes = { routes, AU_ARRAY_LEN(routes) };

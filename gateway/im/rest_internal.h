@@ -34,10 +34,8 @@ _Static_assert(REST_BLACKLIST_MAX <= STORE_SCAN_MAX, "a blacklist is read in one
 const struct au_config *rest_cfg(void);
 struct store *rest_store(void);
 struct authpool *rest_authpool(void);
-void rest_routes_users(void);
-void rest_routes_groups(void);
-void rest_routes_apps(const struct au_config *cfg);
-void rest_routes_devices(void);
+/* The operator API's start-up (rest_apps.c): loads or creates the operator token, guards GET /metrics with it. */
+void rest_apps_init(const struct au_config *cfg);
 /* The operator token check (Authorization: Bearer <data>/operator.token): true, or false after a 401 in resp.
  * Also what GET /metrics requires. */
 bool rest_ops_auth(const struct http_req *req, struct http_resp *resp);

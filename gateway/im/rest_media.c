@@ -186,11 +186,6 @@ static int key_load(const char *dir, char *err, size_t errlen)
 
 /* ------------------------------------------------------------------ request helpers */
 
-static size_t media_key(uint8_t *buf, uint32_t app, const char *id)
-{
-    return ks_im_named(buf, KS_IM_MEDIA, app, id, strlen(id));
-}
-
 /* ?mediaId= parsed and put in canonical form ("aurora/<type>/<lowercase hex>"). 0, or -1 absent, -2 bad. */
 static int query_media_id(const struct http_req *req, char id[MEDIA_ID_MAX], char hex[MEDIA_HEX_LEN + 1],
                           enum media_type *type)
@@ -336,7 +331,7 @@ static void upload_stored(struct au_shard *s, void *arg, int err, const struct m
                             (json_int_t)au_wall_ms());
     AU_ASSERT(rec != NULL);
     uint8_t key[KS_KEY_MAX];
-    size_t kl = media_key(key, u->a.app, m->media_id);
+    size_t kl = ks_im_media(key, u->a.app, m->media_id, strlen(m->media_id));
     struct store_batch *b = store_batch_new();
     rest_put_json(b, key, kl, rec);
     json_decref(rec);
@@ -526,7 +521,7 @@ static void get_resource(const struct http_req *req, struct http_resp *resp, voi
     link_base(req, l->base, sizeof l->base);
     rest_defer(&l->a, &c, resp);
     uint8_t key[KS_KEY_MAX];
-    store_get(rest_store(), c.s->id, key, media_key(key, c.app, l->id), link_owned, l);
+    store_get(rest_store(), c.s->id, key, ks_im_media(key, c.app, l->id, strlen(l->id)), link_owned, l);
 }
 
 /* ------------------------------------------------------------------ GET /v1/resource/raw */
@@ -708,7 +703,7 @@ static void get_raw(const struct http_req *req, struct http_resp *resp, void *ct
     struct rest_ctx c = { .s = s, .app = (uint32_t)app };
     rest_defer(&w->a, &c, resp);
     uint8_t key[KS_KEY_MAX];
-    store_get(rest_store(), s->id, key, media_key(key, (uint32_t)app, w->id), raw_owned, w);
+    store_get(rest_store(), s->id, key, ks_im_media(key, (uint32_t)app, w->id, strlen(w->id)), raw_owned, w);
 }
 
 /* ------------------------------------------------------------------ start-up */
@@ -720,11 +715,15 @@ int rest_media_init(const struct au_config *cfg, char *err, size_t errlen)
     if (key_load(cfg->data_dir, err, errlen) != 0) return -1;
     if (media_open(&g_ms, cfg->data_dir, err, errlen) != 0) return -1;
     g_io = iopool_new(REST_MEDIA_WORKERS);
-    AU_ASSERT(http_route_add("POST", "/v1/resource", post_resource) == 0);
-    AU_ASSERT(http_route_add("GET", "/v1/resource", get_resource) == 0);
-    AU_ASSERT(http_route_add("GET", "/v1/resource/raw", get_raw) == 0);
     return 0;
 }
+
+static const struct http_route_def routes[] = {
+    { "POST", "/v1/resource", post_resource },
+    { "GET", "/v1/resource", get_resource },
+    { "GET", "/v1/resource/raw", get_raw },
+};
+const struct http_routes rest_media_routes = { routes, AU_ARRAY_LEN(routes) };
 
 unsigned rest_media_threads(void) { return iopool_threads(g_io); }
 

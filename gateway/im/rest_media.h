@@ -17,7 +17,8 @@
  *
  * Start-up and shutdown (main thread unless noted):
  *   rest_media_init(&cfg, err, len)       before the shards start: opens <data>/media, loads or creates
- *                                         <data>/media.key, makes the pool, registers the routes
+ *                                         <data>/media.key, makes the pool (rest_media_routes: registered
+ *                                         by gateway/routes.c)
  *   lo.n_ext += rest_media_threads()      producer ids after the store's and the auth pool's
  *   rest_media_start(shards, n, ext_base) after au_loop_start
  *   rest_media_shard_detach(s)            shard_fini hook, BEFORE store_shard_detach (a finished upload
@@ -41,6 +42,9 @@ struct au_shard;
 #define REST_MEDIA_URL_MAX      512u          /* a whole link */
 #define REST_MEDIA_DISP_NAME_MAX 512u         /* percent-encoded file name in Content-Disposition */
 #define REST_MEDIA_START_WAIT_MS 10000u       /* a request may wait this long for rest_media_start (else abort) */
+
+struct http_routes;
+extern const struct http_routes rest_media_routes; /* POST|GET /v1/resource, GET /v1/resource/raw */
 
 int rest_media_init(const struct au_config *cfg, char *err, size_t errlen);
 unsigned rest_media_threads(void);

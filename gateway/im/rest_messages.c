@@ -552,11 +552,11 @@ static void retract_message(const struct http_req *req, struct http_resp *resp, 
     store_get(persist_store(), c.s->id, key, ks_im_id(key, KS_IM_MSGID, c.app, msgid), retract_located, r);
 }
 
-void rest_messages_init(void)
-{
-    AU_ASSERT(http_route_add("GET", "/v2/messages", app_messages) == 0);
-    AU_ASSERT(http_route_add("POST", "/v1/messages/{}/{}/retract", retract_message) == 0);
-    AU_ASSERT(http_route_add("POST", "/v1/messages", post_message) == 0);
-    AU_ASSERT(http_route_add("GET", "/v2/users/{}/messages", user_messages) == 0);
-    AU_ASSERT(http_route_add("GET", "/v2/groups/{}/messages", group_messages) == 0);
-}
+static const struct http_route_def routes[] = {
+    { "GET", "/v2/messages", app_messages },
+    { "POST", "/v1/messages/{username}/{msgid}/retract", retract_message },
+    { "POST", "/v1/messages", post_message },
+    { "GET", "/v2/users/{username}/messages", user_messages },
+    { "GET", "/v2/groups/{gid}/messages", group_messages },
+};
+const struct http_routes rest_messages_routes = { routes, AU_ARRAY_LEN(routes) };

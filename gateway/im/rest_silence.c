@@ -109,7 +109,7 @@ static void put_silence(const struct http_req *req, struct http_resp *resp, void
     rest_rmw(c.s, key, ks_im_id(key, KS_IM_GROUP, c.app, gid), silence_fn, silence_done, x);
 }
 
-void rest_silence_init(void)
-{
-    AU_ASSERT(http_route_add("PUT", "/v1/groups/messages/{}/silence", put_silence) == 0);
-}
+static const struct http_route_def routes[] = {
+    { "PUT", "/v1/groups/messages/{gid}/silence", put_silence },
+};
+const struct http_routes rest_silence_routes = { routes, AU_ARRAY_LEN(routes) };

@@ -15,11 +15,6 @@
 
 #include <errno.h>
 
-static size_t user_key_named(uint8_t *buf, uint32_t app, bool admin, const char *name)
-{
-    return ks_im_named(buf, admin ? KS_IM_ADMIN : KS_IM_USER, app, name, strlen(name));
-}
-
 /* The identity check of a read-modify-write: the record read belongs to the user the writer's replica
  * knows (not to an earlier user of the same name deleted and re-created in between). */
 static struct dir_user *rmw_user(struct im_dir *d, uint32_t app, const char *name, bool admin, const json_t *rec)
@@ -109,7 +104,7 @@ static int reg_prepare(struct im_dir *d, void *arg, struct store_batch *b, struc
             continue;
         }
         json_t *rec = rest_user_rec_new(it->username, uid, r->hash[i], &it->profile, r->now);
-        rest_put_json(b, key, user_key_named(key, r->a.app, r->admin, it->username), rec);
+        rest_put_json(b, key, ks_im_user(key, r->a.app, r->admin, it->username, strlen(it->username)), rec);
         user_change(ch, r->a.app, it->username, rec, r->admin);
         json_decref(rec);
     }
@@ -328,7 +323,7 @@ static void upd_done(struct au_shard *s, void *arg, int err)
 static void upd_submit(struct upd *u)
 {
     uint8_t key[KS_KEY_MAX];
-    size_t kl = user_key_named(key, u->a.app, u->admin, u->name);
+    size_t kl = ks_im_user(key, u->a.app, u->admin, u->name, strlen(u->name));
     rest_rmw(u->a.s, key, kl, upd_fn, upd_done, u);
 }
 
@@ -1092,7 +1087,7 @@ static void del_blacklist(const struct http_req *req, struct http_resp *resp, vo
 static size_t blk_user_key(void *arg, size_t i, uint8_t *buf)
 {
     struct blk *k = arg;
-    return ks_im_named(buf, KS_IM_USER, k->a.app, k->names[i].s, strlen(k->names[i].s));
+    return ks_im_user(buf, k->a.app, false, k->names[i].s, strlen(k->names[i].s));
 }
 
 static void blk_user_got(void *arg, size_t i, int err, const void *v, size_t vl)
@@ -1173,27 +1168,21 @@ static void get_blacklist(const struct http_req *req, struct http_resp *resp, vo
 
 /* ================================================================== routes */
 
-void rest_routes_users(void)
-{
-    static const struct {
-        const char *m, *p;
-        http_handler_fn fn;
-    } r[] = {
-        { "POST", "/v1/users/", post_users },
-        { "GET", "/v1/users/", list_users },
-        { "POST", "/v1/admins/", post_admins },
-        { "GET", "/v1/admins/", list_admins },
-        { "GET", "/v1/users/{u}", get_user },
-        { "PUT", "/v1/users/{u}", put_user },
-        { "DELETE", "/v1/users/{u}", delete_user },
-        { "PUT", "/v1/users/{u}/password", put_password },
-        { "GET", "/v1/users/{u}/userstat", get_userstat },
-        { "POST", "/v1/users/userstat", post_userstat },
-        { "PUT", "/v1/users/{u}/forbidden", put_forbidden },
-        { "GET", "/v1/users/{u}/groups/", get_user_groups },
-        { "PUT", "/v1/users/{u}/blacklist", put_blacklist },
-        { "DELETE", "/v1/users/{u}/blacklist", del_blacklist },
-        { "GET", "/v1/users/{u}/blacklist", get_blacklist },
-    };
-    for (size_t i = 0; i < AU_ARRAY_LEN(r); i++) AU_ASSERT(http_route_add(r[i].m, r[i].p, r[i].fn) == 0);
-}
+static const struct http_route_def routes[] = {
+    { "POST", "/v1/users/", post_users },
+    { "GET", "/v1/users/", list_users },
+    { "POST", "/v1/admins/", post_admins },
+    { "GET", "/v1/admins/", list_admins },
+    { "GET", "/v1/users/{username}", get_user },
+    { "PUT", "/v1/users/{username}", put_user },
+    { "DELETE", "/v1/users/{username}", delete_user },
+    { "PUT", "/v1/users/{username}/password", put_password },
+    { "GET", "/v1/users/{username}/userstat", get_userstat },
+    { "POST", "/v1/users/userstat", post_userstat },
+    { "PUT", "/v1/users/{username}/forbidden", put_forbidden },
+    { "GET", "/v1/users/{username}/groups/", get_user_groups },
+    { "PUT", "/v1/users/{username}/blacklist", put_blacklist },
+    { "DELETE", "/v1/users/{username}/blacklist", del_blacklist },
+    { "GET", "/v1/users/{username}/blacklist", get_blacklist },
+};
+const struct http_routes rest_users_routes = { routes, AU_ARRAY_LEN(routes) };

@@ -1,7 +1,10 @@
 /* broker.c - per-shard broker state, messages, cross-shard fan-out, the broker's lifecycle steps and metrics. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/handle.h"
 #include "gateway/mqtt/ext.h"
+#include "gateway/mqtt/session.h"
+#include "gateway/mqtt/shared.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/metrics.h"
 #include "gateway/services.h"

@@ -15,7 +15,8 @@
 #include "core/timer.h"
 #include "core/config.h"
 #include "gateway/mqtt/codec.h"
-#include "gateway/mqtt/topic.h"
+#include "gateway/mqtt/retained.h"
+#include "gateway/mqtt/subindex.h"
 #include "gateway/mqtt/ident.h"
 #include "store/store.h"
 
@@ -296,17 +297,10 @@ struct broker *broker_of(struct au_shard *s);
 int broker_owner_shard(const struct broker *b, uint32_t app, const uint8_t *cid, size_t len);
 void broker_publish(struct broker *b, struct msg *m);                  /* fan out to every shard */
 void broker_deliver_local(struct broker *b, struct msg *m);           /* match + deliver on this shard */
-void session_deliver(struct broker *b, struct session *s, struct msg *m, uint8_t qos, bool retain,
-                     const uint32_t *ids, uint8_t n_ids);
-void session_pump(struct broker *b, struct session *s);               /* send queued within the window */
-void session_resend_inflight(struct broker *b, struct session *s);
-void session_free(struct broker *b, struct session *s);
-struct session *session_by_uid(struct broker *b, uint64_t uid);
-void session_detach(struct broker *b, struct session *s, bool send_will);
-void session_drop_subs(struct broker *b, struct session *s);
-void mqtt_send_disconnect(struct mqtt_conn *mc, uint8_t reason, const char *why);
-void mqtt_protocol_close(struct mqtt_conn *mc, uint8_t reason, const char *why);
-void broker_publish_will(struct broker *b, struct session *s);
+/* (session_* of deliver.c: deliver.h; of session.c: session.h; shared subscriptions: shared.h; packet
+ * handlers: handle.h) */
+void mqtt_send_disconnect(struct mqtt_conn *mc, uint8_t reason, const char *why);   /* mqtt_conn.c */
+void mqtt_protocol_close(struct mqtt_conn *mc, uint8_t reason, const char *why);    /* mqtt_conn.c */
 
 /* durability of publishes (broker.c) */
 void ticket_done(struct broker *b, struct pub_ticket *t);
@@ -319,13 +313,5 @@ void ack_release_all(struct session *s);
 /* Write packet pkt (a SUBACK/UNSUBACK) once the shard's pending store batch is durable, in order with the
  * session's other pending acknowledgements; wrote = the handler added writes to that batch (else: now). */
 void ack_after_batch(struct broker *b, struct session *s, const uint8_t *pkt, size_t n, bool wrote);
-
-/* packet handlers (one file each) */
-int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
-int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
-int handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
-int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
-int handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
-int handle_disconnect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p);
 
 #endif

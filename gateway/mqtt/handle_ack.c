@@ -1,6 +1,7 @@
 /* handle_ack.c - PUBACK, PUBREC, PUBREL, PUBCOMP from clients, and DISCONNECT. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/handle.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/mqtt/ext.h"
 #include "core/log.h"
@@ -26,7 +27,7 @@ static struct outmsg *inflight_find(struct session *s, uint16_t pid, uint8_t sta
     return NULL;
 }
 
-int handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+enum mqtt_handled handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
 {
     struct session *s = mc->sess;
     uint16_t pid = p->u.ack.packet_id;
@@ -74,15 +75,15 @@ int handle_ack(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet 
         if (found) persist_qos2in(b, s, pid, true);
         send_ack(mc, MQTT_PUBCOMP, pid, found ? MQTT_RC_SUCCESS : MQTT_RC_PACKET_ID_NOT_FOUND,
                  found ? NULL : "unknown packet id");
-        return 0;
+        return MQTT_HANDLED_OK;
     }
-    default: return -1;
+    default: return MQTT_HANDLED_CLOSE;
     }
     session_pump(b, s);
-    return 0;
+    return MQTT_HANDLED_OK;
 }
 
-int handle_disconnect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+enum mqtt_handled handle_disconnect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
 {
     struct session *s = mc->sess;
     const struct mqtt_disconnect *d = &p->u.disconnect;
@@ -90,7 +91,7 @@ int handle_disconnect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_
         if (s->expiry == 0 && d->props.session_expiry != 0) {
             /* MQTT 5 3.14.2.2.2: cannot turn a non-persistent session into a persistent one. */
             mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "session expiry was zero at CONNECT");
-            return -1;
+            return MQTT_HANDLED_CLOSE;
         }
         s->expiry = d->props.session_expiry > b->cfg->max_session_expiry ? b->cfg->max_session_expiry
                                                                           : d->props.session_expiry;
@@ -103,5 +104,5 @@ int handle_disconnect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_
     }
     BS_INC(b, disconnects);
     mc->state = MC_CLOSING;
-    return -1;
+    return MQTT_HANDLED_CLOSE;
 }

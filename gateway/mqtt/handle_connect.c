@@ -1,6 +1,7 @@
 /* handle_connect.c - CONNECT: ownership hand-off, authentication, session create/resume/takeover, CONNACK. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/handle.h"
 #include "gateway/mqtt/session.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/mqtt/ext.h"
@@ -11,7 +12,8 @@
 #include <string.h>
 #include <xxhash.h>
 
-static int refuse(struct broker *b, struct mqtt_conn *mc, uint8_t version, uint8_t reason, const char *why)
+static enum mqtt_handled refuse(struct broker *b, struct mqtt_conn *mc, uint8_t version, uint8_t reason,
+                                const char *why)
 {
     uint8_t out[512];
     struct mqtt_props pr;
@@ -28,7 +30,7 @@ static int refuse(struct broker *b, struct mqtt_conn *mc, uint8_t version, uint8
     BS_INC(b, connacks_refused);
     au_info("CONNECT refused: %s (%s)", mqtt_rc_string(reason), why ? why : "");
     mc->state = MC_CLOSING;
-    return -1;
+    return MQTT_HANDLED_CLOSE;
 }
 
 /* A server-assigned client id that this shard owns (so the session needs no hand-off). */
@@ -87,7 +89,7 @@ static void login_identity(struct broker *b, const struct mqtt_connect *c, const
     }
 }
 
-int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+enum mqtt_handled handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
 {
     const struct mqtt_connect *c = &p->u.connect;
     const struct au_config *cfg = b->cfg;
@@ -125,9 +127,9 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
             return refuse(b, mc, ver, MQTT_RC_SERVER_UNAVAILABLE, "server full");
         au_timer_cancel(&b->shard->timers, &mc->ka_timer);
         mc->version = ver; /* the CONNACK's format, should the move fail */
-        if (au_conn_handoff(mc->conn, owner, mc) == 0) return 1;
+        if (au_conn_handoff(mc->conn, owner, mc) == 0) return MQTT_HANDLED_HANDOFF;
         au_warn("handoff to shard %d refused", owner);
-        return -1;
+        return MQTT_HANDLED_CLOSE;
     }
     if (au_shard_over_limit(sh)) {
         /* Taken past max_conns (in the accept queue when the shard filled, or moved here meanwhile). A
@@ -146,7 +148,7 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     if (login.ext) {
         const struct broker_ext *e = broker_exts[login.ext - 1];
         int ar = e->login_authenticate ? e->login_authenticate(b, mc, c, &login, cid, cid_len) : 0;
-        if (ar == BROKER_PENDING) return BROKER_PENDING;
+        if (ar == BROKER_PENDING) return MQTT_HANDLED_PENDING;
         if (ar < 0) return refuse(b, mc, ver, (uint8_t)-ar, login.why ? login.why : "bad user name or password");
     }
     if (c->will_flag) {
@@ -294,5 +296,5 @@ int handle_connect(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
     if (present) session_resend_inflight(b, s);
     session_pump(b, s);
     broker_ext_session_online(b, s); /* e.g. IM: a resumed inbox subscription registers and replays */
-    return 0;
+    return MQTT_HANDLED_OK;
 }

@@ -1,6 +1,7 @@
 /* handle_publish.c - PUBLISH from a client: topic aliases, limits, ACL, fan-out, PUBACK/PUBREC. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/handle.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/mqtt/ext.h"
 #include "gateway/mqtt/persist.h"
@@ -73,30 +74,30 @@ static int resolve_alias(struct mqtt_conn *mc, const struct mqtt_publish *pub, s
     return 0;
 }
 
-int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+enum mqtt_handled handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
 {
     const struct mqtt_publish *pub = &p->u.publish;
     const struct au_config *cfg = b->cfg;
     struct session *s = mc->sess;
     struct mqtt_str topic;
-    if (resolve_alias(mc, pub, &topic) < 0) return -1;
+    if (resolve_alias(mc, pub, &topic) < 0) return MQTT_HANDLED_CLOSE;
     if (!topic_name_valid(topic.p, topic.len)) {
         mqtt_protocol_close(mc, MQTT_RC_TOPIC_NAME_INVALID, "invalid topic name");
-        return -1;
+        return MQTT_HANDLED_CLOSE;
     }
     if (pub->retain && !cfg->retain_available) {
         mqtt_protocol_close(mc, MQTT_RC_RETAIN_NOT_SUPPORTED, "retain not available");
-        return -1;
+        return MQTT_HANDLED_CLOSE;
     }
     if (pub->qos == 2) {
         if (qos2_pending(s, pub->packet_id)) {
             /* Duplicate of a QoS 2 message we already took: acknowledge again, deliver nothing. */
             send_ack(mc, MQTT_PUBREC, pub->packet_id, MQTT_RC_SUCCESS, NULL);
-            return 0;
+            return MQTT_HANDLED_OK;
         }
         if (s->qos2_in_n >= cfg->receive_max) {
             mqtt_protocol_close(mc, MQTT_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
-            return -1;
+            return MQTT_HANDLED_CLOSE;
         }
     }
     if (broker_nexts) { /* a PUBLISH an extension serves itself (e.g. IM: im/send): it acknowledges */
@@ -119,7 +120,7 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
             BS_INC(b, retained_refused);
             if (mc->version != MQTT_V5 || pub->qos == 0) {
                 mqtt_protocol_close(mc, MQTT_RC_QUOTA_EXCEEDED, "retained messages over the app's byte budget");
-                return -1;
+                return MQTT_HANDLED_CLOSE;
             }
             m = NULL;
             allowed = false;
@@ -162,5 +163,5 @@ int handle_publish(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pac
         send_ack(mc, ack_type, pub->packet_id, reason,
                  allowed ? NULL : reason == MQTT_RC_QUOTA_EXCEEDED ? "retained messages over the app's byte budget"
                                                                    : "not authorized");
-    return 0;
+    return MQTT_HANDLED_OK;
 }

@@ -1,6 +1,8 @@
 /* handle_subscribe.c - SUBSCRIBE and UNSUBSCRIBE: validation, ACL, quotas, retained delivery. */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/shared.h"
+#include "gateway/mqtt/handle.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/mqtt/ext.h"
 #include "core/log.h"
@@ -31,7 +33,7 @@ static bool send_retained(void *ctx, void *msg)
     return true;
 }
 
-int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+enum mqtt_handled handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
 {
     const struct mqtt_subscribe *sub = &p->u.subscribe;
     struct session *s = mc->sess;
@@ -77,7 +79,7 @@ int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_p
             free(want_retained);
             if (rc != codes) free(rc);
             mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "no local on a shared subscription");
-            return -1;
+            return MQTT_HANDLED_CLOSE;
         } else if (!au_acl_check(cfg, AU_ACL_SUBSCRIBE, s->username, s->client_id, (const char *)ts.filter,
                                  ts.filter_len)) {
             code = v5 ? MQTT_RC_NOT_AUTHORIZED : 0x80;
@@ -141,10 +143,10 @@ int handle_subscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_p
     if (rc != codes) free(rc);
     for (int k = 0; want_ext && k < broker_nexts; k++) /* after the SUBACK: e.g. IM's offline messages follow it */
         if ((want_ext & (1u << k)) && broker_exts[k]->on_subscribe) broker_exts[k]->on_subscribe(b, s);
-    return 0;
+    return MQTT_HANDLED_OK;
 }
 
-int handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+enum mqtt_handled handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
 {
     const struct mqtt_subscribe *sub = &p->u.subscribe;
     struct session *s = mc->sess;
@@ -188,5 +190,5 @@ int handle_unsubscribe(struct broker *b, struct mqtt_conn *mc, const struct mqtt
     ack_after_batch(b, s, out, n, persist_pending_ops(b) != ops0);
     if (out != stackbuf) free(out);
     if (rc != codes) free(rc);
-    return 0;
+    return MQTT_HANDLED_OK;
 }

@@ -2,13 +2,14 @@
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
 #include "gateway/mqtt/ext.h"
+#include "gateway/mqtt/handle.h"
+#include "gateway/mqtt/session.h"
 #include "core/log.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define HANDOFF_RC 1 /* handler result: the connection moved to another shard */
 
 static struct broker *conn_broker(struct mqtt_conn *mc) { return broker_of(mc->conn->shard); }
 
@@ -174,14 +175,13 @@ static void mc_drain(struct au_conn *c)
     if (mc && mc->sess && (mc->sess->q_head)) session_pump(conn_broker(mc), mc->sess);
 }
 
-static int dispatch(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
+static enum mqtt_handled dispatch(struct broker *b, struct mqtt_conn *mc, const struct mqtt_packet *p)
 {
     if (mc->state == MC_NEW) {
-        if (p->type != MQTT_CONNECT) return -1; /* the first packet must be CONNECT: close, no answer */
-        int r = handle_connect(b, mc, p);
-        return r;
+        if (p->type != MQTT_CONNECT) return MQTT_HANDLED_CLOSE; /* the first packet must be CONNECT: close, no answer */
+        return handle_connect(b, mc, p);
     }
-    if (mc->state != MC_CONNECTED) return -1;
+    if (mc->state != MC_CONNECTED) return MQTT_HANDLED_CLOSE;
     switch (p->type) {
     case MQTT_PUBLISH: return handle_publish(b, mc, p);
     case MQTT_PUBACK:
@@ -193,12 +193,16 @@ static int dispatch(struct broker *b, struct mqtt_conn *mc, const struct mqtt_pa
     case MQTT_PINGREQ: {
         uint8_t out[2];
         au_conn_write(mc->conn, out, mqtt_enc_pingresp(out, sizeof out));
-        return 0;
+        return MQTT_HANDLED_OK;
     }
     case MQTT_DISCONNECT: return handle_disconnect(b, mc, p);
-    case MQTT_CONNECT: mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "second CONNECT"); return -1;
-    case MQTT_AUTH: mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "AUTH without an authentication method"); return -1;
-    default: mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "packet type not sent by clients"); return -1;
+    case MQTT_CONNECT: mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "second CONNECT"); return MQTT_HANDLED_CLOSE;
+    case MQTT_AUTH:
+        mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "AUTH without an authentication method");
+        return MQTT_HANDLED_CLOSE;
+    default:
+        mqtt_protocol_close(mc, MQTT_RC_PROTOCOL_ERROR, "packet type not sent by clients");
+        return MQTT_HANDLED_CLOSE;
     }
 }
 
@@ -273,16 +277,16 @@ static ssize_t mc_data(struct au_conn *c, const uint8_t *data, size_t len)
             mqtt_protocol_close(mc, pr < 0 ? (uint8_t)-pr : MQTT_RC_MALFORMED, "malformed packet");
             return -1;
         }
-        int h = dispatch(b, mc, &p);
-        if (h == HANDOFF_RC) return (ssize_t)off; /* the CONNECT travels unconsumed to its owner shard */
-        if (h == BROKER_PENDING) {
+        enum mqtt_handled h = dispatch(b, mc, &p);
+        if (h == MQTT_HANDLED_HANDOFF) return (ssize_t)off; /* the CONNECT travels unconsumed to its owner shard */
+        if (h == MQTT_HANDLED_PENDING) {
             /* kept: run again when the password check answers. The CONNECT is whole, so nothing read meanwhile
              * is needed to go on: stop receiving past AU_CONN_IN_MAX until the verdict (back to in_max below). */
             au_conn_set_in_max(c, AU_CONN_IN_MAX);
             return (ssize_t)off;
         }
         off += total;
-        if (h < 0) return -1; /* mc may be gone (a close frees it, and gives the CONNECT budget back) */
+        if (h == MQTT_HANDLED_CLOSE) return -1; /* mc may be gone (a close frees it, gives the CONNECT budget back) */
         if (mc->connect_charged && mc->state == MC_CONNECTED) connect_release(mc);
     }
     if (mc->state == MC_CONNECTED && mc->ka_ms)

@@ -13,6 +13,7 @@
  * Subscription identifiers of queued messages are not stored (a restored message is delivered without them). */
 #include "gateway/mqtt/persist.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/shared.h"
 #include "gateway/mqtt/session.h"
 #include "store/keyspace.h"
 #include "gateway/mqtt/ext.h"

@@ -1,6 +1,7 @@
 /* retained.c - per-shard retained-message store: a trie of topic levels per app, each node
  * optionally holding one opaque message. A filter query walks only the branches its levels can
  * match: an exact level is one hash lookup, `+` visits the children, `#` the whole subtree. */
+#include "gateway/mqtt/retained.h"
 #include "gateway/mqtt/topic_impl.h"
 
 #include <stdlib.h>

@@ -1,6 +1,7 @@
 /* session.c - session lifecycle (see session.h) and wills. */
 #include "gateway/mqtt/session.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/shared.h"
 #include "gateway/mqtt/persist.h"
 #include "gateway/mqtt/ext.h"
 #include "core/log.h"

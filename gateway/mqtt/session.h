@@ -13,5 +13,11 @@ uint32_t session_v3_expiry(const struct au_config *cfg);
 void session_resume(struct broker *b, struct session *s);
 /* The session ends now: a pending will is published, subscriptions and queues are released. */
 void session_end(struct broker *b, struct session *s);
+void session_free(struct broker *b, struct session *s);
+struct session *session_by_uid(struct broker *b, uint64_t uid);
+/* The connection went away: keep the session (offline) or end it; send_will: publish (or schedule) the will. */
+void session_detach(struct broker *b, struct session *s, bool send_will);
+void session_drop_subs(struct broker *b, struct session *s);
+void broker_publish_will(struct broker *b, struct session *s);
 
 #endif

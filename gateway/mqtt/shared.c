@@ -11,6 +11,7 @@
  * delivered to that group (documented in docs/architecture.md). */
 #include "gateway/mqtt/broker.h"
 #include "gateway/mqtt/deliver.h"
+#include "gateway/mqtt/shared.h"
 #include "core/log.h"
 
 #include <stdlib.h>

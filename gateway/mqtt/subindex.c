@@ -9,6 +9,7 @@
  * table session -> array position. Adding, replacing and removing one session's entry is O(1)
  * whatever the number of subscribers; removal swaps the last entry into the hole.
  */
+#include "gateway/mqtt/subindex.h"
 #include "gateway/mqtt/topic_impl.h"
 
 #include <stdlib.h>

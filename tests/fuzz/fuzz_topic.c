@@ -11,6 +11,8 @@
  *                                    op >> 7: app (0 or 1)
  *    At the end every shadowed subscription / message is removed and the trie must be empty.
  * Any disagreement aborts. */
+#include "gateway/mqtt/retained.h"
+#include "gateway/mqtt/subindex.h"
 #include "gateway/mqtt/topic.h"
 
 #include <stdlib.h>

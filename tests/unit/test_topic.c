@@ -1,4 +1,6 @@
 /* test_topic.c - topic validation, matching, the subscription index and the retained store. */
+#include "gateway/mqtt/retained.h"
+#include "gateway/mqtt/subindex.h"
 #include "gateway/mqtt/topic.h"
 #include "tests/unit/test.h"
 
