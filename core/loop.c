@@ -57,6 +57,7 @@ struct handoff {
     uint32_t raw_len, raw_cap;
     uint8_t listener;
     bool sent;                    /* the descriptor is on its way (send_fd ran) */
+    bool recv_cancelled;          /* the cancel of our multishot recv is submitted */
     uint64_t id;
     uint32_t peer_ip4;
     int to;
@@ -964,8 +965,7 @@ static void on_accept(struct au_shard *s, struct io_uring_cqe *cqe, unsigned i)
 int au_conn_handoff(struct au_conn *c, int to, void *arg)
 {
     struct au_shard *s = c->shard;
-    if (to == s->id || to < 0 || to >= s->nshards || c->out_head ||
-        (c->flags & (AU_CONN_CLOSING | AU_CONN_HANDOFF | AU_CONN_HANDSHAKE)))
+    if (to == s->id || to < 0 || to >= s->nshards || (c->flags & (AU_CONN_CLOSING | AU_CONN_HANDOFF | AU_CONN_HANDSHAKE)))
         return -1;
     struct handoff *h = calloc(1, sizeof *h);
     AU_ASSERT(h != NULL);
@@ -1012,16 +1012,47 @@ static void send_fd(struct au_conn *c)
     AU_STAT_INC(s, handoffs_out);
 }
 
+/* The descriptor moves once no receive is armed here (the bytes it still returns are kept: decoded ones in c->in,
+ * raw ones in the record) and the send queue is flushed (its segments belong to this shard; a transport's
+ * handshake answer may still be queued). Called again from on_recv / on_send until both hold. */
 static void start_handoff(struct au_conn *c)
 {
+    struct handoff *h = c->proto_state;
+    if (h->sent || (c->flags & AU_CONN_CLOSED)) return;
     if (c->flags & AU_CONN_RECV_ARMED) {
-        /* Stop our multishot recv first; bytes it still returns are appended to c->in. */
-        struct io_uring_sqe *sqe = get_sqe(c->shard);
-        io_uring_prep_cancel64(sqe, UD(OP_RECV, c), 0);
-        io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+        if (!h->recv_cancelled) {
+            h->recv_cancelled = true;
+            struct io_uring_sqe *sqe = get_sqe(c->shard);
+            io_uring_prep_cancel64(sqe, UD(OP_RECV, c), 0);
+            io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+        }
         return; /* continued from on_recv when the recv terminates */
     }
+    if (c->out_head || (c->flags & AU_CONN_SEND_BUSY)) return; /* continued from on_send */
     send_fd(c);
+}
+
+/* The move failed (the target's table is full, or our socket broke while its output flushed): the protocol gets
+ * its state back (on_handoff_failed may queue a refusal when `answer`), then the connection closes. */
+static void handoff_fail(struct au_conn *c, int err, bool answer)
+{
+    struct handoff *h = c->proto_state;
+    if (h->sent) { /* taken back from the record */
+        c->in = h->in;
+        c->in_len = h->in_len;
+        c->in_cap = h->in_cap;
+        c->tp_state = h->tp_state;
+    }
+    c->proto_state = h->arg;
+    free(h->raw); /* raw bytes after the request that moved: the connection is refused and closed */
+    free(h);
+    c->flags &= ~AU_CONN_HANDOFF;
+    if (answer && c->proto->on_handoff_failed && !(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED))) {
+        c->proto->on_handoff_failed(c, err); /* may queue a refusal, flushed before the close */
+        begin_close(c, true);
+    } else {
+        begin_close(c, false);
+    }
 }
 
 static void on_handoff_out(struct au_shard *s, struct au_conn *c, int res)
@@ -1031,20 +1062,7 @@ static void on_handoff_out(struct au_shard *s, struct au_conn *c, int res)
     if (res < 0) {
         au_warn("handoff to shard %d failed: %s", h->to, strerror(-res));
         /* The target never saw the record: give the protocol state back to be released. */
-        c->in = h->in;
-        c->in_len = h->in_len;
-        c->in_cap = h->in_cap;
-        c->tp_state = h->tp_state;
-        c->proto_state = h->arg;
-        free(h->raw); /* raw bytes after the CONNECT that moved: the connection is refused and closed */
-        free(h);
-        c->flags &= ~AU_CONN_HANDOFF;
-        if (c->proto->on_handoff_failed && !(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED))) {
-            c->proto->on_handoff_failed(c, res); /* may queue a refusal, flushed before the close */
-            begin_close(c, true);
-        } else {
-            begin_close(c, false);
-        }
+        handoff_fail(c, res, true);
     } else {
         c->proto_state = NULL;
         /* no on_close: the session continues on the target shard; our slot was closed by the linked close */
@@ -1182,8 +1200,7 @@ static void on_recv(struct au_shard *s, struct au_conn *c, struct io_uring_cqe *
     if (ended) {
         c->ops--;
         if (c->flags & AU_CONN_HANDOFF) {
-            struct handoff *h = c->proto_state;
-            if (!(c->flags & AU_CONN_CLOSED) && !h->sent) send_fd(c);
+            start_handoff(c);
         } else if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)) {
             /* already going away */
         } else if (res == -ENOBUFS) {
@@ -1208,7 +1225,8 @@ static void on_send(struct au_shard *s, struct sendctx *x, int res)
     c->flags &= ~AU_CONN_SEND_BUSY;
     c->ops--;
     if (res < 0) {
-        if (!(c->flags & AU_CONN_CLOSED)) begin_close(c, false);
+        if (c->flags & AU_CONN_HANDOFF) handoff_fail(c, res, false); /* not sent yet: it waited for this send */
+        else if (!(c->flags & AU_CONN_CLOSED)) begin_close(c, false);
         drop_output(c);
         maybe_free(c);
         return;
@@ -1237,6 +1255,8 @@ static void on_send(struct au_shard *s, struct sendctx *x, int res)
         submit_send(c);
     } else if (c->flags & AU_CONN_CLOSING) {
         submit_close(c);
+    } else if (AU_UNLIKELY(c->flags & AU_CONN_HANDOFF)) {
+        start_handoff(c); /* the output queued before the move is flushed: move now */
     } else if (c->proto->on_drain) {
         c->proto->on_drain(c);
     }

@@ -295,8 +295,9 @@ static inline void au_conn_set_in_max(struct au_conn *c, uint32_t max) { c->in_m
 void au_conn_pause(struct au_conn *c);
 void au_conn_resume(struct au_conn *c);
 /* Move the connection to shard `to` with its unconsumed input bytes, its transport and the transport's state
- * (see struct au_transport); `arg` reaches proto->on_handoff there. Only valid before any output was queued and
- * after the transport's handshake. Returns 0 or -1. */
+ * (see struct au_transport); `arg` reaches proto->on_handoff there. Valid after the transport's handshake; output
+ * already queued (the transport's handshake answer) is flushed from here before the descriptor moves, and the
+ * protocol queues no more. Returns 0 or -1. */
 int au_conn_handoff(struct au_conn *c, int to, void *arg);
 /* Switch a live connection to protocol `proto` (its on_open runs, with c->proto_state = proto_state already set)
  * and, when tp is not NULL and differs, to transport `tp` (opened now; a handshake defers on_open until it is
