@@ -49,6 +49,7 @@ struct sendctx {
  * (raw: not yet seen by the transport). */
 struct handoff {
     void *arg;
+    const struct au_proto *proto; /* not necessarily the listener's: au_conn_upgrade may have switched it */
     const struct au_transport *tp;
     void *tp_state;
     uint8_t *in;
@@ -970,6 +971,7 @@ int au_conn_handoff(struct au_conn *c, int to, void *arg)
     struct handoff *h = calloc(1, sizeof *h);
     AU_ASSERT(h != NULL);
     h->arg = arg;
+    h->proto = c->proto;
     h->to = to;
     h->listener = c->listener;
     h->id = c->id;
@@ -1081,7 +1083,8 @@ static void on_handoff_in(struct au_shard *s, struct handoff *h, int res)
     struct au_conn *c = conn_new(s, (uint32_t)res, h->listener);
     c->id = h->id;
     c->peer_ip4 = h->peer_ip4;
-    c->tp = h->tp; /* not the listener's: the one (and the state) the connection had on the source */
+    c->proto = h->proto; /* not the listener's: the ones (and the state) the connection had on the source */
+    c->tp = h->tp;
     c->tp_state = h->tp_state;
     AU_STAT_INC(s, handoffs_in);
     if (c->proto->on_handoff) c->proto->on_handoff(c, h->arg);
