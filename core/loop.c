@@ -320,10 +320,10 @@ int au_conn_deliver(struct au_conn *c, const uint8_t *data, size_t len)
     }
     if (c->in_len == 0 && c->in && c->in_cap > 0 && !(c->flags & AU_CONN_HANDOFF)) in_release(c);
     if (AU_UNLIKELY(c->flags & (AU_CONN_HANDOFF | AU_CONN_UPGRADED))) {
+        if (c->flags & AU_CONN_UPGRADED) upgrade_input(c);
         /* Inside the transport's decode the move starts when decode returns (tp_decode): it may still deliver
          * bytes, and its state must not travel while it runs. */
-        if (c->flags & AU_CONN_UPGRADED) upgrade_input(c);
-        else if (!(c->flags & AU_CONN_IN_DECODE)) start_handoff(c);
+        if ((c->flags & AU_CONN_HANDOFF) && !(c->flags & AU_CONN_IN_DECODE)) start_handoff(c);
     } else {
         in_bound(c);
     }
@@ -485,7 +485,8 @@ static void upgrade_input(struct au_conn *c)
         uint32_t n = c->in_len;
         c->in = NULL;
         c->in_len = c->in_cap = 0;
-        if (n) tp_decode(c, kept, n);
+        if (n && (c->flags & AU_CONN_HANDOFF)) handoff_raw_append(c, kept, n); /* moved right after the upgrade */
+        else if (n) tp_decode(c, kept, n);
         free(kept);
     } else if (c->in_len) {
         (void)au_conn_deliver(c, NULL, 0);
