@@ -450,6 +450,11 @@ int au_conn_upgrade(struct au_conn *c, const struct au_proto *proto, const struc
         c->tp = tp;
         c->tp_state = NULL;
         r = tp->open ? tp->open(c) : AU_TP_READY;
+        if (r == AU_TP_HANDSHAKE && proto_state) {
+            /* nobody would release proto_state should the connection close before the handshake is done */
+            if (c->tp_state && tp->free) tp->free(c);
+            r = -1;
+        }
         if (r < 0) {
             c->tp = old;
             c->tp_state = old_state;
@@ -967,7 +972,8 @@ static void on_accept(struct au_shard *s, struct io_uring_cqe *cqe, unsigned i)
 int au_conn_handoff(struct au_conn *c, int to, void *arg)
 {
     struct au_shard *s = c->shard;
-    if (to == s->id || to < 0 || to >= s->nshards || (c->flags & (AU_CONN_CLOSING | AU_CONN_HANDOFF | AU_CONN_HANDSHAKE)))
+    if (to == s->id || to < 0 || to >= s->nshards ||
+        (c->flags & (AU_CONN_CLOSING | AU_CONN_HANDOFF | AU_CONN_HANDSHAKE)))
         return -1;
     struct handoff *h = calloc(1, sizeof *h);
     AU_ASSERT(h != NULL);
@@ -980,7 +986,7 @@ int au_conn_handoff(struct au_conn *c, int to, void *arg)
     c->proto_state = h; /* the protocol gave its state away in `arg`; the loop keeps the record here */
     c->flags |= AU_CONN_HANDOFF;
     /* The actual move starts when on_data returns (au_conn_deliver) so that unconsumed bytes travel. */
-    if (!(c->flags & AU_CONN_IN_DATA)) start_handoff(c);
+    if (!(c->flags & (AU_CONN_IN_DATA | AU_CONN_IN_DECODE))) start_handoff(c); /* else when on_data / decode return */
     return 0;
 }
 

@@ -296,17 +296,18 @@ void au_conn_pause(struct au_conn *c);
 void au_conn_resume(struct au_conn *c);
 /* Move the connection to shard `to` with its unconsumed input bytes, its transport and the transport's state
  * (see struct au_transport); `arg` reaches proto->on_handoff there. Valid after the transport's handshake; output
- * already queued (the transport's handshake answer) is flushed from here before the descriptor moves, and the
- * protocol queues no more. Returns 0 or -1. */
+ * already queued (a transport's handshake answer: a few bytes the socket buffer takes at once) is flushed from
+ * here before the descriptor moves, and the protocol queues no more. Returns 0 or -1. */
 int au_conn_handoff(struct au_conn *c, int to, void *arg);
 /* Switch a live connection to protocol `proto` (its on_open runs, with c->proto_state = proto_state already set)
  * and, when tp is not NULL and differs, to transport `tp` (opened now; a handshake defers on_open until it is
- * done). The old protocol releases its own state before the call and gets no on_close. Input it did not consume
+ * done, and then proto_state must be NULL: a connection that closes before on_open gets no on_close). The old
+ * protocol releases its own state before the call and gets no on_close. Input it did not consume
  * (the rest of the bytes of this on_data, if called from there) goes to the new transport's decode, or to the new
  * protocol when the transport stays. The transport can only change from a pass-through one (decode NULL:
  * HTTP -> WebSocket framing); a layered transport (WebSocket inside TLS) wraps the state of the one below.
- * Returns 0, or -1 (nothing changed: closing, handing off, handshaking, a transforming transport, or the new
- * transport's open failed). */
+ * Returns 0, or -1 (nothing changed: closing, handing off, handshaking, a transforming transport, the new
+ * transport's open failed, or it needs a handshake and proto_state is not NULL). */
 int au_conn_upgrade(struct au_conn *c, const struct au_proto *proto, const struct au_transport *tp,
                     void *proto_state);
 /* Transport side: the handshake is done (see struct au_transport). */
