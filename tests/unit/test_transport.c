@@ -1,6 +1,6 @@
 /* test_transport.c - the transport interface of core/loop.c on a real loop (2 shards, loopback sockets):
  * au_conn_upgrade from a plain-TCP line protocol to an echo protocol over the test XOR transport (the bytes behind
- * the upgrade request in the same read go through the new transport), hand-offs between shards in the middle of
+ * the upgrade request in the same read go through the new transport) and between two protocols on that transport, hand-offs between shards in the middle of
  * a stream split at random byte boundaries (the transport's state and the bytes that arrive during the move
  * travel; queued output is flushed first), the close-notify before the close, and the handshake deadline. */
 #include "test.h"
@@ -25,7 +25,7 @@ struct echo {
     uint32_t lines;
 };
 
-static const struct au_proto echo_proto;
+static const struct au_proto echo_proto, echo2_proto;
 
 static void echo_open(struct au_conn *c)
 {
@@ -37,10 +37,23 @@ static void echo_open(struct au_conn *c)
     au_conn_write(c, hi, (size_t)n);
 }
 
-/* Lines: "MOVE" hands the connection to the other shard (the rest of the input travels), "BYE" closes, anything
- * else comes back as "<shard>:<line>". */
+/* The second echo protocol (au_conn_upgrade without a transport change: WebSocket framing -> MQTT). */
+static void echo2_open(struct au_conn *c)
+{
+    struct echo *e = calloc(1, sizeof *e);
+    AU_ASSERT(e != NULL);
+    c->proto_state = e;
+    char hi[32];
+    int n = snprintf(hi, sizeof hi, "SWAPPED %d\n", c->shard->id);
+    au_conn_write(c, hi, (size_t)n);
+}
+
+/* Lines: "MOVE" hands the connection to the other shard (the rest of the input travels), "SWAP" switches to the
+ * other echo protocol (the rest goes to it), "BYE" closes, anything else comes back as "<shard>:<line>" (echo) or
+ * "<shard>=<line>" (echo2). */
 static ssize_t echo_data(struct au_conn *c, const uint8_t *data, size_t len)
 {
+    bool two = c->proto == &echo2_proto;
     struct echo *e = c->proto_state;
     size_t used = 0;
     for (;;) {
@@ -54,9 +67,15 @@ static ssize_t echo_data(struct au_conn *c, const uint8_t *data, size_t len)
             return (ssize_t)used;
         }
         if (ll == 3 && memcmp(line, "BYE", 3) == 0) return -1;
+        if (ll == 4 && memcmp(line, "SWAP", 4) == 0) {
+            free(e);
+            c->proto_state = NULL;
+            if (au_conn_upgrade(c, two ? &echo_proto : &echo2_proto, NULL, NULL) != 0) return -1;
+            return (ssize_t)used;
+        }
         char out[256];
         if (ll > 200) return -1;
-        int n = snprintf(out, sizeof out, "%d:%.*s\n", c->shard->id, (int)ll, line);
+        int n = snprintf(out, sizeof out, "%d%c%.*s\n", c->shard->id, two ? '=' : ':', (int)ll, line);
         au_conn_write(c, out, (size_t)n);
         e->lines++;
     }
@@ -78,6 +97,9 @@ static void echo_close(struct au_conn *c)
 
 static const struct au_proto echo_proto = {
     .name = "echo", .on_open = echo_open, .on_data = echo_data, .on_close = echo_close, .on_handoff = echo_handoff,
+};
+static const struct au_proto echo2_proto = {
+    .name = "echo2", .on_open = echo2_open, .on_data = echo_data, .on_close = echo_close, .on_handoff = echo_handoff,
 };
 
 /* Plain-TCP line protocol: "UP" switches the connection to the echo protocol over the XOR transport. */
@@ -242,8 +264,9 @@ static int start_loop(void)
     return au_loop_start(&o, &g_shards);
 }
 
-/* A session: `moves` hand-offs, lines in between, all sent at once (frames of 1..9 bytes, chunks of 1..16 bytes);
- * the answers must come back in order, from the right shard, then the close-notify and the close. */
+/* A session: 2 * `moves` protocol switches or hand-offs (chosen at random), lines in between, all sent at once
+ * (frames of 1..9 bytes, chunks of 1..16 bytes); the answers must come back in order, from the right shard and
+ * protocol, then the close-notify and the close. */
 static void session(bool upgrade, int moves)
 {
     struct xcli *x = calloc(1, sizeof *x);
@@ -266,11 +289,13 @@ static void session(bool upgrade, int moves)
     w += 5;
     char text[8192];
     size_t tl = 0;
-    int nlines = 0;
-    for (int m = 0; m <= moves; m++) {
+    int nseg = moves * 2 + 1;
+    bool swap[16]; /* after segment m: SWAP (true) or MOVE */
+    for (int m = 0; m < nseg; m++) {
         int k = 1 + (int)(rnd() % 6);
-        for (int i = 0; i < k; i++) tl += (size_t)snprintf(text + tl, sizeof text - tl, "l%d-%d\n", m, i), nlines++;
-        if (m < moves) tl += (size_t)snprintf(text + tl, sizeof text - tl, "MOVE\n");
+        for (int i = 0; i < k; i++) tl += (size_t)snprintf(text + tl, sizeof text - tl, "l%d-%d\n", m, i);
+        swap[m] = rnd() % 2;
+        if (m < nseg - 1) tl += (size_t)snprintf(text + tl, sizeof text - tl, swap[m] ? "SWAP\n" : "MOVE\n");
     }
     tl += (size_t)snprintf(text + tl, sizeof text - tl, "BYE\n");
     w += xencode(x, wire + w, text, tl);
@@ -296,23 +321,28 @@ static void session(bool upgrade, int moves)
         goto out;
     }
     p++;
-    for (int m = 0; m <= moves; m++) {
+    char sep = ':';
+    for (int m = 0; m < nseg; m++) {
         for (int i = 0;; i++) {
             char want[64];
-            snprintf(want, sizeof want, "%d:l%d-%d\n", shard, m, i);
+            snprintf(want, sizeof want, "%d%cl%d-%d\n", shard, sep, m, i);
             if (strncmp(p, want, strlen(want)) != 0) break;
             p += strlen(want);
         }
-        if (m < moves) {
-            int to = -1;
-            if (sscanf(p, "MOVED %d\n", &to) != 1 || to != 1 - shard) {
-                printf("  move %d: expected MOVED %d at: %.60s\n", m, 1 - shard, p);
-                CHECK(0);
-                goto out;
-            }
-            shard = to;
-            p = strchr(p, '\n') + 1;
+        if (m == nseg - 1) break;
+        int to = -1;
+        /* a switch opens the other protocol: echo2 says SWAPPED, echo says HELLO again */
+        const char *what = !swap[m] ? "MOVED" : sep == ':' ? "SWAPPED" : "HELLO";
+        size_t wl = strlen(what);
+        if (strncmp(p, what, wl) != 0 || p[wl] != ' ' || sscanf(p + wl + 1, "%d", &to) != 1 ||
+            to != (swap[m] ? shard : 1 - shard)) {
+            printf("  segment %d: expected %s at: %.60s\n", m, what, p);
+            CHECK(0);
+            goto out;
         }
+        if (swap[m]) sep = sep == ':' ? '=' : ':';
+        shard = to;
+        p = strchr(p, '\n') + 1;
     }
     if (*p) printf("  unexpected rest: %.80s\n", p);
     CHECK(*p == 0);
@@ -364,6 +394,10 @@ TEST(bad_handshake_closes)
 int main(void)
 {
     au_log_set_level(AU_LOG_WARN);
+    const char *seed = getenv("TEST_SEED");
+    rnd_state = seed ? (uint32_t)strtoul(seed, NULL, 10) : (uint32_t)time(NULL);
+    if (!rnd_state) rnd_state = 1;
+    printf("seed %u (TEST_SEED to repeat)\n", rnd_state);
     if (start_loop() != 0) {
         printf("loop did not start\n");
         return 1;
