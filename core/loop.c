@@ -1102,14 +1102,15 @@ static void on_handoff_in(struct au_shard *s, struct handoff *h, int res)
     if (h->in_len) (void)au_conn_deliver(c, h->in, h->in_len);
     free(h->in);
     tp_pending(c);
-    if (h->raw_len) {
-        if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)) {
-            /* dropped, like input after a close */
-        } else if (c->flags & AU_CONN_HANDOFF) {
-            handoff_raw_append(c, h->raw, h->raw_len);
-        } else {
-            tp_decode(c, h->raw, h->raw_len);
+    /* Raw bytes in receive-sized pieces, as if they arrived now (the transport buffers no more than it would). */
+    for (uint32_t off = 0, n; off < h->raw_len; off += n) {
+        n = h->raw_len - off < AU_RECV_BUF_SIZE ? h->raw_len - off : AU_RECV_BUF_SIZE;
+        if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)) break; /* dropped, like input after a close */
+        if (c->flags & AU_CONN_HANDOFF) {
+            handoff_raw_append(c, h->raw + off, h->raw_len - off);
+            break;
         }
+        tp_decode(c, h->raw + off, n);
     }
     free(h->raw);
     free(h);

@@ -207,11 +207,11 @@ def run_threads(fns):
 
 @test
 def qos1_over_xor_transport_across_handoffs():
-    """scale(24) subscriber/publisher pairs, every connection pipelining its packets in random splits through the
-    XOR transport; --shards 2, so about half of them are handed off mid-stream."""
+    """scale(40) subscriber/publisher pairs x 40 messages, every connection pipelining its packets in random splits
+    through the XOR transport; --shards 2, so about half of them are handed off mid-stream."""
     b = xor_aurora()
     try:
-        n, m = scale(24), 30
+        n, m = scale(40), 40
         seed = int(os.environ.get("TEST_SEED", "0")) or random.randrange(1, 1 << 30)
         print("  seed %d (TEST_SEED to repeat)" % seed)
         payloads = {}
