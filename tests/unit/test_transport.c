@@ -1,8 +1,9 @@
 /* test_transport.c - the transport interface of core/loop.c on a real loop (2 shards, loopback sockets):
  * au_conn_upgrade from a plain-TCP line protocol to an echo protocol over the test XOR transport (the bytes behind
- * the upgrade request in the same read go through the new transport) and between two protocols on that transport, hand-offs between shards in the middle of
- * a stream split at random byte boundaries (the transport's state and the bytes that arrive during the move
- * travel; queued output is flushed first), the close-notify before the close, and the handshake deadline. */
+ * the upgrade request in the same read go through the new transport) and between two protocols on that transport,
+ * hand-offs between shards in the middle of a stream split at random byte boundaries (the transport's state and
+ * the bytes that arrive during the move travel; queued output is flushed first), the close-notify before the
+ * close, and the handshake deadline. */
 #include "test.h"
 
 #include "core/loop.h"
