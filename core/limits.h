@@ -29,6 +29,10 @@
                                                 * max_packet + AU_MQTT_FIXED_HEADER_MAX but while a password is
                                                 * verified) */
 
+#define AU_HANDSHAKE_TIMEOUT_MS    10000   /* a transport handshake (TLS, test XOR) not finished by then: abort */
+#define AU_XORT_FRAME_MAX          4096    /* test-only XOR transport: payload bytes per frame */
+#define AU_XORT_BUF_MAX            (AU_CONN_IN_MAX + AU_XORT_FRAME_MAX + 2) /* its undecoded input bound */
+
 /* ---- sending ---- */
 #define AU_SEND_IOV_MAX            64      /* iovecs gathered into one sendmsg */
 #define AU_SEND_QUEUE_BYTES        (8u << 20) /* (config) per-connection queued bytes before the slow-consumer policy applies */

@@ -44,12 +44,21 @@ struct sendctx {
     struct iovec iov[AU_SEND_IOV_MAX];
 };
 
+/* What travels with a connection to another shard: the protocol's state (arg), the transport and its state, the
+ * decoded bytes the protocol did not consume (in) and, apart from them, raw bytes received after the move began
+ * (raw: not yet seen by the transport). */
 struct handoff {
     void *arg;
+    const struct au_proto *proto; /* not necessarily the listener's: au_conn_upgrade may have switched it */
+    const struct au_transport *tp;
+    void *tp_state;
     uint8_t *in;
     uint32_t in_len, in_cap;
+    uint8_t *raw;
+    uint32_t raw_len, raw_cap;
     uint8_t listener;
     bool sent;                    /* the descriptor is on its way (send_fd ran) */
+    bool recv_cancelled;          /* the cancel of our multishot recv is submitted */
     uint64_t id;
     uint32_t peer_ip4;
     int to;
@@ -72,6 +81,7 @@ static __thread unsigned t_pq_nfree;
 
 static atomic_int g_peer_warned; /* the peer-address query failed once (an old kernel): said so */
 static int g_main_ring_ok;
+static struct au_listener_spec g_lspec[8]; /* the listeners of the running loop (with the test transport override) */
 static struct io_uring g_main_ring; /* main thread: sends stop doorbells */
 
 /* ------------------------------------------------------------------ helpers */
@@ -229,17 +239,22 @@ static void recycle_buf(struct au_shard *s, unsigned bid)
     io_uring_buf_ring_advance(s->br, 1);
 }
 
+static void bytes_append(uint8_t **buf, uint32_t *blen, uint32_t *bcap, const uint8_t *data, size_t len)
+{
+    if (*blen + len > *bcap) {
+        size_t cap = *bcap ? *bcap : 256;
+        while (cap < *blen + len) cap *= 2;
+        *buf = realloc(*buf, cap);
+        AU_ASSERT(*buf != NULL);
+        *bcap = (uint32_t)cap;
+    }
+    memcpy(*buf + *blen, data, len);
+    *blen += (uint32_t)len;
+}
+
 static void in_append(struct au_conn *c, const uint8_t *data, size_t len)
 {
-    if (c->in_len + len > c->in_cap) {
-        size_t cap = c->in_cap ? c->in_cap : 256;
-        while (cap < c->in_len + len) cap *= 2;
-        c->in = realloc(c->in, cap);
-        AU_ASSERT(c->in != NULL);
-        c->in_cap = (uint32_t)cap;
-    }
-    memcpy(c->in + c->in_len, data, len);
-    c->in_len += (uint32_t)len;
+    bytes_append(&c->in, &c->in_len, &c->in_cap, data, len);
 }
 
 static void in_release(struct au_conn *c)
@@ -251,6 +266,7 @@ static void in_release(struct au_conn *c)
 
 static void start_handoff(struct au_conn *c);
 static void begin_close(struct au_conn *c, bool flush);
+static void maybe_free(struct au_conn *c);
 
 /* The unconsumed-input bound (au_conn_set_in_max): past it stop receiving (cancel the multishot recv; its
  * last completion does not re-arm while AU_CONN_IN_FULL is set), back at or under it receive again. */
@@ -272,11 +288,14 @@ static void in_bound(struct au_conn *c)
     }
 }
 
+static void upgrade_input(struct au_conn *c);
+
 int au_conn_deliver(struct au_conn *c, const uint8_t *data, size_t len)
 {
     if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)) return -1;
-    if (c->flags & AU_CONN_HANDOFF) {
-        in_append(c, data, len);
+    if (c->flags & (AU_CONN_HANDOFF | AU_CONN_HANDSHAKE)) {
+        /* kept for the target shard / for the protocol once the handshake is done */
+        if (len) in_append(c, data, len);
         return 0;
     }
     ssize_t k;
@@ -300,25 +319,184 @@ int au_conn_deliver(struct au_conn *c, const uint8_t *data, size_t len)
         return -1;
     }
     if (c->in_len == 0 && c->in && c->in_cap > 0 && !(c->flags & AU_CONN_HANDOFF)) in_release(c);
-    if (c->flags & AU_CONN_HANDOFF) start_handoff(c);
-    else in_bound(c);
+    if (AU_UNLIKELY(c->flags & (AU_CONN_HANDOFF | AU_CONN_UPGRADED))) {
+        if (c->flags & AU_CONN_UPGRADED) upgrade_input(c);
+        /* Inside the transport's decode the move starts when decode returns (tp_decode): it may still deliver
+         * bytes, and its state must not travel while it runs. */
+        if ((c->flags & AU_CONN_HANDOFF) && !(c->flags & AU_CONN_IN_DECODE)) start_handoff(c);
+    } else {
+        in_bound(c);
+    }
     return 0;
+}
+
+/* Raw bytes through the transport's decode (data NULL, len 0: what it holds). */
+static void tp_decode(struct au_conn *c, const uint8_t *data, size_t len)
+{
+    c->flags |= AU_CONN_IN_DECODE;
+    int r = c->tp->decode(c, data, len);
+    c->flags &= ~AU_CONN_IN_DECODE;
+    if (r < 0) begin_close(c, true);
+    else if (c->flags & AU_CONN_HANDOFF) start_handoff(c);
+}
+
+/* Decoded bytes the transport holds, now that the protocol can take them. */
+static void tp_pending(struct au_conn *c)
+{
+    if (c->tp->pending && !(c->flags & (AU_CONN_IN_DATA | AU_CONN_IN_DECODE | AU_CONN_CLOSING | AU_CONN_CLOSED |
+                                        AU_CONN_HANDOFF | AU_CONN_HANDSHAKE)) &&
+        c->tp->pending(c))
+        tp_decode(c, NULL, 0);
 }
 
 void au_conn_kick(struct au_conn *c)
 {
     if (c->in_len && !(c->flags & (AU_CONN_IN_DATA | AU_CONN_CLOSING | AU_CONN_CLOSED | AU_CONN_HANDOFF)))
         (void)au_conn_deliver(c, NULL, 0);
+    tp_pending(c);
+}
+
+static void handoff_raw_append(struct au_conn *c, const uint8_t *data, size_t len)
+{
+    struct handoff *h = c->proto_state;
+    AU_ASSERT(!h->sent);
+    bytes_append(&h->raw, &h->raw_len, &h->raw_cap, data, len);
 }
 
 static void conn_input(struct au_conn *c, const uint8_t *data, size_t len)
 {
     AU_STAT_ADD(c->shard, bytes_in, len);
-    if (c->tp->decode && !(c->flags & AU_CONN_HANDOFF)) {
-        if (c->tp->decode(c, data, len) < 0) begin_close(c, true);
+    if (AU_LIKELY(!c->tp->decode)) {
+        (void)au_conn_deliver(c, data, len); /* raw == decoded; during a hand-off kept in c->in */
+    } else if (c->flags & AU_CONN_HANDOFF) {
+        handoff_raw_append(c, data, len); /* the transport's state is on its way: decoded over there */
     } else {
-        (void)au_conn_deliver(c, data, len);
+        tp_decode(c, data, len);
     }
+}
+
+/* ------------------------------------------------------------------ handshake, upgrade */
+
+static void hs_track(struct au_conn *c)
+{
+    struct au_shard *s = c->shard;
+    c->flags |= AU_CONN_HANDSHAKE;
+    if (c->flags & AU_CONN_ON_HS) return;
+    c->flags |= AU_CONN_ON_HS;
+    c->close_deadline = s->now_ms + s->handshake_ms;
+    c->hs_next = s->handshaking;
+    s->handshaking = c;
+}
+
+/* Open the connection's transport: the protocol's on_open now, or once the handshake is done. */
+static void conn_open(struct au_conn *c)
+{
+    int r = c->tp->open ? c->tp->open(c) : AU_TP_READY;
+    if (r == AU_TP_READY) {
+        if (c->proto->on_open) c->proto->on_open(c);
+    } else if (r == AU_TP_HANDSHAKE) {
+        hs_track(c);
+    } else {
+        c->flags |= AU_CONN_HANDSHAKE; /* the protocol was never opened: no on_close */
+        begin_close(c, false);
+    }
+}
+
+void au_conn_handshake_done(struct au_conn *c)
+{
+    if (!(c->flags & AU_CONN_HANDSHAKE) || (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED))) return;
+    c->flags &= ~AU_CONN_HANDSHAKE; /* the handshaking list drops it at its next check */
+    if (c->proto->on_open) c->proto->on_open(c);
+    if (c->in_len && !(c->flags & (AU_CONN_IN_DATA | AU_CONN_CLOSING | AU_CONN_CLOSED)))
+        (void)au_conn_deliver(c, NULL, 0); /* early data decoded during the handshake */
+}
+
+/* Abort handshakes past their deadline; drop connections that finished theirs or are closing. */
+static void reap_handshaking(struct au_shard *s)
+{
+    s->hs_scan_ms = s->now_ms + 100;
+    struct au_conn **pp = &s->handshaking;
+    while (*pp) {
+        struct au_conn *c = *pp;
+        bool drop = !(c->flags & AU_CONN_HANDSHAKE) || (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED));
+        if (!drop && s->now_ms >= c->close_deadline) {
+            au_debug("conn %llu: %s handshake not done in %u ms: closing", (unsigned long long)c->id, c->tp->name,
+                     s->handshake_ms);
+            begin_close(c, false);
+            drop = true;
+        }
+        if (drop) {
+            *pp = c->hs_next;
+            c->hs_next = NULL;
+            c->flags &= ~AU_CONN_ON_HS;
+            maybe_free(c);
+        } else {
+            pp = &c->hs_next;
+        }
+    }
+}
+
+int au_conn_upgrade(struct au_conn *c, const struct au_proto *proto, const struct au_transport *tp,
+                    void *proto_state)
+{
+    if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED | AU_CONN_HANDOFF | AU_CONN_HANDSHAKE | AU_CONN_UPGRADED))
+        return -1;
+    bool new_tp = tp && tp != c->tp;
+    if (new_tp && (c->tp->decode || c->tp->encode)) return -1;
+    int r = AU_TP_READY;
+    if (new_tp) {
+        const struct au_transport *old = c->tp;
+        void *old_state = c->tp_state;
+        c->tp = tp;
+        c->tp_state = NULL;
+        r = tp->open ? tp->open(c) : AU_TP_READY;
+        if (r == AU_TP_HANDSHAKE && proto_state) {
+            /* nobody would release proto_state should the connection close before the handshake is done */
+            if (c->tp_state && tp->free) tp->free(c);
+            r = -1;
+        }
+        if (r < 0) {
+            c->tp = old;
+            c->tp_state = old_state;
+            return -1;
+        }
+        if (old_state && old->free) {
+            void *st = c->tp_state;
+            c->tp_state = old_state;
+            old->free(c);
+            c->tp_state = st;
+        }
+    }
+    c->proto = proto;
+    c->proto_state = proto_state;
+    /* The kept input is presented again: to the new transport (raw for it) or the new protocol. Inside on_data
+     * au_conn_deliver does it when on_data returns (the rest of this on_data's bytes are kept by then). */
+    c->flags |= AU_CONN_UPGRADED | (new_tp ? AU_CONN_UPGRADE_TP : 0);
+    if (r == AU_TP_HANDSHAKE) hs_track(c);
+    else if (proto->on_open) proto->on_open(c);
+    if (!(c->flags & AU_CONN_IN_DATA)) upgrade_input(c);
+    return 0;
+}
+
+/* After au_conn_upgrade: the input the old protocol left goes to the new transport (it changed: the bytes are
+ * raw for it) or to the new protocol. */
+static void upgrade_input(struct au_conn *c)
+{
+    bool raw = c->flags & AU_CONN_UPGRADE_TP;
+    c->flags &= ~(AU_CONN_UPGRADED | AU_CONN_UPGRADE_TP);
+    if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED | AU_CONN_IN_DATA)) return;
+    if (raw && c->tp->decode) {
+        uint8_t *kept = c->in;
+        uint32_t n = c->in_len;
+        c->in = NULL;
+        c->in_len = c->in_cap = 0;
+        if (n && (c->flags & AU_CONN_HANDOFF)) handoff_raw_append(c, kept, n); /* moved right after the upgrade */
+        else if (n) tp_decode(c, kept, n);
+        free(kept);
+    } else if (c->in_len) {
+        (void)au_conn_deliver(c, NULL, 0);
+    }
+    if (!(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED | AU_CONN_HANDOFF))) in_bound(c);
 }
 
 /* ------------------------------------------------------------------ send */
@@ -457,14 +635,15 @@ static void arm_accept(struct au_shard *s, unsigned i);
 static void maybe_free(struct au_conn *c)
 {
     /* Still referenced by a completion in flight, or by a shard list walked later this iteration. */
-    if (c->ops || !(c->flags & AU_CONN_CLOSED) || (c->flags & (AU_CONN_DIRTY | AU_CONN_ON_CLOSING))) return;
+    if (c->ops || !(c->flags & AU_CONN_CLOSED) || (c->flags & (AU_CONN_DIRTY | AU_CONN_ON_CLOSING | AU_CONN_ON_HS)))
+        return;
     struct au_shard *s = c->shard;
     if (c->all_prev) c->all_prev->all_next = c->all_next;
     else s->conns = c->all_next;
     if (c->all_next) c->all_next->all_prev = c->all_prev;
     drop_output(c);
     in_release(c);
-    if (c->tp->free) c->tp->free(c);
+    if (c->tp_state && c->tp->free) c->tp->free(c);
     free(c);
     AU_ASSERT(s->nconns > 0);
     s->nconns--;
@@ -503,10 +682,14 @@ static void submit_close(struct au_conn *c) { submit_close_ex(c, true); }
 static void begin_close(struct au_conn *c, bool flush)
 {
     if (!(c->flags & AU_CONN_CLOSING)) {
+        /* The transport's close-notify, queued before CLOSING refuses output, after all protocol output; not
+         * during a hand-off (the transport state is on its way) nor for a peer that is gone (flush false). */
+        if (flush && c->tp->shutdown && !(c->flags & (AU_CONN_HANDOFF | AU_CONN_CLOSED))) c->tp->shutdown(c);
         c->flags |= AU_CONN_CLOSING;
         /* During a hand-off proto_state is the hand-off record, not the protocol's state: the protocol state
-         * travels to the target shard (or comes back through on_handoff_out on failure). */
-        if (c->proto->on_close && !(c->flags & AU_CONN_HANDOFF)) c->proto->on_close(c);
+         * travels to the target shard (or comes back through on_handoff_out on failure). During a handshake
+         * the protocol was never opened. */
+        if (c->proto->on_close && !(c->flags & (AU_CONN_HANDOFF | AU_CONN_HANDSHAKE))) c->proto->on_close(c);
     }
     if (c->flags & AU_CONN_CLOSED) return;
     if (flush && (c->out_head || (c->flags & AU_CONN_SEND_BUSY))) {
@@ -540,6 +723,7 @@ void au_conn_resume(struct au_conn *c)
     if (!(c->flags & AU_CONN_PAUSED)) return;
     c->flags &= ~AU_CONN_PAUSED;
     if (!(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED))) arm_recv(c);
+    tp_pending(c);
 }
 
 static void reap_closing(struct au_shard *s)
@@ -759,7 +943,11 @@ static void on_accept(struct au_shard *s, struct io_uring_cqe *cqe, unsigned i)
         } else {
             struct au_conn *c = conn_new(s, (uint32_t)cqe->res, i);
             AU_STAT_INC(s, accepted);
-            if (c->proto->on_open) c->proto->on_open(c);
+            if (AU_LIKELY(!c->tp->open)) {
+                if (c->proto->on_open) c->proto->on_open(c);
+            } else {
+                conn_open(c);
+            }
             arm_first_recv(c);
         }
     } else if (cqe->res == -ENFILE || cqe->res == -EMFILE) {
@@ -784,11 +972,13 @@ static void on_accept(struct au_shard *s, struct io_uring_cqe *cqe, unsigned i)
 int au_conn_handoff(struct au_conn *c, int to, void *arg)
 {
     struct au_shard *s = c->shard;
-    if (to == s->id || to < 0 || to >= s->nshards || c->out_head || (c->flags & (AU_CONN_CLOSING | AU_CONN_HANDOFF)))
+    if (to == s->id || to < 0 || to >= s->nshards ||
+        (c->flags & (AU_CONN_CLOSING | AU_CONN_HANDOFF | AU_CONN_HANDSHAKE)))
         return -1;
     struct handoff *h = calloc(1, sizeof *h);
     AU_ASSERT(h != NULL);
     h->arg = arg;
+    h->proto = c->proto;
     h->to = to;
     h->listener = c->listener;
     h->id = c->id;
@@ -796,7 +986,7 @@ int au_conn_handoff(struct au_conn *c, int to, void *arg)
     c->proto_state = h; /* the protocol gave its state away in `arg`; the loop keeps the record here */
     c->flags |= AU_CONN_HANDOFF;
     /* The actual move starts when on_data returns (au_conn_deliver) so that unconsumed bytes travel. */
-    if (!(c->flags & AU_CONN_IN_DATA)) start_handoff(c);
+    if (!(c->flags & (AU_CONN_IN_DATA | AU_CONN_IN_DECODE))) start_handoff(c); /* else when on_data / decode return */
     return 0;
 }
 
@@ -811,6 +1001,11 @@ static void send_fd(struct au_conn *c)
     h->in_cap = c->in_cap;
     c->in = NULL;
     c->in_len = c->in_cap = 0;
+    /* The transport and its state go too (the transport's decode is not running: tp_decode starts the move
+     * when it returns); from here on only the target touches the state. */
+    h->tp = c->tp;
+    h->tp_state = c->tp_state;
+    c->tp_state = NULL;
     if (io_uring_sq_space_left(&s->ring) < 2) io_uring_submit(&s->ring); /* the linked pair in one submission */
     struct io_uring_sqe *sqe = get_sqe(s);
     au_prep_msg_ring_fd_alloc(sqe, s->all[h->to]->ring_fd, c->slot, UD(OP_HANDOFF_IN, h));
@@ -826,16 +1021,47 @@ static void send_fd(struct au_conn *c)
     AU_STAT_INC(s, handoffs_out);
 }
 
+/* The descriptor moves once no receive is armed here (the bytes it still returns are kept: decoded ones in c->in,
+ * raw ones in the record) and the send queue is flushed (its segments belong to this shard; a transport's
+ * handshake answer may still be queued). Called again from on_recv / on_send until both hold. */
 static void start_handoff(struct au_conn *c)
 {
+    struct handoff *h = c->proto_state;
+    if (h->sent || (c->flags & AU_CONN_CLOSED)) return;
     if (c->flags & AU_CONN_RECV_ARMED) {
-        /* Stop our multishot recv first; bytes it still returns are appended to c->in. */
-        struct io_uring_sqe *sqe = get_sqe(c->shard);
-        io_uring_prep_cancel64(sqe, UD(OP_RECV, c), 0);
-        io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+        if (!h->recv_cancelled) {
+            h->recv_cancelled = true;
+            struct io_uring_sqe *sqe = get_sqe(c->shard);
+            io_uring_prep_cancel64(sqe, UD(OP_RECV, c), 0);
+            io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0));
+        }
         return; /* continued from on_recv when the recv terminates */
     }
+    if (c->out_head || (c->flags & AU_CONN_SEND_BUSY)) return; /* continued from on_send */
     send_fd(c);
+}
+
+/* The move failed (the target's table is full, or our socket broke while its output flushed): the protocol gets
+ * its state back (on_handoff_failed may queue a refusal when `answer`), then the connection closes. */
+static void handoff_fail(struct au_conn *c, int err, bool answer)
+{
+    struct handoff *h = c->proto_state;
+    if (h->sent) { /* taken back from the record */
+        c->in = h->in;
+        c->in_len = h->in_len;
+        c->in_cap = h->in_cap;
+        c->tp_state = h->tp_state;
+    }
+    c->proto_state = h->arg;
+    free(h->raw); /* raw bytes after the request that moved: the connection is refused and closed */
+    free(h);
+    c->flags &= ~AU_CONN_HANDOFF;
+    if (answer && c->proto->on_handoff_failed && !(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED))) {
+        c->proto->on_handoff_failed(c, err); /* may queue a refusal, flushed before the close */
+        begin_close(c, true);
+    } else {
+        begin_close(c, false);
+    }
 }
 
 static void on_handoff_out(struct au_shard *s, struct au_conn *c, int res)
@@ -845,18 +1071,7 @@ static void on_handoff_out(struct au_shard *s, struct au_conn *c, int res)
     if (res < 0) {
         au_warn("handoff to shard %d failed: %s", h->to, strerror(-res));
         /* The target never saw the record: give the protocol state back to be released. */
-        c->in = h->in;
-        c->in_len = h->in_len;
-        c->in_cap = h->in_cap;
-        c->proto_state = h->arg;
-        free(h);
-        c->flags &= ~AU_CONN_HANDOFF;
-        if (c->proto->on_handoff_failed && !(c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED))) {
-            c->proto->on_handoff_failed(c, res); /* may queue a refusal, flushed before the close */
-            begin_close(c, true);
-        } else {
-            begin_close(c, false);
-        }
+        handoff_fail(c, res, true);
     } else {
         c->proto_state = NULL;
         /* no on_close: the session continues on the target shard; our slot was closed by the linked close */
@@ -875,11 +1090,29 @@ static void on_handoff_in(struct au_shard *s, struct handoff *h, int res)
     struct au_conn *c = conn_new(s, (uint32_t)res, h->listener);
     c->id = h->id;
     c->peer_ip4 = h->peer_ip4;
+    c->proto = h->proto; /* not the listener's: the ones (and the state) the connection had on the source */
+    c->tp = h->tp;
+    c->tp_state = h->tp_state;
     AU_STAT_INC(s, handoffs_in);
     if (c->proto->on_handoff) c->proto->on_handoff(c, h->arg);
     arm_recv_ex(c, true); /* the source read what had arrived */
+    /* Continue exactly where the source stopped: the decoded bytes the protocol left, then the decoded bytes
+     * the transport holds, then the raw bytes that arrived during the move (if the connection moves on again
+     * meanwhile, they travel with it, still raw). */
     if (h->in_len) (void)au_conn_deliver(c, h->in, h->in_len);
     free(h->in);
+    tp_pending(c);
+    /* Raw bytes in receive-sized pieces, as if they arrived now (the transport buffers no more than it would). */
+    for (uint32_t off = 0, n; off < h->raw_len; off += n) {
+        n = h->raw_len - off < AU_RECV_BUF_SIZE ? h->raw_len - off : AU_RECV_BUF_SIZE;
+        if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)) break; /* dropped, like input after a close */
+        if (c->flags & AU_CONN_HANDOFF) {
+            handoff_raw_append(c, h->raw + off, h->raw_len - off);
+            break;
+        }
+        tp_decode(c, h->raw + off, n);
+    }
+    free(h->raw);
     free(h);
     if (s->nconns >= s->max_conns) update_accepting(s);
 }
@@ -978,8 +1211,7 @@ static void on_recv(struct au_shard *s, struct au_conn *c, struct io_uring_cqe *
     if (ended) {
         c->ops--;
         if (c->flags & AU_CONN_HANDOFF) {
-            struct handoff *h = c->proto_state;
-            if (!(c->flags & AU_CONN_CLOSED) && !h->sent) send_fd(c);
+            start_handoff(c);
         } else if (c->flags & (AU_CONN_CLOSING | AU_CONN_CLOSED)) {
             /* already going away */
         } else if (res == -ENOBUFS) {
@@ -1004,7 +1236,8 @@ static void on_send(struct au_shard *s, struct sendctx *x, int res)
     c->flags &= ~AU_CONN_SEND_BUSY;
     c->ops--;
     if (res < 0) {
-        if (!(c->flags & AU_CONN_CLOSED)) begin_close(c, false);
+        if (c->flags & AU_CONN_HANDOFF) handoff_fail(c, res, false); /* not sent yet: it waited for this send */
+        else if (!(c->flags & AU_CONN_CLOSED)) begin_close(c, false);
         drop_output(c);
         maybe_free(c);
         return;
@@ -1033,6 +1266,8 @@ static void on_send(struct au_shard *s, struct sendctx *x, int res)
         submit_send(c);
     } else if (c->flags & AU_CONN_CLOSING) {
         submit_close(c);
+    } else if (AU_UNLIKELY(c->flags & AU_CONN_HANDOFF)) {
+        start_handoff(c); /* the output queued before the move is flushed: move now */
     } else if (c->proto->on_drain) {
         c->proto->on_drain(c);
     }
@@ -1120,8 +1355,9 @@ static int shard_setup(struct au_shard *s, const struct au_loop_opts *o)
                               io_uring_buf_ring_mask(AU_RECV_BUF_COUNT), (int)i);
     io_uring_buf_ring_advance(s->br, AU_RECV_BUF_COUNT);
 
-    s->lspec = o->listeners;
+    s->lspec = g_lspec;
     s->nlisteners = o->nlisteners;
+    s->handshake_ms = o->handshake_ms ? o->handshake_ms : AU_HANDSHAKE_TIMEOUT_MS;
     for (unsigned i = 0; i < o->nlisteners; i++) {
         int fd = open_listener(&o->listeners[i]);
         if (fd < 0) {
@@ -1168,6 +1404,10 @@ static void shard_run(struct au_shard *s, const struct au_loop_opts *o)
             reap_closing(s);
             if (wait_ms > 100) wait_ms = 100;
         }
+        if (AU_UNLIKELY(s->handshaking != NULL)) {
+            if (s->now_ms >= s->hs_scan_ms) reap_handshaking(s);
+            if (wait_ms > 100) wait_ms = 100;
+        }
         flush_dirty(s);
         if (stop_seen) {
             if ((s->nconns == 0 && !s->novf) || s->now_ms >= s->stop_deadline) break;
@@ -1201,7 +1441,12 @@ static void shard_teardown(struct au_shard *s)
     while (s->conns) {
         struct au_conn *c = s->conns;
         s->conns = c->all_next;
-        if (c->flags & AU_CONN_HANDOFF) free(c->proto_state);
+        if (c->flags & AU_CONN_HANDOFF) {
+            struct handoff *h = c->proto_state;
+            if (!h->sent) free(h->raw);
+            free(h);
+        }
+        if (c->tp_state && c->tp->free) c->tp->free(c);
         c->flags &= ~AU_CONN_SEND_BUSY;
         drop_output(c);
         in_release(c);
@@ -1281,6 +1526,16 @@ int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out)
     int n = o->nshards;
     AU_ASSERT(n >= 1 && n <= AU_MAX_SHARDS);
     AU_ASSERT(o->nlisteners <= 8);
+    memcpy(g_lspec, o->listeners, o->nlisteners * sizeof *g_lspec);
+    /* TEST ONLY: AURORA_TEST_TRANSPORT=<listener name> runs that listener (e.g. "mqtt") over the XOR test transport
+     * (au_transport_xor_test), so that tests can drive a transforming transport through the real protocols and
+     * hand-offs. Not a configuration setting: no client outside the tests speaks it. */
+    const char *tt = getenv("AURORA_TEST_TRANSPORT");
+    for (uint32_t i = 0; tt && *tt && i < o->nlisteners; i++)
+        if (g_lspec[i].name && strcmp(g_lspec[i].name, tt) == 0) {
+            g_lspec[i].tp = &au_transport_xor_test;
+            au_warn("listener %s: test-only transport %s (AURORA_TEST_TRANSPORT)", tt, au_transport_xor_test.name);
+        }
     AU_ASSERT(o->n_ext >= 0 && o->n_ext <= AU_MAX_EXT);
     struct au_shard **all = calloc((size_t)n, sizeof *all);
     atomic_int *in_group_count = malloc(sizeof *in_group_count);
@@ -1466,4 +1721,5 @@ void au_ext_free(struct au_ext *e)
     free(e);
 }
 
-const struct au_transport au_transport_tcp = { .name = "tcp", .decode = NULL, .encode = NULL, .free = NULL };
+/* Plain TCP: every hook NULL, the loop's fast path (no copy, no call between socket and protocol). */
+const struct au_transport au_transport_tcp = { .name = "tcp", .secure = false };

@@ -42,16 +42,50 @@ struct au_proto {
     void (*on_handoff_failed)(struct au_conn *c, int err);
 };
 
-/* Transport between socket and protocol. Plain TCP has decode/encode = NULL (bytes pass through). */
+/* Transport between socket and protocol, in the spirit of redis' ConnectionType and nginx's post-handshake
+ * recv/send swap. Plain TCP (au_transport_tcp) has every hook NULL: received bytes go straight to the protocol
+ * and output straight to the send queue (no copy, no call). A transforming transport (TLS, WebSocket framing, the
+ * test-only XOR transport) sees every raw byte through decode and every protocol byte through encode.
+ *
+ * Life of a connection on a transport:
+ *   open      on accept (or au_conn_upgrade): allocate c->tp_state; return AU_TP_READY or AU_TP_HANDSHAKE.
+ *   handshake while AU_CONN_HANDSHAKE is set, raw input goes to decode only; the protocol is not opened. The
+ *             transport answers with au_conn_raw_write and calls au_conn_handshake_done() when done: the
+ *             protocol's on_open runs then, and decoded bytes delivered during the handshake (early data) follow.
+ *             A handshake not done within the loop's handshake deadline (AU_HANDSHAKE_TIMEOUT_MS) is aborted.
+ *   data      decode gets raw bytes (data NULL, len 0: "deliver what you hold") and calls au_conn_deliver()
+ *             with decoded bytes; encode gets protocol output and queues it with au_conn_raw_write*().
+ *   pending   decoded bytes the transport holds without having delivered them (a TLS library's buffered records;
+ *             a transport that stops delivering once the protocol handed the connection off). The loop calls
+ *             decode(c, NULL, 0) when pending() says so and the protocol can take input: after the handshake,
+ *             after a hand-off arrived, on au_conn_kick / au_conn_resume.
+ *   shutdown  au_conn_close (not abort, not a vanished peer): queue the close-notify (TLS close_notify, WebSocket
+ *             close frame) with au_conn_raw_write; it is flushed with the rest before the socket closes.
+ *   free      release c->tp_state (called only when it is non-NULL).
+ * A hand-off carries the transport and its state to the target shard with the decoded bytes the protocol did not
+ * consume (c->in) and, apart from them, the raw bytes that arrived after the protocol asked for the move; the
+ * target presents the decoded bytes, then what the transport holds, then decodes the raw bytes: it continues
+ * exactly where the source stopped. Protocols ask au_conn_secure() / au_conn_transport_name(), never compare the
+ * transport pointer. */
+enum au_tp_open { AU_TP_READY = 0, AU_TP_HANDSHAKE = 1 };
 struct au_transport {
-    const char *name;
-    /* Called with raw received bytes; must call au_conn_deliver() with decoded bytes. Returns -1 to close. */
+    const char *name;               /* "tcp", "tls", "ws", "xor-test": logs, metrics */
+    bool secure;                    /* protects the bytes on the wire: the protocol says "https" / "mqtts" */
+    int (*open)(struct au_conn *c); /* AU_TP_READY, AU_TP_HANDSHAKE or -1 (close); NULL = ready, no state */
+    /* Raw received bytes; decoded ones go to au_conn_deliver(). Returns -1 to close (after flushing output). */
     int (*decode)(struct au_conn *c, const uint8_t *data, size_t len);
-    /* Called for protocol output; must queue encoded bytes with au_conn_raw_write*(). */
+    /* Protocol output; queues encoded bytes with au_conn_raw_write*(). */
     void (*encode)(struct au_conn *c, const uint8_t *data, size_t len);
+    bool (*pending)(const struct au_conn *c);
+    void (*shutdown)(struct au_conn *c);
     void (*free)(struct au_conn *c);
 };
 extern const struct au_transport au_transport_tcp;
+/* Test only (core/transport_xor.c): 2-byte length frames whose payload is XORed with a position-dependent key,
+ * after a 5-byte handshake each way; a zero-length frame is its close-notify. It holds decoded frames while its
+ * connection is being handed off (pending). Selected only by the environment variable AURORA_TEST_TRANSPORT
+ * (see au_loop_start); tests/integration/test_transport.py and tests/unit/test_transport.c speak it. */
+extern const struct au_transport au_transport_xor_test;
 
 struct au_outseg {
     struct au_outseg *next;
@@ -70,6 +104,11 @@ enum au_conn_flags {
     AU_CONN_PAUSED     = 1u << 7,   /* receive paused (back-pressure) */
     AU_CONN_ON_CLOSING = 1u << 8,   /* on the shard's closing list */
     AU_CONN_IN_FULL    = 1u << 9,   /* receive stopped: more than in_max bytes of unconsumed input */
+    AU_CONN_HANDSHAKE  = 1u << 10,  /* transport handshake running: input to the transport only, protocol not open */
+    AU_CONN_ON_HS      = 1u << 11,  /* on the shard's handshaking list (deadline) */
+    AU_CONN_IN_DECODE  = 1u << 12,  /* inside the transport's decode (a hand-off starts when it returns) */
+    AU_CONN_UPGRADED   = 1u << 13,  /* au_conn_upgrade inside on_data: kept input goes to the new protocol */
+    AU_CONN_UPGRADE_TP = 1u << 14,  /* ... through the new transport's decode (it changed) */
 };
 
 struct au_conn {
@@ -81,9 +120,12 @@ struct au_conn {
     struct au_conn *dirty_next;
     struct au_conn *all_next, *all_prev; /* every connection of the shard */
     struct au_conn *close_next;   /* on the shard's flushing-before-close list */
-    uint64_t close_deadline;      /* ms: abort if output is not flushed by then */
+    struct au_conn *hs_next;      /* on the shard's handshaking list */
+    uint64_t close_deadline;      /* ms: abort if output is not flushed by then (handshaking: if the handshake is
+                                   * not done by then) */
     struct au_outseg *out_head, *out_tail;
-    uint8_t *in;                  /* unconsumed input (partial frame) */
+    uint8_t *in;                  /* unconsumed decoded input (partial frame); raw bytes never land here unless
+                                   * the transport passes them through */
     uint32_t in_len, in_cap;
     uint32_t in_max;              /* unconsumed input above which receiving stops (0 = AU_CONN_IN_MAX) */
     uint32_t out_bytes;           /* queued, not yet sent */
@@ -180,6 +222,9 @@ struct au_shard {
     uint8_t *bufs;
     struct au_conn *dirty;        /* connections with output to flush this iteration */
     struct au_conn *closing;      /* connections flushing before close */
+    struct au_conn *handshaking;  /* connections in a transport handshake (deadline checked every 100 ms) */
+    uint64_t hs_scan_ms;          /* next check of the handshaking list */
+    uint32_t handshake_ms;        /* handshake deadline (au_loop_opts.handshake_ms) */
     struct au_conn *conns;        /* every open connection */
     struct au_outseg *seg_free;   /* freelist of out segments */
     void *sendctx_free;           /* freelist of sendmsg contexts */
@@ -211,6 +256,7 @@ struct au_loop_opts {
     uint32_t drain_ms;             /* graceful-stop drain deadline */
     int n_ext;                     /* external producer ids handed out (au_loop_ext_alloc), at most AU_MAX_EXT */
     const struct gw_services *services; /* copied to every shard's slot.services */
+    uint32_t handshake_ms;         /* transport handshake deadline; 0 = AU_HANDSHAKE_TIMEOUT_MS */
 };
 
 /* ---- external producers ----
@@ -272,9 +318,28 @@ static inline void au_conn_set_in_max(struct au_conn *c, uint32_t max) { c->in_m
 /* Stop / resume reading from the connection (back-pressure). */
 void au_conn_pause(struct au_conn *c);
 void au_conn_resume(struct au_conn *c);
-/* Move the connection to shard `to` with its unconsumed input bytes; `arg` reaches
- * proto->on_handoff there. Only valid before any output was queued. Returns 0 or -1. */
+/* Move the connection to shard `to` with its unconsumed input bytes, its transport and the transport's state
+ * (see struct au_transport); `arg` reaches proto->on_handoff there. Valid after the transport's handshake; output
+ * already queued (a transport's handshake answer: a few bytes the socket buffer takes at once) is flushed from
+ * here before the descriptor moves, and the protocol queues no more. Returns 0 or -1. */
 int au_conn_handoff(struct au_conn *c, int to, void *arg);
+/* Switch a live connection to protocol `proto` (its on_open runs, with c->proto_state = proto_state already set)
+ * and, when tp is not NULL and differs, to transport `tp` (opened now; a handshake defers on_open until it is
+ * done, and then proto_state must be NULL: a connection that closes before on_open gets no on_close). The old
+ * protocol releases its own state before the call and gets no on_close. Input it did not consume
+ * (the rest of the bytes of this on_data, if called from there) goes to the new transport's decode, or to the new
+ * protocol when the transport stays. The transport can only change from a pass-through one (decode NULL:
+ * HTTP -> WebSocket framing); a layered transport (WebSocket inside TLS) wraps the state of the one below.
+ * Returns 0, or -1 (nothing changed: closing, handing off, handshaking, a transforming transport, the new
+ * transport's open failed, or it needs a handshake and proto_state is not NULL). */
+int au_conn_upgrade(struct au_conn *c, const struct au_proto *proto, const struct au_transport *tp,
+                    void *proto_state);
+/* Transport side: the handshake is done (see struct au_transport). */
+void au_conn_handshake_done(struct au_conn *c);
+/* The connection is on its way to another shard: a transport may stop delivering and hold (pending). */
+static inline bool au_conn_handing_off(const struct au_conn *c) { return c->flags & AU_CONN_HANDOFF; }
+static inline bool au_conn_secure(const struct au_conn *c) { return c->tp->secure; }
+static inline const char *au_conn_transport_name(const struct au_conn *c) { return c->tp->name; }
 
 /* ---- capacity ----
  * A shard holds at most max_conns connections. At the limit it stops accepting and takes its listening

@@ -488,7 +488,7 @@ static void link_owned(struct au_shard *s, void *arg, int err, const void *v, si
 static void link_base(const struct http_req *req, char *out, size_t cap)
 {
     struct au_conn *conn = req->conn->io; /* gateway connections: io is the au_conn (http_gw.c) */
-    const char *scheme = conn->tp == &au_transport_tcp ? "http" : "https";
+    const char *scheme = au_conn_secure(conn) ? "https" : "http";
     size_t hl = 0;
     const char *h = http_req_header(req, "Host", &hl);
     bool ok = h && hl > 0 && hl <= REST_MEDIA_HOST_MAX;
