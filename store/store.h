@@ -42,7 +42,6 @@ struct store_batch;
 #define STORE_SCAN_MAX_BYTES     (4u << 20)      /* key+value bytes one asynchronous scan may return */
 #define STORE_DEFAULT_CACHE      (64u << 20)     /* LevelDB block cache */
 #define STORE_DEFAULT_WBUF       (32u << 20)     /* LevelDB write buffer (memtable) */
-#define STORE_CLOSE_FLUSH_MS     5000u           /* store_close: how long to retry posting completions */
 #define STORE_REOPEN_RETRY_MS    500u            /* after a failed write: at most one reopen attempt per interval */
 #define STORE_REOPEN_LOG_EVERY   20u             /* log one failed reopen attempt in this many */
 #define STORE_REOPEN_MIN_FREE    (1u << 20)      /* bytes free beyond the logs' size before a reopen is tried */
