@@ -21,10 +21,10 @@
 enum { WP_ATTACHED = 0, WP_DETACHING = 1, WP_DETACHED = 2 };
 
 struct au_wp_worker {
-    _Alignas(64) struct mpsc q;
-    _Alignas(64) atomic_int sleeping;   /* futex word: 1 while (about to be) asleep */
+    _Alignas(64) struct mpsc q;         /* its tail and head have cache lines of their own */
+    _Alignas(64) atomic_int sleeping;   /* futex word: 1 while (about to be) asleep; read by every submit */
     atomic_uint post_epoch;             /* odd while posting completions (the detach fence) */
-    struct au_wp *pool;
+    _Alignas(64) struct au_wp *pool;    /* from here on: the worker's own, written every round */
     struct au_ext *ext;
     struct au_wp_job **ch, **ct;        /* per shard: this round's completion list head / tail */
     int *touched;                       /* shards with a non-empty list this round */
