@@ -2,7 +2,8 @@
  *
  * Shards (event-loop threads) never block on the store: they push requests onto lock-free MPSC
  * queues (one per store thread) and get their results back ON THE SUBMITTING SHARD through the
- * loop's external-producer queues (au_ext_*). One writer thread drains every queued write, applies
+ * loop's external-producer queues (au_ext_*): the store threads are a core/workpool.h pool, with its
+ * detach fence and memory-ordering story. One writer thread drains every queued write, applies
  * them as ONE leveldb_write(sync=true) (group commit), then completes them; `readers` reader threads
  * serve gets and scans so a long scan never delays a commit. docs/storage.md has the details.
  *
