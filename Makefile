@@ -53,7 +53,7 @@ ifneq ($(wildcard perf/rest-ceiling.c),)
 BINS += $(BUILD)/rest-ceiling
 endif
 
-.PHONY: all deps test-deps run test unit fuzz clean broker-only
+.PHONY: all deps test-deps run test unit fuzz clean broker-only tsan-workpool
 all: $(BINS) $(UNIT_BIN)
 
 $(BUILD)/%.o: %.c
@@ -103,6 +103,15 @@ build-fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_DEPS) $(FUZZ_LDLIBS)
 fuzz: $(FUZZ_BIN)
 
+# ThreadSanitizer build of the worker-pool race tests (core/ and the test only: no uninstrumented library in
+# the code under test), and its run: `make tsan-workpool` (CC=clang works too).
+TSAN_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -pthread $(WARN) -I. -fsanitize=thread -fno-omit-frame-pointer
+build-tsan/test_workpool: tests/unit/test_workpool.c $(wildcard core/*.c core/*.h)
+	@mkdir -p build-tsan
+	$(CC) $(TSAN_CFLAGS) -o $@ tests/unit/test_workpool.c $(wildcard core/*.c) -luring -lxxhash -ljansson -lm
+tsan-workpool: build-tsan/test_workpool
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)" ./build-tsan/test_workpool
+
 # Debian packages the build and the tests need; installed when missing (root) by `make run`/`make test`.
 BUILD_PKGS := gcc make liburing-dev libjemalloc-dev libxxhash-dev libssl-dev libleveldb-dev libjansson-dev
 TEST_PKGS  := clang mosquitto mosquitto-clients python3-paho-mqtt curl wrk openssl procps iproute2
@@ -128,6 +137,6 @@ test: test-deps
 	@BUILD=$(BUILD) sh tests/run.sh
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-tsan
 
 -include $(shell find build build-san -name '*.d' 2>/dev/null)

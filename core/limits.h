@@ -41,6 +41,13 @@
 /* ---- cross-shard queues ---- */
 #define AU_XQ_DEPTH                65536   /* entries per single-producer queue per shard pair (power of two) */
 
+/* ---- worker pools (core/workpool.h: store threads, media io pool, auth pool) ---- */
+#define AU_WP_WORKERS_MAX          8       /* threads of one pool (each takes one external producer id) */
+#define AU_WP_IDLE_WAIT_MS         1000    /* an idle worker's futex wait is bounded by this (re-checks its queue) */
+#define AU_WP_CLOSE_FLUSH_MS       5000    /* at close: how long a worker retries posting completions to a full queue */
+#define AU_WP_DETACH_POLL_US       100     /* detach: pause between polls while the shard's jobs are still running */
+#define AU_WP_SPIN_MAX             64      /* worker: spins on a half-done push before it yields */
+
 /* ---- MQTT ---- */
 #define AU_MQTT_MAX_PACKET         (1u << 20)  /* (config) maximum packet size accepted, bytes */
 #define AU_MQTT_MAX_PACKET_CEIL    (256u << 20) /* protocol ceiling: 268,435,455 */

@@ -1,10 +1,11 @@
 /* iopool.h - worker threads for blocking file work (media files), completions on the submitting shard.
  *
  * An event-loop shard never blocks on a file: it fills a job (its own memory: a struct that embeds
- * struct iopool_job FIRST), submits it without blocking (lock-free MPSC push, a futex wake only
- * when the worker sleeps), a worker runs job->work, then posts the job back to the submitting shard
- * through the loop's external-producer queue (au_ext_post / au_ext_flush, one producer id per
- * worker) and job->done runs there. One job = one cross-shard message, no allocation by the pool.
+ * struct iopool_job FIRST), submits it without blocking, a worker runs job->work, then job->done runs
+ * on the submitting shard. One job = one allocation by the caller, none by the pool. The threads,
+ * queues, completion path and shutdown are core/workpool.h's (one protocol for every pool); this
+ * file adds the policy: shards pick workers round robin, a worker runs at most IOPOOL_ROUND_MAX jobs
+ * before their completions are posted, and the longest queue wait is recorded.
  *
  * Lifecycle (main thread), the same shape as the store's:
  *   p = iopool_new(workers)
@@ -15,31 +16,25 @@
  *   iopool_close(p)
  *
  * Every submitted job gets exactly one done call: on its shard (s != NULL), or with s == NULL when
- * the pool shuts down without that shard (it was detached first: a caller bug, logged) - then done
+ * it cannot complete there (submitted after its shard detached: a caller bug, logged) - then done
  * must only release the job, on whatever thread it runs. */
 #ifndef AU_STORE_IOPOOL_H
 #define AU_STORE_IOPOOL_H
 
-#include "core/loop.h"
-#include "store/mpsc.h"
+#include "core/workpool.h"
 
 #define IOPOOL_WORKERS_MAX  4u     /* worker threads (each takes one external producer id) */
 #define IOPOOL_ROUND_MAX    64u    /* jobs a worker runs before it posts their completions */
-#define IOPOOL_CLOSE_FLUSH_MS 5000u /* iopool_close: how long to retry posting completions */
 
-_Static_assert(IOPOOL_WORKERS_MAX <= AU_MAX_EXT, "each worker needs an external producer id");
+_Static_assert(IOPOOL_WORKERS_MAX <= AU_WP_WORKERS_MAX, "each worker needs an external producer id");
 
 struct iopool;
 
 struct iopool_job {
-    struct au_xmsg xm;                                      /* must stay first (see loop.h) */
-    struct mpsc_node qn;
+    struct au_wp_job wj;                                    /* must stay first (see workpool.h) */
     void (*work)(struct iopool_job *j);                     /* worker thread: may block */
     void (*done)(struct au_shard *s, struct iopool_job *j); /* submitting shard: owns j afterwards */
-    /* set by iopool_submit */
-    struct iopool *pool;
-    uint64_t submit_us;
-    int shard;
+    uint64_t submit_us;                                     /* set by iopool_submit */
 };
 
 struct iopool *iopool_new(unsigned workers);               /* 1 .. IOPOOL_WORKERS_MAX */

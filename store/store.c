@@ -1,23 +1,15 @@
 /* store.c - LevelDB behind store threads with group commit (see store.h, docs/storage.md).
  *
- * Requests are allocated by the submitting shard, pushed onto the MPSC queue of one store thread
- * (the writer for writes; a reader, round robin per shard, for reads), served there, then linked into
- * a per-shard completion list. After each round the thread posts ONE au_xmsg per shard (the list's
- * first request) with au_ext_post and calls au_ext_flush once. The shard's handler runs every
- * callback of the list in order and frees the requests.
- *
- * Waking: a store thread announces sleep by storing 1 to its futex word (seq_cst), re-checks its
- * queue, then futex-waits; a producer pushes (seq_cst exchange) then reads the word and wakes the
- * thread only when it was 1 (Dekker: one of the two sees the other). No lock is ever shared with a
- * shard.
- *
- * Shutdown safety: the loop frees shards after joining them, so a store thread must be done with
- * a shard before that. store_shard_detach (from shard_fini) waits until the shard has no request
- * outstanding, marks it detached, then waits out any post phase in progress (post_epoch is odd
- * while a thread posts), after which no thread reads that shard again. */
+ * The store threads are one core/workpool.h pool (worker 0 = the writer, workers 1.. = readers):
+ * requests are allocated by the submitting shard and submitted to the writer (writes) or to a reader
+ * (reads, round robin per shard); the pool owns the queues, the sleep/wake protocol, posting the
+ * completions back to the submitting shard (one message per shard per round, the callbacks run in
+ * order there) and the detach fence. This file is the policy: the writer's round is the group commit
+ * (and the reopen after a failed write), a reader's round serves gets and scans. No lock is ever
+ * shared with a shard. */
 #include "store/store.h"
 #include "store/keyspace.h"
-#include "store/mpsc.h"
+#include "core/workpool.h"
 #include "core/log.h"
 #include "core/loop.h"
 
@@ -27,20 +19,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-_Static_assert(1 + STORE_READERS_MAX <= AU_MAX_EXT, "store threads must fit the loop's external producers");
+_Static_assert(1 + STORE_READERS_MAX <= AU_WP_WORKERS_MAX, "store threads must fit one pool (external producers)");
 _Static_assert(STORE_COMMIT_MAX_BYTES >= STORE_VALUE_MAX / 64, "a commit must hold reasonable values");
 
 enum { REQ_WRITE = 1, REQ_GET, REQ_SCAN };
@@ -53,10 +42,8 @@ struct store_batch {
 };
 
 struct store_req {
-    struct au_xmsg xm;           /* first: the completion message when this request heads a list */
-    struct mpsc_node qn;
-    struct store_req *cnext;     /* completion list (per shard, per round) */
-    struct store *st;
+    struct au_wp_job job;        /* first: the pool's job (and completion message); job.shard = submitter */
+    struct store_req *rnext;     /* a round's own lists (writes, reads) */
     void *arg;
     union {
         store_done_fn done;
@@ -64,7 +51,6 @@ struct store_req {
         store_scan_fn scan;
     } cb;
     uint64_t t_submit;           /* us, for queue-wait stats */
-    int32_t shard;
     int32_t err;
     uint8_t kind;
     bool more;
@@ -84,26 +70,8 @@ struct store_req {
     uint8_t data[];              /* get: key; scan: start then end */
 };
 
-struct sthread {
-    struct store *st;
-    unsigned idx;                /* 0 = writer */
-    struct mpsc q;
-    _Alignas(64) atomic_int sleeping;   /* futex word: 1 while (about to be) asleep */
-    atomic_uint post_epoch;             /* odd while posting to shards */
-    _Alignas(64) pthread_t tid;
-    bool running;
-    struct au_ext *ext;
-    struct store_req **ch, **ct;        /* per shard completion list head / tail */
-    int *touched;                       /* shards with a non-empty list this round */
-    int ntouched;
-    unsigned novf;                      /* completions au_ext could not push yet */
-    leveldb_writebatch_t *wb;           /* writer: the group commit */
-};
-
 struct store_shard {
-    _Alignas(64) uint64_t outstanding; /* submitted - completed; touched by the shard's thread only */
-    unsigned rr;                       /* next reader (round robin) */
-    atomic_int detached;
+    _Alignas(64) unsigned rr;          /* next reader (round robin); the shard's thread only */
 };
 
 struct store {
@@ -120,13 +88,10 @@ struct store {
     leveldb_readoptions_t *ro;
     leveldb_writeoptions_t *wo;
     struct store_opts o;
-    unsigned nthreads;
-    struct sthread *thr;                /* [nthreads]: writer, readers */
+    unsigned nthreads;                  /* pool workers: the writer (0), then the readers */
+    struct au_wp *wp;
+    leveldb_writebatch_t *wb;           /* writer: the group commit */
     struct store_shard *sh;             /* [AU_MAX_SHARDS] */
-    struct au_shard **shards;
-    int nshards, ext_base;
-    bool started;
-    atomic_int stopping;
     uint64_t reopen_failures;           /* writer: failed reopen attempts since the last success */
     struct store_stats stats;           /* written with relaxed atomics */
 };
@@ -134,29 +99,6 @@ struct store {
 #define ST_ADD(st, f, n) __atomic_fetch_add(&(st)->stats.f, (uint64_t)(n), __ATOMIC_RELAXED)
 #define ST_SET(st, f, n) __atomic_store_n(&(st)->stats.f, (uint64_t)(n), __ATOMIC_RELAXED)
 #define ST_GET(st, f) __atomic_load_n(&(st)->stats.f, __ATOMIC_RELAXED)
-
-/* ------------------------------------------------------------------ futex */
-
-static void futex_wait(atomic_int *w, int val, unsigned ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-    (void)syscall(SYS_futex, (int *)w, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
-}
-
-static void futex_wake(atomic_int *w) { (void)syscall(SYS_futex, (int *)w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0); }
-
-static void thread_wake(struct sthread *t)
-{
-    if (atomic_load_explicit(&t->sleeping, memory_order_seq_cst) &&
-        atomic_exchange_explicit(&t->sleeping, 0, memory_order_seq_cst))
-        futex_wake(&t->sleeping);
-}
-
-static void nap_us(long us)
-{
-    struct timespec ts = { .tv_sec = 0, .tv_nsec = us * 1000L };
-    nanosleep(&ts, NULL);
-}
 
 /* ------------------------------------------------------------------ batches */
 
@@ -435,77 +377,39 @@ static void req_release(struct store_req *r)
     free(r);
 }
 
-/* Runs on the shard: every callback of one completion list, in order. */
-static void comp_handler(struct au_shard *s, struct au_xmsg *m)
+/* The pool's done call for every request: on the submitting shard (s != NULL), in completion order;
+ * with s == NULL when it can no longer complete there (the store closed before it started: a write
+ * never served is applied now, since it was accepted; or submitted after its shard detached: served,
+ * its callback dropped). */
+static void req_done(struct au_shard *s, struct au_wp_job *j)
 {
-    struct store_req *r = (struct store_req *)(void *)m;
-    struct store *st = r->st;
-    while (r) {
-        struct store_req *next = r->cnext;
-        AU_ASSERT(r->shard == s->id);
-        switch (r->kind) {
-        case REQ_WRITE:
-            if (r->cb.done) r->cb.done(s, r->arg, r->err);
-            break;
-        case REQ_GET:
-            r->cb.get(s, r->arg, r->err, r->u.g.v, r->u.g.v ? r->u.g.vl : 0);
-            break;
-        default:
-            r->cb.scan(s, r->arg, r->err, r->u.s.kv, r->u.s.n, r->more);
-            break;
+    struct store_req *r = (struct store_req *)(void *)j;
+    if (!s) {
+        if (r->kind == REQ_WRITE && r->u.batch) {
+            (void)store_write_sync(au_wp_ctx(j->pool), r->u.batch);
+            r->u.batch = NULL;
         }
-        st->sh[r->shard].outstanding--;
         req_release(r);
-        r = next;
+        return;
     }
+    switch (r->kind) {
+    case REQ_WRITE:
+        if (r->cb.done) r->cb.done(s, r->arg, r->err);
+        break;
+    case REQ_GET:
+        r->cb.get(s, r->arg, r->err, r->u.g.v, r->u.g.v ? r->u.g.vl : 0);
+        break;
+    default:
+        r->cb.scan(s, r->arg, r->err, r->u.s.kv, r->u.s.n, r->more);
+        break;
+    }
+    req_release(r);
 }
 
-static void complete(struct sthread *t, struct store_req *r)
+static struct store_req *pop_req(struct au_wp_worker *w)
 {
-    int sh = r->shard;
-    AU_ASSERT(sh >= 0 && sh < t->st->nshards);
-    r->cnext = NULL;
-    if (t->ch[sh]) {
-        t->ct[sh]->cnext = r;
-    } else {
-        t->ch[sh] = r;
-        t->touched[t->ntouched++] = sh;
-    }
-    t->ct[sh] = r;
-}
-
-/* Post this round's completion lists (one message per shard) and retry spilled ones. */
-static void post_round(struct sthread *t)
-{
-    struct store *st = t->st;
-    if (!t->ntouched && !t->novf) return;
-    atomic_fetch_add_explicit(&t->post_epoch, 1, memory_order_seq_cst); /* odd: posting */
-    for (int i = 0; i < t->ntouched; i++) {
-        int sh = t->touched[i];
-        struct store_req *h = t->ch[sh];
-        t->ch[sh] = t->ct[sh] = NULL;
-        if (atomic_load_explicit(&st->sh[sh].detached, memory_order_seq_cst)) {
-            /* submitted after detach (a caller bug): the work is done, the callback is dropped */
-            au_warn("store: dropping completions for detached shard %d", sh);
-            while (h) {
-                struct store_req *n = h->cnext;
-                req_release(h);
-                h = n;
-            }
-            continue;
-        }
-        h->xm.handler = comp_handler;
-        au_ext_post(t->ext, sh, &h->xm);
-    }
-    t->ntouched = 0;
-    t->novf = au_ext_flush(t->ext);
-    atomic_fetch_add_explicit(&t->post_epoch, 1, memory_order_seq_cst); /* even */
-}
-
-static struct store_req *pop_req(struct sthread *t)
-{
-    struct mpsc_node *n = mpsc_pop(&t->q);
-    return n ? AU_CONTAINER_OF(n, struct store_req, qn) : NULL;
+    struct au_wp_job *j = au_wp_pop(w);
+    return j ? (struct store_req *)(void *)j : NULL;
 }
 
 /* Reads hold dblock's read side: the writer swaps st->db (reopen after a failed write) under its write side. */
@@ -608,31 +512,30 @@ static bool writer_reopen(struct store *st)
 
 /* Writer: drain queued writes into one LevelDB batch, commit once, complete them all. Reads that
  * reach the writer (readers == 0) are served after the commit. Returns requests handled. */
-static unsigned writer_round(struct sthread *t)
+static unsigned writer_round(struct au_wp_worker *w, struct store *st)
 {
-    struct store *st = t->st;
     struct store_req *wh = NULL, **wt = &wh, *rh = NULL, **rt = &rh;
     unsigned nb = 0, nr = 0;
     uint32_t ops = 0;
     size_t bytes = 0;
     uint64_t oldest = UINT64_MAX;
-    leveldb_writebatch_clear(t->wb);
+    leveldb_writebatch_clear(st->wb);
     if (!st->db) (void)writer_reopen(st); /* closed and not reopened yet: retry, so that reads come back too */
     while (nb < STORE_COMMIT_MAX_BATCHES && bytes < STORE_COMMIT_MAX_BYTES && nr < STORE_READ_ROUND_MAX) {
-        struct store_req *r = pop_req(t);
+        struct store_req *r = pop_req(w);
         if (!r) break;
         if (r->kind == REQ_WRITE) {
-            batch_apply(r->u.batch, t->wb);
+            batch_apply(r->u.batch, st->wb);
             bytes += r->u.batch->len;
             ops += r->u.batch->count;
             if (r->t_submit < oldest) oldest = r->t_submit;
             nb++;
             *wt = r;
-            wt = &r->cnext;
+            wt = &r->rnext;
         } else {
             nr++;
             *rt = r;
-            rt = &r->cnext;
+            rt = &r->rnext;
         }
     }
     if (nb) {
@@ -644,7 +547,7 @@ static unsigned writer_round(struct sthread *t)
             ST_ADD(st, write_errors, nb);
         } else {
             char *err = NULL;
-            leveldb_write(st->db, st->wo, t->wb, &err);
+            leveldb_write(st->db, st->wo, st->wb, &err);
             if (err) {
                 au_error("store commit of %u batches failed: %s; nothing more is committed on this log: the database "
                          "is reopened first", nb, err);
@@ -667,93 +570,79 @@ static unsigned writer_round(struct sthread *t)
         if (t0 > oldest && t0 - oldest > ST_GET(st, queue_wait_us_max)) ST_SET(st, queue_wait_us_max, t0 - oldest);
         while (wh) {
             struct store_req *r = wh;
-            wh = r->cnext;
+            wh = r->rnext;
             r->err = res;
             store_batch_free(r->u.batch);
             r->u.batch = NULL;
-            complete(t, r);
+            au_wp_complete(w, &r->job);
         }
     }
     while (rh) {
         struct store_req *r = rh;
-        rh = r->cnext;
+        rh = r->rnext;
         serve_read(st, r);
-        complete(t, r);
+        au_wp_complete(w, &r->job);
     }
     return nb + nr;
 }
 
-static unsigned reader_round(struct sthread *t)
+static unsigned reader_round(struct au_wp_worker *w, struct store *st)
 {
     unsigned n = 0;
     uint64_t t0 = 0;
     while (n < STORE_READ_ROUND_MAX) {
-        struct store_req *r = pop_req(t);
+        struct store_req *r = pop_req(w);
         if (!r) break;
         if (!n) t0 = au_now_us();
-        serve_read(t->st, r);
-        complete(t, r);
+        serve_read(st, r);
+        au_wp_complete(w, &r->job);
         n++;
         if (r->kind == REQ_SCAN && au_now_us() - t0 > 1000) break; /* do not hold finished gets behind scans */
     }
     return n;
 }
 
-static void *thread_main(void *arg)
+static unsigned store_round(struct au_wp_worker *w)
 {
-    struct sthread *t = arg;
-    struct store *st = t->st;
+    struct store *st = au_wp_ctx(au_wp_worker_pool(w));
+    return au_wp_worker_index(w) == 0 ? writer_round(w, st) : reader_round(w, st);
+}
+
+static void store_thread_init(struct au_wp_worker *w)
+{
     char name[16];
-    if (t->idx) snprintf(name, sizeof name, "au-store-r%u", (t->idx - 1) & 0xffu);
+    unsigned idx = au_wp_worker_index(w);
+    if (idx) snprintf(name, sizeof name, "au-store-r%u", (idx - 1) & 0xffu);
     else snprintf(name, sizeof name, "au-store-w");
     pthread_setname_np(pthread_self(), name);
-    unsigned idle_spins = 0;
-    for (;;) {
-        unsigned n = t->idx == 0 ? writer_round(t) : reader_round(t);
-        post_round(t);
-        if (n) {
-            idle_spins = 0;
-            continue;
-        }
-        if (!mpsc_idle(&t->q)) { /* a push is half done: it completes within instructions */
-            if (++idle_spins > 64) sched_yield();
-            continue;
-        }
-        if (atomic_load_explicit(&st->stopping, memory_order_acquire)) break;
-        atomic_store_explicit(&t->sleeping, 1, memory_order_seq_cst);
-        if (mpsc_idle(&t->q) && !atomic_load_explicit(&st->stopping, memory_order_seq_cst))
-            futex_wait(&t->sleeping, 1, t->novf ? 1 : t->idx == 0 && !st->db ? STORE_REOPEN_RETRY_MS : 1000);
-        atomic_store_explicit(&t->sleeping, 0, memory_order_relaxed);
-    }
-    /* Completions au_ext could not push yet (a shard's queue was full): retry for a while. */
-    uint64_t deadline = au_now_ms() + STORE_CLOSE_FLUSH_MS;
-    while (t->novf && au_now_ms() < deadline) {
-        nap_us(1000);
-        post_round(t);
-    }
-    if (t->novf) au_warn("store thread %u: %u completions could not be posted at close", t->idx, t->novf);
-    return NULL;
 }
+
+/* The writer retries a reopen every STORE_REOPEN_RETRY_MS while the DB is closed (reads come back). */
+static unsigned store_idle_ms(struct au_wp_worker *w)
+{
+    struct store *st = au_wp_ctx(au_wp_worker_pool(w));
+    return au_wp_worker_index(w) == 0 && !st->db ? STORE_REOPEN_RETRY_MS : 0;
+}
+
+static const struct au_wp_ops store_ops = {
+    .round = store_round, .thread_init = store_thread_init, .idle_ms = store_idle_ms,
+};
 
 /* ------------------------------------------------------------------ submit */
 
-static void submit(struct store *st, struct sthread *t, struct store_req *r)
+static void submit(struct store *st, unsigned worker, int shard, struct store_req *r)
 {
-    AU_ASSERT(r->shard >= 0 && r->shard < AU_MAX_SHARDS);
-    AU_ASSERT(!atomic_load_explicit(&st->sh[r->shard].detached, memory_order_relaxed));
-    st->sh[r->shard].outstanding++;
-    r->st = st;
     r->t_submit = au_now_us();
-    mpsc_push(&t->q, &r->qn);
-    thread_wake(t);
+    r->job.done = req_done;
+    au_wp_submit(st->wp, worker, shard, &r->job);
 }
 
-static struct sthread *reader_for(struct store *st, int shard)
+static unsigned reader_for(struct store *st, int shard)
 {
-    if (st->nthreads == 1) return &st->thr[0];
+    AU_ASSERT(shard >= 0 && shard < AU_MAX_SHARDS);
+    if (st->nthreads == 1) return 0;
     struct store_shard *ss = &st->sh[shard];
-    unsigned i = 1 + ss->rr++ % (st->nthreads - 1);
-    return &st->thr[i];
+    return 1 + ss->rr++ % (st->nthreads - 1);
 }
 
 void store_write(struct store *st, int shard, struct store_batch *b, store_done_fn done, void *arg)
@@ -762,11 +651,10 @@ void store_write(struct store *st, int shard, struct store_batch *b, store_done_
     struct store_req *r = calloc(1, sizeof *r);
     AU_ASSERT(r != NULL);
     r->kind = REQ_WRITE;
-    r->shard = shard;
     r->cb.done = done;
     r->arg = arg;
     r->u.batch = b;
-    submit(st, &st->thr[0], r);
+    submit(st, 0, shard, r);
 }
 
 void store_get(struct store *st, int shard, const void *k, size_t kl, store_get_fn cb, void *arg)
@@ -775,12 +663,11 @@ void store_get(struct store *st, int shard, const void *k, size_t kl, store_get_
     struct store_req *r = calloc(1, sizeof *r + kl);
     AU_ASSERT(r != NULL);
     r->kind = REQ_GET;
-    r->shard = shard;
     r->cb.get = cb;
     r->arg = arg;
     r->u.g.kl = (uint32_t)kl;
     memcpy(r->data, k, kl);
-    submit(st, reader_for(st, shard), r);
+    submit(st, reader_for(st, shard), shard, r);
 }
 
 void store_scan(struct store *st, int shard, const void *start, size_t sl, const void *end, size_t el,
@@ -792,7 +679,6 @@ void store_scan(struct store *st, int shard, const void *start, size_t sl, const
     struct store_req *r = calloc(1, sizeof *r + sl + el);
     AU_ASSERT(r != NULL);
     r->kind = REQ_SCAN;
-    r->shard = shard;
     r->cb.scan = cb;
     r->arg = arg;
     r->u.s.sl = (uint32_t)sl;
@@ -801,7 +687,7 @@ void store_scan(struct store *st, int shard, const void *start, size_t sl, const
     r->u.s.flags = flags;
     if (sl) memcpy(r->data, start, sl);
     if (el) memcpy(r->data + sl, end, el);
-    submit(st, reader_for(st, shard), r);
+    submit(st, reader_for(st, shard), shard, r);
 }
 
 /* ------------------------------------------------------------------ sync API */
@@ -966,14 +852,7 @@ static void store_free(struct store *st)
     if (st->filter) leveldb_filterpolicy_destroy(st->filter);
     if (st->ro) leveldb_readoptions_destroy(st->ro);
     if (st->wo) leveldb_writeoptions_destroy(st->wo);
-    for (unsigned i = 0; st->thr && i < st->nthreads; i++) {
-        struct sthread *t = &st->thr[i];
-        if (t->wb) leveldb_writebatch_destroy(t->wb);
-        free(t->ch);
-        free(t->ct);
-        free(t->touched);
-    }
-    free(st->thr);
+    if (st->wb) leveldb_writebatch_destroy(st->wb);
     free(st->sh);
     free(st);
 }
@@ -1009,17 +888,10 @@ int store_open(struct store **out, const struct store_opts *o, char *errbuf, siz
     pthread_rwlockattr_destroy(&ra);
     atomic_init(&st->need_reopen, false);
     st->nthreads = store_threads(o);
-    st->thr = aligned_alloc(64, (sizeof *st->thr * st->nthreads + 63) & ~(size_t)63);
     st->sh = aligned_alloc(64, sizeof *st->sh * AU_MAX_SHARDS);
-    AU_ASSERT(st->thr && st->sh);
-    memset(st->thr, 0, sizeof *st->thr * st->nthreads);
+    AU_ASSERT(st->sh);
     memset(st->sh, 0, sizeof *st->sh * AU_MAX_SHARDS);
-    for (unsigned i = 0; i < st->nthreads; i++) {
-        st->thr[i].st = st;
-        st->thr[i].idx = i;
-        mpsc_init(&st->thr[i].q);
-    }
-    st->thr[0].wb = leveldb_writebatch_create();
+    st->wb = leveldb_writebatch_create();
 
     st->opt = leveldb_options_create();
     st->cache = leveldb_cache_create_lru(o->cache_bytes ? o->cache_bytes : STORE_DEFAULT_CACHE);
@@ -1055,6 +927,8 @@ int store_open(struct store **out, const struct store_opts *o, char *errbuf, siz
         store_free(st);
         return -1;
     }
+    struct au_wp_opts wo = { .name = "store", .workers = st->nthreads, .ops = &store_ops, .ctx = st };
+    st->wp = au_wp_new(&wo);
     *out = st;
     return 0;
 }
@@ -1087,95 +961,21 @@ int store_repair(const char *dir, char *errbuf, size_t errlen)
 
 void store_start(struct store *st, struct au_shard **shards, int nshards, int ext_base)
 {
-    AU_ASSERT(!st->started && nshards >= 1 && nshards <= AU_MAX_SHARDS && ext_base >= 0);
-    AU_ASSERT(ext_base + (int)st->nthreads <= shards[0]->ninq - nshards);
-    st->shards = shards;
-    st->nshards = nshards;
-    st->ext_base = ext_base;
-    for (unsigned i = 0; i < st->nthreads; i++) {
-        struct sthread *t = &st->thr[i];
-        t->ext = au_ext_new(shards, nshards, ext_base + (int)i);
-        t->ch = calloc((size_t)nshards, sizeof *t->ch);
-        t->ct = calloc((size_t)nshards, sizeof *t->ct);
-        t->touched = calloc((size_t)nshards, sizeof *t->touched);
-        AU_ASSERT(t->ch && t->ct && t->touched);
-    }
-    st->started = true;
-    for (unsigned i = 0; i < st->nthreads; i++) {
-        struct sthread *t = &st->thr[i];
-        if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
-            au_error("store: pthread_create failed");
-            abort();
-        }
-        t->running = true;
-    }
+    au_wp_start(st->wp, shards, nshards, ext_base);
 }
 
 void store_shard_detach(struct store *st, int shard)
 {
-    if (!st->started) return;
-    AU_ASSERT(shard >= 0 && shard < st->nshards);
-    struct au_shard *s = st->shards[shard];
-    AU_ASSERT(s->id == shard);
-    struct store_shard *ss = &st->sh[shard];
-    /* Run the completions of everything this shard still has in flight (we are its thread, the
-     * only consumer of its queues; the loop no longer drains them). */
-    while (ss->outstanding) {
-        bool got = false;
-        for (unsigned i = 0; i < st->nthreads; i++) {
-            struct au_xq *q = &s->inq[s->nshards + st->ext_base + (int)i];
-            struct au_xmsg *m;
-            while ((m = au_xq_pop(q))) {
-                m->handler(s, m);
-                got = true;
-            }
-        }
-        if (!got) nap_us(100);
-    }
-    atomic_store_explicit(&ss->detached, 1, memory_order_seq_cst);
-    /* A thread may still be inside the post phase that delivered our last list (between the queue
-     * push and its doorbell): wait for that phase to end. Later phases see `detached`. */
-    for (unsigned i = 0; i < st->nthreads; i++) {
-        struct sthread *t = &st->thr[i];
-        unsigned e = atomic_load_explicit(&t->post_epoch, memory_order_seq_cst);
-        if (!(e & 1)) continue;
-        while (atomic_load_explicit(&t->post_epoch, memory_order_seq_cst) == e) sched_yield();
-    }
+    au_wp_shard_detach(st->wp, shard);
 }
 
 void store_close(struct store *st)
 {
     if (!st) return;
-    atomic_store_explicit(&st->stopping, 1, memory_order_seq_cst);
-    for (unsigned i = 0; i < st->nthreads; i++) {
-        struct sthread *t = &st->thr[i];
-        if (!t->running) continue;
-        atomic_store_explicit(&t->sleeping, 0, memory_order_seq_cst);
-        futex_wake(&t->sleeping);
-    }
-    for (unsigned i = 0; i < st->nthreads; i++) {
-        struct sthread *t = &st->thr[i];
-        if (!t->running) continue;
-        pthread_join(t->tid, NULL);
-        t->running = false;
-        au_ext_free(t->ext);
-        t->ext = NULL;
-    }
-    /* Never started: apply queued writes (they were accepted), drop every callback. */
-    unsigned dropped = 0;
-    for (unsigned i = 0; i < st->nthreads; i++) {
-        struct store_req *r;
-        while ((r = pop_req(&st->thr[i])) || !mpsc_idle(&st->thr[i].q)) {
-            if (!r) continue;
-            if (r->kind == REQ_WRITE) {
-                (void)store_write_sync(st, r->u.batch);
-                r->u.batch = NULL;
-            }
-            req_release(r);
-            dropped++;
-        }
-    }
-    if (dropped) au_warn("store closed before it was started: %u requests served without callbacks", dropped);
+    /* Queued work is finished (writes applied and fsync'ed) and completed; never started: queued
+     * writes are applied by req_done(NULL, ...), the callbacks dropped. */
+    au_wp_close(st->wp);
+    st->wp = NULL;
     store_free(st);
 }
 

@@ -2,7 +2,8 @@
  *
  * Shards (event-loop threads) never block on the store: they push requests onto lock-free MPSC
  * queues (one per store thread) and get their results back ON THE SUBMITTING SHARD through the
- * loop's external-producer queues (au_ext_*). One writer thread drains every queued write, applies
+ * loop's external-producer queues (au_ext_*): the store threads are a core/workpool.h pool, with its
+ * detach fence and memory-ordering story. One writer thread drains every queued write, applies
  * them as ONE leveldb_write(sync=true) (group commit), then completes them; `readers` reader threads
  * serve gets and scans so a long scan never delays a commit. docs/storage.md has the details.
  *
@@ -42,7 +43,6 @@ struct store_batch;
 #define STORE_SCAN_MAX_BYTES     (4u << 20)      /* key+value bytes one asynchronous scan may return */
 #define STORE_DEFAULT_CACHE      (64u << 20)     /* LevelDB block cache */
 #define STORE_DEFAULT_WBUF       (32u << 20)     /* LevelDB write buffer (memtable) */
-#define STORE_CLOSE_FLUSH_MS     5000u           /* store_close: how long to retry posting completions */
 #define STORE_REOPEN_RETRY_MS    500u            /* after a failed write: at most one reopen attempt per interval */
 #define STORE_REOPEN_LOG_EVERY   20u             /* log one failed reopen attempt in this many */
 #define STORE_REOPEN_MIN_FREE    (1u << 20)      /* bytes free beyond the logs' size before a reopen is tried */

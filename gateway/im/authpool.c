@@ -1,13 +1,9 @@
 /* authpool.c - password hashing / verification workers (see authpool.h).
  *
- * Queue: one Treiber stack per worker. Shards push with a CAS (lock-free, no allocation beyond the
- * request block, which comes from the shard's own free list); the worker takes the whole stack with
- * one exchange and reverses it (FIFO). Taking everything at once means no ABA problem.
- * Sleep/wake: the worker announces `sleeping` (seq_cst), re-checks the stack, then futex-waits on
- * `wake_seq`; a producer pushes (seq_cst CAS), then reads `sleeping`; the one that flips it back to 0
- * bumps wake_seq and wakes. Dekker: either the worker sees the request or the producer sees it asleep.
- * Results: the request block itself is the au_xmsg posted back (it starts with the au_xmsg, and the
- * loop frees messages it can no longer deliver with free(), which a malloc'ed block allows).
+ * The workers are one core/workpool.h pool: it owns the queues (the request block, from the shard's
+ * own free list, is the pool's job and the completion message posted back), the sleep/wake protocol
+ * and the detach fence. A worker's round is one request (hash or verify, then its completion is posted
+ * at once: a login waits for nothing else). This file is the policy on top:
  * Fairness: a shard does not hand every request to the workers at once. It keeps at most
  * AU_AUTHPOOL_SHARD_INFLIGHT per worker thread there; the rest wait on the shard in one FIFO per
  * flow (app, kind), and each free place goes to the next flow in round robin. So one app's bulk
@@ -16,27 +12,22 @@
  * nshards * AU_AUTHPOOL_SHARD_INFLIGHT per thread, served FIFO, so every shard gets its share). */
 #include "gateway/im/authpool.h"
 #include "gateway/im/auth.h"
-#include "core/loop.h"
+#include "core/workpool.h"
 #include "core/log.h"
 
 #include <openssl/crypto.h>
 
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 enum { REQ_VERIFY = 1, REQ_HASH = 2 };
 
 struct ap_req {
-    struct au_xmsg x;            /* first: posted back to the shard as is */
-    struct ap_req *next;         /* worker stack / shard free list */
+    struct au_wp_job job;        /* first: the pool's job, posted back to the shard as is */
+    struct ap_req *next;         /* shard flow queue / shard free list */
     struct authpool *pool;
     union {
         authpool_verify_cb verify;
@@ -53,15 +44,7 @@ struct ap_req {
 };
 
 struct ap_worker {
-    _Alignas(64) _Atomic(struct ap_req *) head;
-    _Alignas(64) atomic_uint wake_seq;   /* futex word */
-    atomic_int sleeping;
-    atomic_uint round;                   /* odd while posting a result (detach waits for even) */
-    atomic_uint queued;                  /* submitted, not yet posted back: shards pick the least loaded */
-    struct authpool *pool;
-    unsigned idx;
-    pthread_t thread;
-    struct au_ext *ext;
+    _Alignas(64) atomic_uint queued;     /* submitted, not yet completed: shards pick the least loaded */
 };
 
 /* A shard's queue of one (app, kind): requests not yet handed to a worker. */
@@ -72,7 +55,7 @@ struct ap_flow {
     bool active;
 };
 
-/* Shard-thread-only state, except `detached` (read by workers). */
+/* Shard-thread-only state. */
 struct ap_shard {
     _Alignas(64) uint32_t pending;
     uint32_t inflight;           /* handed to workers, not yet called back */
@@ -81,41 +64,23 @@ struct ap_shard {
     struct ap_req *free;
     struct ap_flow *active_head, *active_tail;
     struct ap_flow *flows;       /* [AU_AUTHPOOL_FLOWS], allocated at the first submit */
-    atomic_bool detached;
+    bool detached;               /* authpool_shard_detach began: submissions are refused */
 };
 
 struct authpool {
     unsigned nthreads;
     uint32_t hash_iter;
-    int started;
-    atomic_int stop;
+    struct au_wp *wp;
     struct au_shard **shards;
-    int nshards, ext_base;
     struct ap_worker w[AUTHPOOL_MAX_THREADS];
     struct ap_shard sh[AU_MAX_SHARDS];
 };
-
-static void futex_wait(atomic_uint *addr, unsigned val)
-{
-    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
-}
-
-static void futex_wake(atomic_uint *addr, int n)
-{
-    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
-}
-
-static void sleep_us(long us)
-{
-    struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
-    nanosleep(&ts, NULL);
-}
 
 /* ------------------------------------------------------------------ the work */
 
 static void run(struct authpool *p, struct ap_req *r)
 {
-    if (p && atomic_load_explicit(&p->sh[r->shard].detached, memory_order_acquire)) {
+    if (p && au_wp_job_canceled(&r->job)) {
         r->result = AUTHPOOL_CANCELED;
     } else if (r->kind == REQ_VERIFY) {
         r->result = auth_password_verify(r->stored, r->stored_len, r->pw, r->pw_len);
@@ -171,23 +136,15 @@ static void push_worker(struct authpool *p, struct ap_shard *sh, struct ap_req *
             best = i;
         }
     }
-    struct ap_worker *w = &p->w[best];
-    atomic_fetch_add_explicit(&w->queued, 1, memory_order_relaxed);
-    struct ap_req *h = atomic_load_explicit(&w->head, memory_order_relaxed);
-    do {
-        r->next = h;
-    } while (!atomic_compare_exchange_weak_explicit(&w->head, &h, r, memory_order_seq_cst, memory_order_relaxed));
-    if (atomic_load_explicit(&w->sleeping, memory_order_seq_cst) && atomic_exchange(&w->sleeping, 0)) {
-        atomic_fetch_add(&w->wake_seq, 1);
-        futex_wake(&w->wake_seq, 1);
-    }
+    atomic_fetch_add_explicit(&p->w[best].queued, 1, memory_order_relaxed);
+    au_wp_submit(p->wp, best, r->shard, &r->job);
 }
 
 /* Hand queued requests to the workers while the shard has room there, one per flow in turn. */
 static void dispatch(struct authpool *p, struct ap_shard *sh)
 {
     uint32_t room = AU_AUTHPOOL_SHARD_INFLIGHT * p->nthreads;
-    if (atomic_load_explicit(&sh->detached, memory_order_relaxed)) return;
+    if (sh->detached) return;
     while (sh->inflight < room && sh->active_head) {
         struct ap_flow *f = sh->active_head;
         sh->active_head = f->next_active;
@@ -209,9 +166,8 @@ static void dispatch(struct authpool *p, struct ap_shard *sh)
 }
 
 /* Runs on the submitting shard (from the loop's inbox, or from detach). */
-static void on_done(struct au_shard *s, struct au_xmsg *m)
+static void on_done(struct au_shard *s, struct ap_req *r)
 {
-    struct ap_req *r = (struct ap_req *)(void *)m;
     struct authpool *p = r->pool;
     struct ap_shard *sh = &p->sh[r->shard];
     struct ap_flow *f = &sh->flows[r->flow];
@@ -223,6 +179,19 @@ static void on_done(struct au_shard *s, struct au_xmsg *m)
     call_back(s, r);
     req_put(sh, r);
     dispatch(p, sh);
+}
+
+/* The pool's done call. s == NULL: the request can no longer complete on its shard (the pool closed
+ * before it started): released without a callback. */
+static void ap_done(struct au_shard *s, struct au_wp_job *j)
+{
+    struct ap_req *r = (struct ap_req *)(void *)j;
+    if (!s) {
+        OPENSSL_cleanse(r->pw, sizeof r->pw);
+        free(r);
+        return;
+    }
+    on_done(s, r);
 }
 
 static unsigned flow_of(uint32_t app, uint8_t kind)
@@ -247,7 +216,7 @@ static int submit(struct authpool *p, int shard, uint32_t app, struct ap_req *tm
     }
     AU_ASSERT(shard >= 0 && shard < AU_MAX_SHARDS);
     struct ap_shard *sh = &p->sh[shard];
-    if (atomic_load_explicit(&sh->detached, memory_order_relaxed)) return -EAGAIN; /* a callback run by detach */
+    if (sh->detached) return -EAGAIN; /* a callback run by detach */
     if (!sh->flows) {
         sh->flows = calloc(AU_AUTHPOOL_FLOWS, sizeof *sh->flows);
         if (!sh->flows) return -EAGAIN;
@@ -257,7 +226,7 @@ static int submit(struct authpool *p, int shard, uint32_t app, struct ap_req *tm
     if (sh->pending >= AUTHPOOL_MAX_PENDING || f->pending >= AU_AUTHPOOL_FLOW_MAX_PENDING) return -EAGAIN;
     struct ap_req *r = req_get(sh);
     if (!r) return -EAGAIN;
-    r->x.handler = on_done;
+    r->job.done = ap_done;
     r->pool = p;
     r->cb = tmpl->cb;
     r->arg = tmpl->arg;
@@ -310,49 +279,18 @@ uint32_t authpool_pending(const struct authpool *p, int shard)
 
 /* ------------------------------------------------------------------ workers */
 
-static void *worker_main(void *arg)
+static unsigned ap_round(struct au_wp_worker *w)
 {
-    struct ap_worker *w = arg;
-    struct authpool *p = w->pool;
-    au_log_set_shard(-1);
-    for (;;) {
-        struct ap_req *list = atomic_exchange_explicit(&w->head, NULL, memory_order_acquire);
-        if (!list) {
-            if (au_ext_flush(w->ext)) { /* cannot happen (AUTHPOOL_MAX_PENDING <= AU_XQ_DEPTH); be safe */
-                sleep_us(1000);
-                continue;
-            }
-            if (atomic_load(&p->stop)) break;
-            unsigned seq = atomic_load(&w->wake_seq);
-            atomic_store(&w->sleeping, 1);
-            if (atomic_load(&w->head) || atomic_load(&p->stop)) {
-                atomic_store(&w->sleeping, 0);
-                continue;
-            }
-            futex_wait(&w->wake_seq, seq);
-            atomic_store(&w->sleeping, 0);
-            continue;
-        }
-        struct ap_req *fifo = NULL;
-        while (list) {
-            struct ap_req *n = list->next;
-            list->next = fifo;
-            fifo = list;
-            list = n;
-        }
-        while (fifo) {
-            struct ap_req *r = fifo;
-            fifo = r->next;
-            run(p, r);
-            atomic_fetch_add(&w->round, 1); /* odd: posting */
-            au_ext_post(w->ext, r->shard, &r->x);
-            au_ext_flush(w->ext);
-            atomic_fetch_add(&w->round, 1); /* even */
-            atomic_fetch_sub_explicit(&w->queued, 1, memory_order_relaxed);
-        }
-    }
-    return NULL;
+    struct authpool *p = au_wp_ctx(au_wp_worker_pool(w));
+    struct au_wp_job *j = au_wp_pop(w);
+    if (!j) return 0;
+    run(p, (struct ap_req *)(void *)j);
+    au_wp_complete(w, j);
+    atomic_fetch_sub_explicit(&p->w[au_wp_worker_index(w)].queued, 1, memory_order_relaxed);
+    return 1;
 }
+
+static const struct au_wp_ops ap_ops = { .round = ap_round };
 
 struct authpool *authpool_new(const struct authpool_opts *o)
 {
@@ -365,10 +303,8 @@ struct authpool *authpool_new(const struct authpool_opts *o)
     memset(p, 0, sizeof *p);
     p->nthreads = n;
     p->hash_iter = iter;
-    for (unsigned i = 0; i < n; i++) {
-        p->w[i].pool = p;
-        p->w[i].idx = i;
-    }
+    struct au_wp_opts wo = { .name = "authpool", .workers = n, .ops = &ap_ops, .ctx = p };
+    p->wp = au_wp_new(&wo);
     return p;
 }
 
@@ -376,29 +312,18 @@ unsigned authpool_threads(const struct authpool *p) { return p->nthreads; }
 
 void authpool_start(struct authpool *p, struct au_shard **shards, int nshards, int ext_base)
 {
-    AU_ASSERT(!p->started && nshards >= 1 && nshards <= AU_MAX_SHARDS);
     AU_ASSERT(ext_base >= 0 && ext_base + (int)p->nthreads <= AU_MAX_EXT);
     p->shards = shards;
-    p->nshards = nshards;
-    p->ext_base = ext_base;
-    for (unsigned i = 0; i < p->nthreads; i++) {
-        struct ap_worker *w = &p->w[i];
-        w->ext = au_ext_new(shards, nshards, ext_base + (int)i);
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-            au_error("authpool: pthread_create failed");
-            abort();
-        }
-    }
-    p->started = 1;
+    au_wp_start(p->wp, shards, nshards, ext_base);
 }
 
 void authpool_shard_detach(struct authpool *p, int shard)
 {
-    if (!p || !p->started) return;
-    AU_ASSERT(shard >= 0 && shard < p->nshards);
+    if (!p || !au_wp_started(p->wp)) return;
     struct ap_shard *sh = &p->sh[shard];
     struct au_shard *s = p->shards[shard];
-    atomic_store_explicit(&sh->detached, true, memory_order_release);
+    AU_ASSERT(s->id == shard);
+    sh->detached = true;
     /* Requests still waiting in our flows never reached a worker: they complete here, canceled. */
     while (sh->active_head) {
         struct ap_flow *f = sh->active_head;
@@ -410,32 +335,15 @@ void authpool_shard_detach(struct authpool *p, int shard)
             OPENSSL_cleanse(r->pw, sizeof r->pw);
             r->result = AUTHPOOL_CANCELED;
             sh->inflight++; /* on_done counts it out like one that ran */
-            on_done(s, &r->x);
+            on_done(s, r);
         }
         f->tail = NULL;
     }
     sh->active_tail = NULL;
-    /* Results of our workers arrive on our own queues inq[nshards + ext id]; the loop no longer
-     * drains them, so run them here. Queued requests complete quickly as canceled; one being
-     * computed takes at most one hash. */
-    while (sh->pending) {
-        bool got = false;
-        for (unsigned i = 0; i < p->nthreads; i++) {
-            struct au_xq *q = &s->inq[p->nshards + p->ext_base + (int)i];
-            struct au_xmsg *m;
-            while ((m = au_xq_pop(q))) {
-                m->handler(s, m);
-                got = true;
-            }
-        }
-        if (!got && sh->pending) sleep_us(AUTHPOOL_DETACH_POLL_US);
-    }
-    /* A worker may still be between posting our last result and submitting its doorbell to our
-     * ring: wait until it is out of that step before the ring goes away. */
-    for (unsigned i = 0; i < p->nthreads; i++) {
-        unsigned r0 = atomic_load(&p->w[i].round);
-        while ((r0 & 1) && atomic_load(&p->w[i].round) == r0) sleep_us(AUTHPOOL_DETACH_POLL_US);
-    }
+    /* The pool's detach fence: requests queued at the workers complete quickly as canceled
+     * (au_wp_job_canceled), one being computed takes at most one hash; every callback runs here. */
+    au_wp_shard_detach(p->wp, shard);
+    AU_ASSERT(sh->pending == 0 && sh->inflight == 0);
     while (sh->free) {
         struct ap_req *r = sh->free;
         sh->free = r->next;
@@ -449,27 +357,11 @@ void authpool_shard_detach(struct authpool *p, int shard)
 void authpool_stop(struct authpool *p)
 {
     if (!p) return;
-    atomic_store(&p->stop, 1);
-    for (unsigned i = 0; i < p->nthreads; i++) {
-        struct ap_worker *w = &p->w[i];
-        if (p->started) {
-            atomic_fetch_add(&w->wake_seq, 1);
-            futex_wake(&w->wake_seq, INT_MAX);
-            pthread_join(w->thread, NULL);
-            au_ext_free(w->ext);
-        } else { /* never started: drop what was queued (no callbacks) */
-            struct ap_req *r = atomic_exchange(&w->head, NULL);
-            while (r) {
-                struct ap_req *n = r->next;
-                OPENSSL_cleanse(r->pw, sizeof r->pw);
-                free(r);
-                r = n;
-            }
-        }
-    }
+    bool started = au_wp_started(p->wp);
+    au_wp_close(p->wp); /* joins the workers; never started: queued requests are released (ap_done) */
     for (int i = 0; i < AU_MAX_SHARDS; i++) {
         struct ap_shard *sh = &p->sh[i];
-        if (p->started) AU_ASSERT(sh->pending == 0);
+        if (started) AU_ASSERT(sh->pending == 0);
         for (struct ap_flow *f = sh->active_head; f; f = f->next_active) { /* never started: dropped, no callbacks */
             while (f->head) {
                 struct ap_req *r = f->head;

@@ -1,10 +1,9 @@
 /* authpool.h - worker threads that hash and verify passwords off the event loops.
  *
- * A shard submits a request without blocking (one lock-free multi-producer stack per worker, a futex
- * wake only when that worker sleeps) and gets the result back ON THE SUBMITTING SHARD: the worker
- * posts the finished request as an au_xmsg through its own external-producer queue (core/loop.h
- * au_ext_*), so the callback runs on the shard's thread like any cross-shard message. Each worker
- * thread is one external producer: the main program reserves authpool_threads() ids.
+ * A shard submits a request without blocking and gets the result back ON THE SUBMITTING SHARD: the
+ * workers are a core/workpool.h pool (its queues, wake-ups, completion path and detach fence), so the
+ * callback runs on the shard's thread like any cross-shard message. Each worker thread is one
+ * external producer: the main program reserves authpool_threads() ids.
  *
  * Lifecycle (main thread), the same order as the store's:
  *   p = authpool_new(&opts)                 threads = opts.threads (default 2)
@@ -39,12 +38,11 @@ struct authpool;
 #define AUTHPOOL_MAX_THREADS     4      /* leaves AU_MAX_EXT ids for the store */
 #define AUTHPOOL_MAX_PENDING     1024   /* per shard: accepted, not yet called back; beyond -> -EAGAIN */
 #define AUTHPOOL_FREE_KEEP       64     /* finished request blocks a shard keeps for reuse */
-#define AUTHPOOL_DETACH_POLL_US  200    /* detach: poll interval while results are still being computed */
 
 _Static_assert(AUTHPOOL_MAX_PENDING <= AU_XQ_DEPTH, "a worker's results for one shard always fit its queue");
 _Static_assert((AU_AUTHPOOL_FLOWS & (AU_AUTHPOOL_FLOWS - 1)) == 0 && AU_AUTHPOOL_FLOWS <= 65536, "flow index");
 _Static_assert(AU_AUTHPOOL_FLOW_MAX_PENDING <= AUTHPOOL_MAX_PENDING, "a flow's cap within the shard's");
-_Static_assert(AUTHPOOL_MAX_THREADS <= 8, "external producers (AU_MAX_EXT)");
+_Static_assert(AUTHPOOL_MAX_THREADS <= AU_WP_WORKERS_MAX, "one pool (external producers)");
 
 /* Verify result passed to authpool_verify_cb: 1 = matches, 0 = does not (or bad password length),
  * -1 = stored string malformed, AUTHPOOL_CANCELED = the shard detached before the work ran. */

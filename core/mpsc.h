@@ -2,11 +2,11 @@
  *
  * Producers (event-loop shards) push with one atomic exchange and one store: wait-free, never
  * blocks, never allocates (the node is embedded in the caller's request). The single consumer (a
- * store thread) pops in FIFO order per producer. Between a producer's exchange and its link store
- * the queue is briefly "inconsistent": pop then returns NULL although an item is on its way;
- * mpsc_idle() tells the consumer whether it may sleep (it returns false in that window). */
-#ifndef AU_STORE_MPSC_H
-#define AU_STORE_MPSC_H
+ * worker thread of core/workpool.c) pops in FIFO order per producer. Between a producer's exchange
+ * and its link store the queue is briefly "inconsistent": pop then returns NULL although an item is
+ * on its way; mpsc_idle() tells the consumer whether it may sleep (it returns false in that window). */
+#ifndef AU_CORE_MPSC_H
+#define AU_CORE_MPSC_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -30,7 +30,7 @@ static inline void mpsc_init(struct mpsc *q)
 }
 
 /* Any thread. seq_cst exchange: a consumer that announced sleep (seq_cst store, then mpsc_idle)
- * either sees this node or the producer sees the announcement (Dekker pattern, see store.c). */
+ * either sees this node or the producer sees the announcement (Dekker pattern, see core/workpool.h). */
 static inline void mpsc_push(struct mpsc *q, struct mpsc_node *n)
 {
     atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
