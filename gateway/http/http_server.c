@@ -304,6 +304,22 @@ static int route_ctx_init(struct route_ctx *rc, const struct http_request *m)
     return 0;
 }
 
+/* The request a handler (or the body gate) sees: the head's fields and the normalised path (the body and the
+ * parameters are the caller's: fill_params, or zeroed for the gate). */
+static void req_init(struct http_req *q, struct http_conn *c, const struct http_request *m, const struct route_ctx *rc)
+{
+    q->conn = c;
+    q->msg = m;
+    q->method = m->method_id;
+    q->method_str = m->method;
+    q->method_len = m->method_len;
+    q->path = rc->scratch;
+    q->path_len = (size_t)rc->plen;
+    q->query = m->query;
+    q->query_len = m->query_len;
+}
+
+
 static void route_ctx_free(struct route_ctx *rc)
 {
     if (rc->heap) free(rc->scratch);
@@ -695,15 +711,7 @@ static int dispatch(struct http_conn *c, const struct http_request *m, const uin
         const struct http_route *rt = route_find(m, rc.scratch, &rc.ps, &status, &via_get);
         if (rt) {
             struct http_req q;
-            q.conn = c;
-            q.msg = m;
-            q.method = m->method_id;
-            q.method_str = m->method;
-            q.method_len = m->method_len;
-            q.path = rc.scratch;
-            q.path_len = (size_t)rc.plen;
-            q.query = m->query;
-            q.query_len = m->query_len;
+            req_init(&q, c, m, &rc);
             q.body = blen ? body : NULL;
             q.body_len = blen;
             if (fill_params(rt, &rc, &q) < 0) {
@@ -750,15 +758,7 @@ static int gate_refuses(struct http_conn *c, const struct http_request *m)
     } else {
         struct http_req q;
         memset(&q, 0, sizeof q);
-        q.conn = c;
-        q.msg = m;
-        q.method = m->method_id;
-        q.method_str = m->method;
-        q.method_len = m->method_len;
-        q.path = rc.scratch;
-        q.path_len = (size_t)rc.plen;
-        q.query = m->query;
-        q.query_len = m->query_len;
+        req_init(&q, c, m, &rc);
         struct http_resp *r = &c->resp;
         resp_reset(r, m);
         c->in_handler = true;
