@@ -1526,7 +1526,7 @@ int au_loop_start(const struct au_loop_opts *o, struct au_shard ***shards_out)
     int n = o->nshards;
     AU_ASSERT(n >= 1 && n <= AU_MAX_SHARDS);
     AU_ASSERT(o->nlisteners <= 8);
-    memcpy(g_lspec, o->listeners, o->nlisteners * sizeof *g_lspec);
+    if (o->nlisteners) memcpy(g_lspec, o->listeners, o->nlisteners * sizeof *g_lspec); /* unit tests: none */
     /* TEST ONLY: AURORA_TEST_TRANSPORT=<listener name> runs that listener (e.g. "mqtt") over the XOR test transport
      * (au_transport_xor_test), so that tests can drive a transforming transport through the real protocols and
      * hand-offs. Not a configuration setting: no client outside the tests speaks it. */

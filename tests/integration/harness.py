@@ -48,6 +48,11 @@ Raw sockets
     parsers: parse_connack(body, version=4) -> (session_present, code), parse_publish(flags, body, version=4)
         -> dict(topic, payload, qos, retain, dup, pid), parse_suback(body, version=4) -> (pid, [codes])
     packet type constants CONNECT..AUTH.
+REST helpers
+    app_creds(b) -> (appkey, master_secret) of the default app; operator_token(b); basic_auth((key, secret))
+    http_json(b, method, path, body=None, auth=None, timeout=30) -> (status, JSON | None | raw bytes)
+    rest_call(b, method, path, body=None, creds=None, timeout=30)  http_json with Basic app credentials
+    create_app(b, name) -> (appkey, master_secret) (operator API); http_ready(b)
 Registration
     @test                     plain test, no broker argument (start your own brokers)
     @both / @both(aurora_args=[], aurora_config="", mosquitto_config="")
@@ -61,6 +66,7 @@ Registration
     wait_until(pred, timeout=5, interval=0.02) -> bool
 """
 import atexit
+import base64
 import ctypes
 import json
 import os
@@ -126,6 +132,49 @@ def app_creds(b):
     with open(os.path.join(b.data_dir, "default-app.json")) as f:
         d = json.load(f)
     return d["appkey"], d["master_secret"]
+
+
+def basic_auth(creds):
+    """The Authorization value of HTTP Basic for (key, secret)."""
+    return "Basic " + base64.b64encode(("%s:%s" % tuple(creds)).encode()).decode()
+
+
+def operator_token(b):
+    """The operator token an Aurora wrote into its data directory."""
+    with open(os.path.join(b.data_dir, "operator.token")) as f:
+        return f.read().strip()
+
+
+def http_json(b, method, path, body=None, auth=None, timeout=30):
+    """One request to b's HTTP port: body is sent as JSON (bytes as they are), auth is an Authorization value.
+    Returns (status, the answer parsed as JSON, or None when empty, or the raw bytes when it is not JSON)."""
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (b.http_port, path), data=data, method=method)
+    if auth:
+        req.add_header("Authorization", auth)
+    if data is not None:
+        req.add_header("Content-Type", "application/json; charset=utf-8")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, (json.loads(raw) if raw else None)
+    except ValueError:
+        return status, raw
+
+
+def rest_call(b, method, path, body=None, creds=None, timeout=30):
+    """http_json with the app's master secret (default: the default app's)."""
+    return http_json(b, method, path, body, basic_auth(creds or app_creds(b)), timeout)
+
+
+def create_app(b, name):
+    """A new app through the operator API: (appkey, master_secret)."""
+    st, a = http_json(b, "POST", "/ops/v1/apps", {"name": name}, "Bearer " + operator_token(b))
+    assert st == 201, (st, a)
+    return a["appkey"], a["master_secret"]
 
 
 def http_ready(b, timeout=30):

@@ -19,18 +19,15 @@ Before the fix (899750c) LevelDB's log kept a torn record after the failed write
 after it and the next open dropped them ("checksum mismatch ... dropping N bytes"); publishes during the episode
 got no answer at all and a publisher session never got a PUBACK again.
 """
-import base64
 import errno
 import json
 import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Aurora, _aurora_bin, app_creds, run_tests, test  # noqa: E402
+from harness import Aurora, _aurora_bin, app_creds, rest_call, run_tests, test  # noqa: E402
 from mqtt5_util import Raw5, publish_packet, subscribe_packet, P  # noqa: E402
 
 TMPFS_SIZE = "16m"
@@ -93,22 +90,7 @@ class Ledger:
 
 
 def rest(b, method, path, body=None):
-    key, secret = app_creds(b)
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (b.http_port, path), data=data, method=method)
-    req.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % (key, secret)).encode()).decode())
-    if data is not None:
-        req.add_header("Content-Type", "application/json; charset=utf-8")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            raw = r.read()
-            return r.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, (json.loads(raw) if raw else None)
-        except ValueError:
-            return e.code, raw
+    return rest_call(b, method, path, body, timeout=10)
 
 
 def register(b, led, name):

@@ -17,12 +17,10 @@ import struct
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Aurora, on_aurora, run_tests, app_creds, scale, connect_packet, publish_packet,  # noqa: E402
-                     subscribe_packet, CONNACK, PUBLISH, SUBACK)
+                     subscribe_packet, CONNACK, PUBLISH, SUBACK, create_app, rest_call)
 
 OK, BAD, BANNED, BUSY, RATE = 0x00, 0x86, 0x8A, 0x89, 0x9F
 VERIFIED = (OK, BAD, BANNED)  # answers that needed the password checked
@@ -30,19 +28,7 @@ VERIFIED = (OK, BAD, BANNED)  # answers that needed the password checked
 
 # ------------------------------------------------------------------------------------------------ REST helpers
 def rest(b, method, path, body=None, creds=None, timeout=60):
-    key, secret = creds or app_creds(b)
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (b.http_port, path), data=data, method=method)
-    req.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % (key, secret)).encode()).decode())
-    if data is not None:
-        req.add_header("Content-Type", "application/json; charset=utf-8")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            return r.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        return e.code, (json.loads(raw) if raw else None)
+    return rest_call(b, method, path, body, creds, timeout)
 
 
 def register(b, names, password="right-pw-1", creds=None):
@@ -52,15 +38,7 @@ def register(b, names, password="right-pw-1", creds=None):
     return body
 
 
-def new_app(b, name):
-    tok = open(os.path.join(b.data_dir, "operator.token")).read().strip()
-    req = urllib.request.Request("http://127.0.0.1:%d/ops/v1/apps" % b.http_port,
-                                 data=json.dumps({"name": name}).encode(), method="POST")
-    req.add_header("Authorization", "Bearer " + tok)
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        a = json.loads(r.read())
-    return a["appkey"], a["master_secret"]
+new_app = create_app
 
 
 # ------------------------------------------------------------------------------------------------ MQTT helpers

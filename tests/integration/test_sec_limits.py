@@ -8,7 +8,6 @@ same tests against another binary.
 
     /usr/bin/python3 tests/integration/test_sec_limits.py [-k substring]
 """
-import base64
 import http.client as httpc
 import json
 import os
@@ -16,12 +15,10 @@ import selectors
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CONNACK, app_creds, client, connect_packet, on_aurora, publish_packet, raw,  # noqa: E402
-                     run_tests, scale, wait_until)
+                     run_tests, scale, wait_until, basic_auth, create_app, operator_token, rest_call)
 
 MB = 1 << 20
 # ASan keeps freed memory in quarantine and adds shadow memory: RSS bounds are checked on normal builds only
@@ -42,13 +39,8 @@ def rss(b):
     raise AssertionError("no VmRSS")
 
 
-def basic(creds):
-    return "Basic " + base64.b64encode(("%s:%s" % creds).encode()).decode()
-
-
-def op_token(b):
-    with open(os.path.join(b.data_dir, "operator.token")) as f:
-        return f.read().strip()
+basic = basic_auth
+op_token = operator_token
 
 
 def http(b, method, path, body=None, auth=None, headers=None, timeout=30):
@@ -66,17 +58,10 @@ def http(b, method, path, body=None, auth=None, headers=None, timeout=30):
 
 
 def rest(b, method, path, body=None, creds=None):
-    st, _, data = http(b, method, path, None if body is None else json.dumps(body).encode(),
-                       auth=basic(creds or app_creds(b)), headers={"Content-Type": "application/json"})
-    return st, (json.loads(data) if data else None)
+    return rest_call(b, method, path, body, creds)
 
 
-def new_app(b, name):
-    st, _, data = http(b, "POST", "/ops/v1/apps", json.dumps({"name": name}).encode(), auth="Bearer " + op_token(b),
-                       headers={"Content-Type": "application/json"})
-    assert st == 201, (st, data)
-    d = json.loads(data)
-    return d["appkey"], d["master_secret"]
+new_app = create_app
 
 
 def register(b, creds, *names, password="secret-pw"):

@@ -9,51 +9,29 @@ victim app's AppKey). None may get anything of the victim's session; after the a
 clean start) the gateway still answers, the victim's messages still reach her, and it exits 0 on SIGTERM. Run it
 under ASan/UBSan too: BUILD=build-san.
 """
-import base64
 import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ConnectRefused, app_creds, client, on_aurora, parse_connack, raw, run_tests,  # noqa: E402
-                     publish_packet, CONNACK, PUBACK)
+                     publish_packet, CONNACK, PUBACK, basic_auth, create_app, http_json)
 
 PW = "secret-pw"
 
 
 def http(b, method, path, body=None, auth=None):
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (b.http_port, path), data=data, method=method)
-    if auth:
-        req.add_header("Authorization", auth)
-    if data is not None:
-        req.add_header("Content-Type", "application/json; charset=utf-8")
-    try:
-        with urllib.request.urlopen(req, timeout=15) as r:
-            raw_body = r.read()
-            return r.status, (json.loads(raw_body) if raw_body else None)
-    except urllib.error.HTTPError as e:
-        raw_body = e.read()
-        return e.code, (json.loads(raw_body) if raw_body else None)
+    return http_json(b, method, path, body, auth, timeout=15)
 
 
-def basic(creds):
-    return "Basic " + base64.b64encode(("%s:%s" % creds).encode()).decode()
+basic = basic_auth
+new_app = create_app
 
 
 def register(b, creds, *names):
     st, body = http(b, "POST", "/v1/users/", [{"username": n, "password": PW} for n in names], basic(creds))
     assert st == 201, (st, body)
-
-
-def new_app(b, name):
-    tok = open(os.path.join(b.data_dir, "operator.token")).read().strip()
-    st, body = http(b, "POST", "/ops/v1/apps", {"name": name}, "Bearer " + tok)
-    assert st in (200, 201), (st, body)
-    return body["appkey"], body["master_secret"]
 
 
 def device_token(b, creds, cid, **extra):

@@ -9,45 +9,25 @@
 * Group ids are never reused after a group delete (also across a restart), and the deleted group's history is
   unreachable under its gid.
 """
-import base64
 import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import client, on_aurora, run_tests, scale, app_creds, http_ready, ConnectRefused  # noqa: E402
+from harness import (client, on_aurora, run_tests, scale, app_creds, http_ready, ConnectRefused,  # noqa: E402
+                     create_app, http_json, rest_call)
 
 
 def http(b, method, path, body=None, auth=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (b.http_port, path), data=data, method=method)
-    if auth:
-        req.add_header("Authorization", auth)
-    if data is not None:
-        req.add_header("Content-Type", "application/json; charset=utf-8")
-    try:
-        with urllib.request.urlopen(req, timeout=20) as r:
-            raw = r.read()
-            return r.status, (json.loads(raw) if raw else None)
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        return e.code, (json.loads(raw) if raw else None)
+    return http_json(b, method, path, body, auth, timeout=20)
 
 
 def rest(b, method, path, body=None, creds=None):
-    key, secret = creds or app_creds(b)
-    return http(b, method, path, body, "Basic " + base64.b64encode(("%s:%s" % (key, secret)).encode()).decode())
+    return rest_call(b, method, path, body, creds, timeout=20)
 
 
-def new_app(b, name):
-    with open(os.path.join(b.data_dir, "operator.token")) as f:
-        tok = f.read().strip()
-    st, a = http(b, "POST", "/ops/v1/apps", {"name": name}, "Bearer " + tok)
-    assert st == 201, (st, a)
-    return a["appkey"], a["master_secret"]
+new_app = create_app
 
 
 def register(b, creds, *names, password="secret-pw"):
