@@ -701,22 +701,30 @@ static int kill_child(const char *dir, int fd)
     for (;;) pause();
 }
 
-TEST(kill9_durability)
+/* Start this test binary again as a child (`flag` dir fd): exec gives a fresh process (LevelDB's background
+ * thread does not survive fork). Returns the read end of the child's report pipe, or NULL. */
+static FILE *spawn_child(const char *flag, const char *dir, pid_t *pid)
 {
-    char *dir = mktmp();
     int p[2];
-    CHECK(pipe(p) == 0);
-    pid_t pid = fork();
-    if (pid == 0) {
+    if (pipe(p) != 0) return NULL;
+    *pid = fork();
+    if (*pid == 0) {
         close(p[0]);
         char fd[16];
         snprintf(fd, sizeof fd, "%d", p[1]);
-        /* exec: a fresh process (LevelDB's background thread does not survive fork) */
-        execl("/proc/self/exe", "test_store", "--kill-child", dir, fd, (char *)NULL);
+        execl("/proc/self/exe", "test_store", flag, dir, fd, (char *)NULL);
         _exit(127);
     }
     close(p[1]);
-    FILE *in = fdopen(p[0], "r");
+    return *pid < 0 ? NULL : fdopen(p[0], "r");
+}
+
+TEST(kill9_durability)
+{
+    char *dir = mktmp();
+    pid_t pid;
+    FILE *in = spawn_child("--kill-child", dir, &pid);
+    CHECK(in != NULL);
     static uint8_t seen[1u << 22];
     memset(seen, 0, sizeof seen);
     unsigned printed = 0, maxk = 0;
@@ -865,18 +873,9 @@ static int full_child(const char *dir, int fd)
 TEST(write_failure_reopens_and_loses_nothing_acknowledged)
 {
     char *dir = mktmp();
-    int p[2];
-    CHECK(pipe(p) == 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(p[0]);
-        char fd[16];
-        snprintf(fd, sizeof fd, "%d", p[1]);
-        execl("/proc/self/exe", "test_store", "--full-child", dir, fd, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    FILE *in = fdopen(p[0], "r");
+    pid_t pid;
+    FILE *in = spawn_child("--full-child", dir, &pid);
+    CHECK(in != NULL);
     static uint8_t acked[1u << 20];
     memset(acked, 0, sizeof acked);
     unsigned nacked = 0, nerr = 0, maxk = 0, reopens = 0, attempts = 0, err_then_ack = 0;
