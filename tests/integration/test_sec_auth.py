@@ -19,8 +19,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Aurora, on_aurora, run_tests, app_creds, scale, connect_packet, publish_packet,  # noqa: E402
-                     subscribe_packet, CONNACK, PUBLISH, SUBACK, create_app, rest_call)
+from harness import (on_aurora, run_tests, app_creds, scale, connect_packet, publish_packet,  # noqa: E402
+                     subscribe_packet, CONNACK, PUBLISH, create_app, rest_call)
 
 OK, BAD, BANNED, BUSY, RATE = 0x00, 0x86, 0x8A, 0x89, 0x9F
 VERIFIED = (OK, BAD, BANNED)  # answers that needed the password checked
@@ -50,12 +50,8 @@ def _sock(b, src):
     return s
 
 
-def _connack_code(buf):
-    """The CONNACK reason code in buf, None while incomplete, -1 for anything else."""
-    if len(buf) < 2:
-        return None
-    if buf[0] >> 4 != CONNACK:
-        return -1
+def _split_packet(buf):
+    """(packet type, body, the rest of buf) of the first whole MQTT packet in buf, or None while incomplete."""
     n, mul, i = 0, 1, 1
     while i < len(buf):
         c = buf[i]
@@ -66,9 +62,21 @@ def _connack_code(buf):
             break
     else:
         return None
-    if len(buf) < i + n or n < 2:
+    if len(buf) < i + n:
         return None
-    return buf[i + 1]
+    return buf[0] >> 4, buf[i:i + n], buf[i + n:]
+
+
+def _connack_code(buf):
+    """The CONNACK reason code in buf, None while incomplete, -1 for anything else."""
+    if len(buf) < 2:
+        return None
+    if buf[0] >> 4 != CONNACK:
+        return -1
+    p = _split_packet(buf)
+    if p is None or len(p[1]) < 2:
+        return None
+    return p[1][1]
 
 
 def burst(b, tries, timeout=60.0, sent_event=None):
@@ -322,17 +330,10 @@ def refused_tokens_are_throttled_but_a_valid_token_still_logs_in(b):
     while tok is None and time.monotonic() < deadline:
         buf += s.recv(4096)
         while len(buf) >= 2:
-            n, mul, i = 0, 1, 1
-            while True:
-                c = buf[i]
-                n += (c & 0x7F) * mul
-                mul *= 128
-                i += 1
-                if not c & 0x80:
-                    break
-            if len(buf) < i + n:
+            p = _split_packet(buf)
+            if p is None:
                 break
-            t, body, buf = buf[0] >> 4, buf[i:i + n], buf[i + n:]
+            t, body, buf = p
             if t == PUBLISH and b'"token"' in body:
                 tok = json.loads(body[body.index(b"{"):])["token"]
     s.close()
